@@ -1,1 +1,45 @@
-//! placeholder
+//! Connectors: every data source a Polder node serves is a DataFusion
+//! [`TableProvider`](datafusion::catalog::TableProvider).
+//!
+//! [`open_file_table`] turns a [`FileTableConfig`] (a local path, directory, glob or
+//! object-store URL, and a format) into a provider. Parquet, CSV/TSV, NDJSON and Arrow IPC are
+//! DataFusion listing tables that stream from storage; GeoJSON is read by [`geojson`].
+
+pub mod config;
+pub mod error;
+pub mod file;
+pub mod geojson;
+pub mod store;
+
+use std::sync::Arc;
+
+use datafusion::catalog::TableProvider;
+use datafusion::prelude::SessionContext;
+use tracing::instrument;
+
+pub use config::{CsvConfig, FileFormat, FileTableConfig};
+pub use error::{Error, Result};
+pub use geojson::GeoJsonOptions;
+
+/// Opens the dataset `config` describes, with its schema known and its location checked.
+#[instrument(skip_all, fields(table = %config.name, location = %config.location))]
+pub async fn open_file_table(
+    ctx: &SessionContext,
+    config: &FileTableConfig,
+    geojson: GeoJsonOptions,
+) -> Result<Arc<dyn TableProvider>> {
+    let format = match config.format {
+        Some(format) => format,
+        None => FileFormat::from_location(&config.location).ok_or_else(|| Error::InvalidConfig {
+            table: config.name.clone(),
+            message: format!(
+                "cannot tell the format of '{}' from its extension; set `format` (parquet, csv, tsv, ndjson, arrow, geojson)",
+                config.location
+            ),
+        })?,
+    };
+    match format {
+        FileFormat::Geojson => geojson::open_geojson_table(ctx, config, geojson).await,
+        other => file::open_listing_table(ctx, config, other).await,
+    }
+}

@@ -1,1 +1,49 @@
-fn main() {}
+//! The `polder` binary: parses arguments, sets up tracing and hands over to [`startup`].
+
+mod cli;
+mod config;
+mod datasets;
+mod http;
+mod startup;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, Command};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("POLDER_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => startup::serve(args).await,
+        Command::DemoData(args) => demo_data(&args.out),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("polder: error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn demo_data(out: &std::path::Path) -> anyhow::Result<()> {
+    for (city, tables) in polder_sample_data::write_all(out)? {
+        for table in tables {
+            println!(
+                "{city}.{}\t{}\t{}",
+                table.name,
+                table.format,
+                table.path.display()
+            );
+        }
+    }
+    Ok(())
+}

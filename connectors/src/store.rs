@@ -1,0 +1,88 @@
+//! Object stores behind dataset locations: S3, GCS, Azure and HTTP, configured from the
+//! dataset's `storage_options` and the standard environment variables of each store.
+
+use std::sync::Arc;
+
+use datafusion::datasource::listing::ListingTableUrl;
+use datafusion::prelude::SessionContext;
+use object_store::ObjectStore;
+use url::Url;
+
+use crate::config::FileTableConfig;
+use crate::error::{Error, Result};
+
+/// Registers the object store a dataset's URL needs with the session (local files need none).
+pub fn register_store(
+    ctx: &SessionContext,
+    config: &FileTableConfig,
+    url: &ListingTableUrl,
+) -> Result<()> {
+    let store_url = url.object_store();
+    let base: &Url = store_url.as_ref();
+    if base.scheme() == "file" {
+        return Ok(());
+    }
+    let store = build_store(config, base)?;
+    ctx.register_object_store(base, store);
+    Ok(())
+}
+
+/// Builds the object store for `base` (scheme and authority of a dataset URL).
+pub fn build_store(config: &FileTableConfig, base: &Url) -> Result<Arc<dyn ObjectStore>> {
+    let invalid = |message: String| Error::InvalidConfig {
+        table: config.name.clone(),
+        message,
+    };
+    let options = config.storage_options.iter();
+    let store: Arc<dyn ObjectStore> = match base.scheme() {
+        "s3" | "s3a" => {
+            let mut builder =
+                object_store::aws::AmazonS3Builder::from_env().with_url(base.as_str());
+            for (key, value) in options {
+                let key = key
+                    .parse()
+                    .map_err(|e| invalid(format!("storage option '{key}': {e}")))?;
+                builder = builder.with_config(key, value);
+            }
+            Arc::new(builder.build().map_err(|e| invalid(e.to_string()))?)
+        }
+        "gs" => {
+            let mut builder =
+                object_store::gcp::GoogleCloudStorageBuilder::from_env().with_url(base.as_str());
+            for (key, value) in options {
+                let key = key
+                    .parse()
+                    .map_err(|e| invalid(format!("storage option '{key}': {e}")))?;
+                builder = builder.with_config(key, value);
+            }
+            Arc::new(builder.build().map_err(|e| invalid(e.to_string()))?)
+        }
+        "az" | "azure" | "abfs" | "abfss" => {
+            let mut builder =
+                object_store::azure::MicrosoftAzureBuilder::from_env().with_url(base.as_str());
+            for (key, value) in options {
+                let key = key
+                    .parse()
+                    .map_err(|e| invalid(format!("storage option '{key}': {e}")))?;
+                builder = builder.with_config(key, value);
+            }
+            Arc::new(builder.build().map_err(|e| invalid(e.to_string()))?)
+        }
+        "http" | "https" => {
+            let mut builder = object_store::http::HttpBuilder::new().with_url(base.as_str());
+            for (key, value) in options {
+                let key = key
+                    .parse()
+                    .map_err(|e| invalid(format!("storage option '{key}': {e}")))?;
+                builder = builder.with_config(key, value);
+            }
+            Arc::new(builder.build().map_err(|e| invalid(e.to_string()))?)
+        }
+        other => {
+            return Err(invalid(format!(
+                "location scheme '{other}' is not supported (use a path, file://, s3://, gs://, az:// or http(s)://)"
+            )));
+        }
+    };
+    Ok(store)
+}

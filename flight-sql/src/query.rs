@@ -1,0 +1,420 @@
+//! Read-only SQL planning and streaming execution with explicit limits.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::error::DataFusionError;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::execute_stream;
+use datafusion::prelude::{SQLOptions, SessionContext};
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+use futures::Stream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Sleep;
+use tracing::instrument;
+
+use crate::error::{Error, Result};
+
+/// Limits on what one query may use.
+#[derive(Debug, Clone)]
+pub struct QueryLimits {
+    /// Longest SQL text accepted, in bytes.
+    pub max_query_bytes: usize,
+    /// Wall-clock time from planning to the last batch.
+    pub timeout: Duration,
+    /// Queries running at once; further queries wait up to `queue_timeout` for a slot.
+    pub max_concurrent: usize,
+    /// How long a query waits for a slot before it is refused.
+    pub queue_timeout: Duration,
+    /// Most parameter rows bound to one prepared statement.
+    pub max_parameter_rows: usize,
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        Self {
+            max_query_bytes: 256 * 1024,
+            timeout: Duration::from_secs(300),
+            max_concurrent: 16,
+            queue_timeout: Duration::from_secs(30),
+            max_parameter_rows: 10_000,
+        }
+    }
+}
+
+/// Plans and runs read-only SQL against the node's session.
+#[derive(Clone)]
+pub struct QueryEngine {
+    ctx: SessionContext,
+    limits: QueryLimits,
+    slots: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for QueryEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryEngine")
+            .field("session_id", &self.ctx.session_id())
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+impl QueryEngine {
+    /// An engine over `ctx` with `limits`.
+    pub fn new(ctx: SessionContext, limits: QueryLimits) -> Self {
+        let slots = Arc::new(Semaphore::new(limits.max_concurrent.max(1)));
+        Self { ctx, limits, slots }
+    }
+
+    /// The session the engine plans against.
+    pub fn session(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// The engine's limits.
+    pub fn limits(&self) -> &QueryLimits {
+        &self.limits
+    }
+
+    /// Parses and plans `sql`, refusing anything that is not a read-only query.
+    ///
+    /// Positional `?` placeholders (as JDBC, ODBC and ADBC clients send them) are numbered
+    /// `$1, $2, ...` in order of appearance before planning.
+    #[instrument(skip_all, fields(sql_bytes = sql.len()))]
+    pub async fn plan(&self, sql: &str) -> Result<LogicalPlan> {
+        if sql.len() > self.limits.max_query_bytes {
+            return Err(Error::InvalidRequest(format!(
+                "query is {} bytes long; this node accepts at most {} bytes",
+                sql.len(),
+                self.limits.max_query_bytes
+            )));
+        }
+        if sql.trim().is_empty() {
+            return Err(Error::InvalidRequest("query is empty".into()));
+        }
+        let sql = number_positional_placeholders(sql)?;
+        let state = self.ctx.state();
+        let dialect = state.config().options().sql_parser.dialect;
+        let statement = state.sql_to_statement(&sql, &dialect)?;
+        check_read_only(&statement)?;
+        let plan = state.statement_to_plan(statement).await?;
+        SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false)
+            .verify_plan(&plan)
+            .map_err(|e| Error::Forbidden(format!("the node is read-only: {}", e.message())))?;
+        Ok(plan)
+    }
+
+    /// Runs `plan` once per parameter row (once when `params` is empty) and streams the results.
+    #[instrument(skip_all)]
+    pub async fn execute(
+        &self,
+        plan: LogicalPlan,
+        params: Vec<RecordBatch>,
+    ) -> Result<SendableRecordBatchStream> {
+        let permit = tokio::time::timeout(
+            self.limits.queue_timeout,
+            Arc::clone(&self.slots).acquire_owned(),
+        )
+        .await
+        .map_err(|_| {
+            Error::ResourceExhausted(format!(
+                "the node is running {} queries already; try again later",
+                self.limits.max_concurrent
+            ))
+        })?
+        .map_err(|_| Error::Internal("query slots closed".into()))?;
+
+        let schema = Arc::clone(plan.schema().inner());
+        let rows = parameter_rows(&params, self.limits.max_parameter_rows)?;
+        let plans = if rows.is_empty() {
+            vec![plan]
+        } else {
+            rows.into_iter()
+                .map(|values| plan.clone().with_param_values(values))
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        let state = self.ctx.state();
+        let mut streams = Vec::with_capacity(plans.len());
+        for plan in plans {
+            let physical = state.create_physical_plan(&plan).await?;
+            streams.push(execute_stream(physical, self.ctx.task_ctx())?);
+        }
+        let inner: SendableRecordBatchStream = if streams.len() == 1 {
+            streams.pop().expect("one stream")
+        } else {
+            Box::pin(
+                datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+                    Arc::clone(&schema),
+                    futures::stream::iter(streams).flatten(),
+                ),
+            )
+        };
+        Ok(Box::pin(LimitedStream {
+            schema,
+            inner,
+            deadline: Box::pin(tokio::time::sleep(self.limits.timeout)),
+            timeout: self.limits.timeout,
+            permit: Some(permit),
+        }))
+    }
+}
+
+use futures::StreamExt;
+
+/// The parameters a planned statement expects, as a schema with one field per placeholder
+/// (`$1`, `$2`, ... in order); a type the planner could not infer is `Null`.
+pub fn parameter_schema(plan: &LogicalPlan) -> Result<Schema> {
+    let mut fields: Vec<(String, Option<DataType>)> =
+        plan.get_parameter_types()?.into_iter().collect();
+    fields.sort_by_key(|(name, _)| placeholder_index(name).unwrap_or(usize::MAX));
+    Ok(Schema::new(
+        fields
+            .into_iter()
+            .map(|(name, ty)| Field::new(name, ty.unwrap_or(DataType::Null), true))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+fn placeholder_index(name: &str) -> Option<usize> {
+    name.strip_prefix('$')?.parse().ok()
+}
+
+/// Turns bound parameter batches into one list of values per row.
+fn parameter_rows(batches: &[RecordBatch], max_rows: usize) -> Result<Vec<ParamValues>> {
+    let total: usize = batches.iter().map(|b| b.num_rows()).sum();
+    if total > max_rows {
+        return Err(Error::ResourceExhausted(format!(
+            "{total} parameter rows bound; this node accepts at most {max_rows}"
+        )));
+    }
+    let mut rows = Vec::with_capacity(total);
+    for batch in batches {
+        for row in 0..batch.num_rows() {
+            let values = batch
+                .columns()
+                .iter()
+                .map(|column| ScalarValue::try_from_array(column, row))
+                .collect::<Result<Vec<_>, DataFusionError>>()?;
+            rows.push(ParamValues::from(values));
+        }
+    }
+    Ok(rows)
+}
+
+/// Rewrites positional `?` placeholders to `$1, $2, ...`; `?` inside literals and comments is
+/// left alone because the tokenizer sees those as one token.
+fn number_positional_placeholders(sql: &str) -> Result<String> {
+    if !sql.contains('?') {
+        return Ok(sql.to_string());
+    }
+    let tokens = Tokenizer::new(&GenericDialect {}, sql)
+        .tokenize()
+        .map_err(|e| Error::InvalidRequest(format!("SQL error: {e}")))?;
+    let mut next = 0;
+    let mut out = String::with_capacity(sql.len() + 8);
+    for token in tokens {
+        match token {
+            Token::Placeholder(p) if p == "?" => {
+                next += 1;
+                out.push_str(&format!("${next}"));
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    Ok(out)
+}
+
+/// Refuses every statement that is not a query: the node is read-only.
+fn check_read_only(statement: &DFStatement) -> Result<()> {
+    let refuse = |what: &str| {
+        Err(Error::Forbidden(format!(
+            "the node is read-only: {what} statements are not allowed"
+        )))
+    };
+    match statement {
+        DFStatement::Statement(inner) => match inner.as_ref() {
+            SqlStatement::Query(_)
+            | SqlStatement::ShowTables { .. }
+            | SqlStatement::ShowColumns { .. } => Ok(()),
+            SqlStatement::Explain { statement, .. } => {
+                check_read_only(&DFStatement::Statement(statement.clone()))
+            }
+            other => refuse(&statement_kind(&other.to_string())),
+        },
+        DFStatement::Explain(explain) => check_read_only(&explain.statement),
+        DFStatement::CreateExternalTable(_) => refuse("CREATE EXTERNAL TABLE"),
+        DFStatement::CopyTo(_) => refuse("COPY"),
+        DFStatement::Reset(_) => refuse("RESET"),
+    }
+}
+
+/// The leading keywords of a statement, for error messages (never its literals).
+fn statement_kind(text: &str) -> String {
+    let mut words = text.split_whitespace();
+    let first = words.next().unwrap_or("").to_uppercase();
+    match first.as_str() {
+        "CREATE" | "DROP" | "ALTER" | "TRUNCATE" => {
+            let second = words.next().unwrap_or("").to_uppercase();
+            format!("{first} {second}").trim().to_string()
+        }
+        _ => first,
+    }
+}
+
+/// A result stream that ends with a timeout error at its deadline and holds a query slot until
+/// it is dropped.
+struct LimitedStream {
+    schema: SchemaRef,
+    inner: SendableRecordBatchStream,
+    deadline: Pin<Box<Sleep>>,
+    timeout: Duration,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Stream for LimitedStream {
+    type Item = datafusion::error::Result<RecordBatch>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.permit.is_none() {
+            return Poll::Ready(None);
+        }
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            self.permit = None;
+            let timeout = self.timeout;
+            return Poll::Ready(Some(Err(DataFusionError::External(Box::new(
+                Error::Timeout(format!("query exceeded the node's timeout of {timeout:?}")),
+            )))));
+        }
+        let next = self.inner.as_mut().poll_next(cx);
+        if let Poll::Ready(None) = next {
+            self.permit = None;
+        }
+        next
+    }
+}
+
+impl datafusion::physical_plan::RecordBatchStream for LimitedStream {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+}
+
+use std::future::Future;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_question_marks_outside_literals() {
+        assert_eq!(
+            number_positional_placeholders("SELECT '?' AS q, a FROM t WHERE a > ? AND b = ?")
+                .unwrap(),
+            "SELECT '?' AS q, a FROM t WHERE a > $1 AND b = $2"
+        );
+        assert_eq!(
+            number_positional_placeholders("SELECT 1").unwrap(),
+            "SELECT 1"
+        );
+    }
+
+    async fn engine() -> QueryEngine {
+        let ctx = SessionContext::new_with_config(
+            datafusion::prelude::SessionConfig::new().with_information_schema(true),
+        );
+        ctx.sql("CREATE TABLE t(a BIGINT, b VARCHAR) AS VALUES (1, 'x'), (2, 'y'), (3, 'z')")
+            .await
+            .unwrap();
+        QueryEngine::new(ctx, QueryLimits::default())
+    }
+
+    #[tokio::test]
+    async fn refuses_writes_and_ddl() {
+        let engine = engine().await;
+        for sql in [
+            "INSERT INTO t VALUES (4, 'w')",
+            "CREATE TABLE u(a INT)",
+            "DROP TABLE t",
+            "CREATE EXTERNAL TABLE e STORED AS CSV LOCATION '/etc/passwd'",
+            "COPY t TO '/tmp/out.csv'",
+            "SET datafusion.execution.batch_size = 1",
+            "EXPLAIN INSERT INTO t VALUES (4, 'w')",
+            "CREATE VIEW v AS SELECT 1",
+        ] {
+            let err = engine.plan(sql).await.unwrap_err();
+            assert!(matches!(err, Error::Forbidden(_)), "{sql}: {err:?}");
+        }
+        assert!(engine.plan("EXPLAIN SELECT * FROM t").await.is_ok());
+        assert!(engine.plan("SHOW TABLES").await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn refuses_overlong_and_empty_queries() {
+        let engine = engine().await;
+        let long = format!("SELECT 1 -- {}", "x".repeat(300 * 1024));
+        assert!(
+            matches!(engine.plan(&long).await, Err(Error::InvalidRequest(m)) if m.contains("bytes"))
+        );
+        assert!(matches!(
+            engine.plan("  ").await,
+            Err(Error::InvalidRequest(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn binds_parameter_rows() {
+        let engine = engine().await;
+        let plan = engine
+            .plan("SELECT b FROM t WHERE a > ? ORDER BY b")
+            .await
+            .unwrap();
+        let schema = parameter_schema(&plan).unwrap();
+        assert_eq!(schema.field(0).name(), "$1");
+        assert_eq!(schema.field(0).data_type(), &DataType::Int64);
+        let params = RecordBatch::try_from_iter([(
+            "p",
+            Arc::new(datafusion::arrow::array::Int64Array::from(vec![1, 2])) as _,
+        )])
+        .unwrap();
+        let stream = engine.execute(plan, vec![params]).await.unwrap();
+        let batches: Vec<_> = stream
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        assert_eq!(rows, 2 + 1);
+    }
+
+    #[tokio::test]
+    async fn stops_at_the_deadline() {
+        let ctx = SessionContext::new();
+        let limits = QueryLimits {
+            timeout: Duration::from_millis(1),
+            ..QueryLimits::default()
+        };
+        let engine = QueryEngine::new(ctx, limits);
+        let plan = engine
+            .plan("SELECT count(*) FROM generate_series(1, 1000000000) a")
+            .await
+            .unwrap();
+        let mut stream = engine.execute(plan, vec![]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let err = stream.next().await.unwrap().unwrap_err();
+        assert!(err.to_string().contains("timeout"), "{err}");
+        assert!(stream.next().await.is_none());
+    }
+}

@@ -1,0 +1,313 @@
+//! The node's configuration: one TOML file into typed structs, overridden by command-line flags.
+//!
+//! Every key is documented in `node/config/node.example.toml`, which a test loads.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use polder_connectors::FileTableConfig;
+use serde::Deserialize;
+
+/// Errors in the configuration; each names the file or key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file '{path}': {source}")]
+    Read {
+        /// The config file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema (unknown key, wrong type).
+    #[error("invalid config file '{path}': {message}")]
+    Parse {
+        /// The config file.
+        path: String,
+        /// What is wrong, with the line.
+        message: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The whole node configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Identity and addresses of the node.
+    #[serde(default)]
+    pub node: NodeSection,
+    /// Limits on requests and resources.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// The datasets the node serves.
+    #[serde(default)]
+    pub tables: Vec<FileTableConfig>,
+}
+
+/// Identity and addresses of the node.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// The node's name; it is the SQL catalog of its tables (`<name>.public.<table>`).
+    #[serde(default = "default_name")]
+    pub name: String,
+    /// Address of the Arrow Flight SQL service.
+    #[serde(default = "default_flight_addr")]
+    pub flight_addr: SocketAddr,
+    /// Address of the HTTP service (health, readiness).
+    #[serde(default = "default_http_addr")]
+    pub http_addr: SocketAddr,
+}
+
+impl Default for NodeSection {
+    fn default() -> Self {
+        Self {
+            name: default_name(),
+            flight_addr: default_flight_addr(),
+            http_addr: default_http_addr(),
+        }
+    }
+}
+
+fn default_name() -> String {
+    "amsterdam".into()
+}
+
+fn default_flight_addr() -> SocketAddr {
+    "127.0.0.1:50051".parse().expect("valid address")
+}
+
+fn default_http_addr() -> SocketAddr {
+    "127.0.0.1:8080".parse().expect("valid address")
+}
+
+/// Limits on requests and resources.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Longest SQL text accepted, in bytes.
+    #[serde(default = "default_max_query_bytes")]
+    pub max_query_bytes: usize,
+    /// Longest a query may run, from planning to its last batch (e.g. "5m", "30s").
+    #[serde(default = "default_query_timeout", with = "humantime_serde")]
+    pub query_timeout: Duration,
+    /// Queries running at once; more wait for a slot.
+    #[serde(default = "default_max_concurrent_queries")]
+    pub max_concurrent_queries: usize,
+    /// How long a query waits for a slot before it is refused with ResourceExhausted.
+    #[serde(default = "default_queue_timeout", with = "humantime_serde")]
+    pub queue_timeout: Duration,
+    /// Memory all running queries may use together, in MiB; beyond it operators spill to
+    /// disk or the query fails with ResourceExhausted.
+    #[serde(default = "default_memory_limit_mib")]
+    pub memory_limit_mib: usize,
+    /// Largest gRPC message accepted from or sent to a client, in bytes.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
+    /// Target size of one result message (FlightData) sent to clients, in bytes.
+    #[serde(default = "default_max_flight_data_bytes")]
+    pub max_flight_data_bytes: usize,
+    /// Most parameter rows bound to one prepared statement.
+    #[serde(default = "default_max_parameter_rows")]
+    pub max_parameter_rows: usize,
+    /// Largest GeoJSON file loaded (GeoJSON is read into memory at startup), in bytes.
+    #[serde(default = "default_max_geojson_bytes")]
+    pub max_geojson_bytes: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults")
+    }
+}
+
+fn default_max_query_bytes() -> usize {
+    256 * 1024
+}
+fn default_query_timeout() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_max_concurrent_queries() -> usize {
+    16
+}
+fn default_queue_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_memory_limit_mib() -> usize {
+    4096
+}
+fn default_max_message_bytes() -> usize {
+    16 * 1024 * 1024
+}
+fn default_max_flight_data_bytes() -> usize {
+    2 * 1024 * 1024
+}
+fn default_max_parameter_rows() -> usize {
+    10_000
+}
+fn default_max_geojson_bytes() -> u64 {
+    256 * 1024 * 1024
+}
+
+impl NodeConfig {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let mut config: NodeConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        // Relative local locations are relative to the config file, so a config works from
+        // any working directory.
+        if let Some(dir) = path.parent() {
+            for table in &mut config.tables {
+                table.location = resolve_relative(dir, &table.location);
+            }
+        }
+        Ok(config)
+    }
+
+    /// Adds or replaces a table given as `NAME=LOCATION`.
+    pub fn set_table(&mut self, spec: &str) -> Result<(), ConfigError> {
+        let (name, location) = spec.split_once('=').ok_or_else(|| {
+            ConfigError::Invalid(format!("--table '{spec}' is not of the form NAME=LOCATION"))
+        })?;
+        let table = FileTableConfig::new(name.trim(), location.trim());
+        match self.tables.iter_mut().find(|t| t.name == table.name) {
+            Some(existing) => *existing = table,
+            None => self.tables.push(table),
+        }
+        Ok(())
+    }
+
+    /// Checks values the types cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_identifier("node name", &self.node.name)?;
+        let mut seen = std::collections::HashSet::new();
+        for table in &self.tables {
+            check_identifier("table name", &table.name)?;
+            if !seen.insert(table.name.as_str()) {
+                return Err(ConfigError::Invalid(format!(
+                    "table '{}' is configured twice",
+                    table.name
+                )));
+            }
+            if table.location.trim().is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "table '{}' has an empty location",
+                    table.name
+                )));
+            }
+        }
+        let l = &self.limits;
+        for (what, value) in [
+            ("limits.max_query_bytes", l.max_query_bytes),
+            ("limits.max_concurrent_queries", l.max_concurrent_queries),
+            ("limits.memory_limit_mib", l.memory_limit_mib),
+            ("limits.max_message_bytes", l.max_message_bytes),
+            ("limits.max_flight_data_bytes", l.max_flight_data_bytes),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "{what} must be greater than 0"
+                )));
+            }
+        }
+        if l.query_timeout.is_zero() {
+            return Err(ConfigError::Invalid(
+                "limits.query_timeout must be greater than 0".into(),
+            ));
+        }
+        if l.max_flight_data_bytes > l.max_message_bytes {
+            return Err(ConfigError::Invalid(
+                "limits.max_flight_data_bytes must not exceed limits.max_message_bytes".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Names become SQL identifiers: lower-case letters, digits and underscores, not starting with
+/// a digit, so they never need quoting.
+fn check_identifier(what: &str, name: &str) -> Result<(), ConfigError> {
+    let mut chars = name.chars();
+    let ok = matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name.len() <= 63;
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid(format!(
+            "{what} '{name}' must be 1-63 characters of a-z, 0-9 and _, not starting with a digit"
+        )))
+    }
+}
+
+fn resolve_relative(dir: &Path, location: &str) -> String {
+    if location.contains("://") || Path::new(location).is_absolute() {
+        return location.to_string();
+    }
+    dir.join(location).display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_loads_and_validates() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/node.example.toml");
+        let config = NodeConfig::load(&path).unwrap();
+        config.validate().unwrap();
+        assert!(!config.tables.is_empty());
+        assert_eq!(config.limits.query_timeout, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn unknown_keys_fail_with_their_name() {
+        let err = toml::from_str::<NodeConfig>("[node]\nnmae = 'x'").unwrap_err();
+        assert!(err.to_string().contains("nmae"), "{err}");
+        let err = toml::from_str::<NodeConfig>("[limits]\nquery_timeout = 'soon'").unwrap_err();
+        assert!(err.to_string().contains("query_timeout"), "{err}");
+    }
+
+    #[test]
+    fn table_flags_add_and_replace() {
+        let mut config = NodeConfig::default();
+        config.set_table("a=/data/a.csv").unwrap();
+        config.set_table("a=/data/b.csv").unwrap();
+        assert_eq!(config.tables.len(), 1);
+        assert_eq!(config.tables[0].location, "/data/b.csv");
+        assert!(config.set_table("nolocation").is_err());
+    }
+
+    #[test]
+    fn names_must_be_plain_identifiers() {
+        let mut config = NodeConfig::default();
+        config.node.name = "Den Haag".into();
+        assert!(config.validate().is_err());
+        config.node.name = "den_haag".into();
+        config.validate().unwrap();
+        config.set_table("1bad=/x.csv").unwrap();
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn relative_locations_follow_the_config_file() {
+        assert_eq!(
+            resolve_relative(Path::new("/etc/polder"), "data/a.csv"),
+            "/etc/polder/data/a.csv"
+        );
+        assert_eq!(
+            resolve_relative(Path::new("/etc/polder"), "s3://b/a.csv"),
+            "s3://b/a.csv"
+        );
+    }
+}

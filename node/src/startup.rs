@@ -1,0 +1,179 @@
+//! Starting a node: configuration, datasets, the Flight SQL and HTTP services, shutdown.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use polder_connectors::GeoJsonOptions;
+use polder_flight_sql::{
+    FlightSqlConfig, PolderFlightSqlService, QueryEngine, QueryLimits, ServerInfo,
+};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tracing::info;
+
+use crate::cli::ServeArgs;
+use crate::config::NodeConfig;
+use crate::datasets::{self, Readiness, SampleFiles, SharedReadiness};
+
+/// Builds the effective configuration from the file and the flags.
+pub fn effective_config(args: &ServeArgs) -> anyhow::Result<NodeConfig> {
+    let mut config = match &args.config {
+        Some(path) => NodeConfig::load(path)?,
+        None => NodeConfig::default(),
+    };
+    if let Some(name) = &args.name {
+        config.node.name = name.clone();
+    }
+    if let Some(addr) = args.flight {
+        config.node.flight_addr = addr;
+    }
+    if let Some(addr) = args.http {
+        config.node.http_addr = addr;
+    }
+    for spec in &args.tables {
+        config.set_table(spec)?;
+    }
+    if config.tables.is_empty() {
+        let city = if polder_sample_data::is_city(&config.node.name) {
+            config.node.name.clone()
+        } else {
+            polder_sample_data::CITIES[0].to_string()
+        };
+        info!(
+            city,
+            "no datasets configured: serving the generated sample data"
+        );
+        config.tables = datasets::sample_tables(&city);
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+/// The DataFusion session of a node: its catalog is the node's name, memory is bounded.
+pub fn session(config: &NodeConfig) -> anyhow::Result<SessionContext> {
+    let session_config = SessionConfig::new()
+        .with_default_catalog_and_schema(&config.node.name, datasets::SCHEMA)
+        .with_create_default_catalog_and_schema(false)
+        .with_information_schema(true);
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_limit(config.limits.memory_limit_mib * 1024 * 1024, 1.0)
+        .build_arc()?;
+    Ok(SessionContext::new_with_config_rt(session_config, runtime))
+}
+
+/// Runs `polder serve` until SIGINT or SIGTERM.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = effective_config(&args)?;
+    let ctx = session(&config)?;
+    let schema = datasets::register_catalog(&ctx, &config.node.name);
+
+    let flight_listener = TcpListener::bind(config.node.flight_addr)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen for Flight SQL on {}",
+                config.node.flight_addr
+            )
+        })?;
+    let http_listener = TcpListener::bind(config.node.http_addr)
+        .await
+        .with_context(|| format!("cannot listen for HTTP on {}", config.node.http_addr))?;
+    let flight_addr = flight_listener.local_addr()?;
+    let http_addr = http_listener.local_addr()?;
+
+    let readiness: SharedReadiness = Arc::new(std::sync::RwLock::new(Readiness::default()));
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+
+    let mut http_shutdown = shutdown_rx.clone();
+    let http = tokio::spawn(
+        axum::serve(http_listener, crate::http::router(Arc::clone(&readiness)))
+            .with_graceful_shutdown(async move {
+                let _ = http_shutdown.wait_for(|stop| *stop).await;
+            })
+            .into_future(),
+    );
+
+    let limits = &config.limits;
+    let query_limits = QueryLimits {
+        max_query_bytes: limits.max_query_bytes,
+        timeout: limits.query_timeout,
+        max_concurrent: limits.max_concurrent_queries,
+        queue_timeout: limits.queue_timeout,
+        max_parameter_rows: limits.max_parameter_rows,
+    };
+    let flight_config = FlightSqlConfig {
+        server: ServerInfo {
+            name: "Polder".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            statement_timeout_ms: limits
+                .query_timeout
+                .as_millis()
+                .try_into()
+                .unwrap_or(i32::MAX),
+            max_statement_length: limits.max_query_bytes as i64,
+        },
+        limits: query_limits.clone(),
+        max_flight_data_bytes: limits.max_flight_data_bytes,
+        max_message_bytes: limits.max_message_bytes,
+        ..FlightSqlConfig::default()
+    };
+    let service =
+        PolderFlightSqlService::new(QueryEngine::new(ctx.clone(), query_limits), flight_config)?;
+    let mut flight_shutdown = shutdown_rx.clone();
+    let flight = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service.into_server())
+            .serve_with_incoming_shutdown(TcpListenerStream::new(flight_listener), async move {
+                let _ = flight_shutdown.wait_for(|stop| *stop).await;
+            }),
+    );
+
+    // Datasets load after the listeners are up, so /healthz answers and /readyz reports
+    // progress; the node is ready once every dataset is loaded or skipped.
+    let mut samples = SampleFiles::default();
+    let geojson = GeoJsonOptions {
+        max_bytes: limits.max_geojson_bytes,
+    };
+    datasets::load_all(
+        &ctx,
+        &schema,
+        &config.tables,
+        geojson,
+        &mut samples,
+        &readiness,
+    )
+    .await?;
+
+    println!(
+        "polder node {} listening flight=grpc://{flight_addr} http=http://{http_addr}",
+        config.node.name
+    );
+    info!(node = %config.node.name, %flight_addr, %http_addr, tables = config.tables.len(), "node ready");
+
+    shutdown_signal().await;
+    info!("shutting down");
+    let _ = shutdown_tx.send(true);
+    flight.await??;
+    http.await??;
+    drop(samples);
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

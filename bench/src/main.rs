@@ -1,1 +1,166 @@
-fn main() {}
+//! Benchmarks and test-data generation for Polder; not shipped with the node.
+//!
+//! - `polder-bench tpch-gen --sf 0.01 --out DIR`: TPC-H tables as Parquet.
+//! - `polder-bench flight-scan --sf 1`: scans TPC-H `lineitem` in-process with DataFusion and
+//!   through a Flight SQL node over loopback, in the same run, and prints rows/s and the ratio.
+
+mod tpch;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use arrow_flight::sql::client::FlightSqlServiceClient;
+use clap::{Parser, Subcommand};
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use futures::TryStreamExt;
+use polder_flight_sql::{FlightSqlConfig, PolderFlightSqlService, QueryEngine, QueryLimits};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Channel;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "polder-bench",
+    about = "Polder benchmarks and TPC-H data generation"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write the TPC-H tables as Parquet files.
+    TpchGen {
+        /// Scale factor (1 = about 1 GB of raw data; lineitem has 6 million rows).
+        #[arg(long, default_value_t = 0.01)]
+        sf: f64,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Full scan of lineitem: in-process DataFusion against a Flight SQL node over loopback.
+    FlightScan {
+        /// TPC-H scale factor of the scanned table.
+        #[arg(long, default_value_t = 1.0)]
+        sf: f64,
+        /// Where the generated TPC-H files are kept between runs.
+        #[arg(long, default_value = "target/bench-data")]
+        data: PathBuf,
+        /// Timed runs of each side; the median is reported.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::TpchGen { sf, out } => {
+            for path in tpch::generate(sf, &out)? {
+                println!("{}", path.display());
+            }
+            Ok(())
+        }
+        Command::FlightScan { sf, data, runs } => flight_scan(sf, data, runs).await,
+    }
+}
+
+const SCAN: &str = "SELECT * FROM lineitem";
+
+async fn flight_scan(sf: f64, data: PathBuf, runs: usize) -> anyhow::Result<()> {
+    let dir = data.join(format!("tpch-sf{sf}"));
+    eprintln!("generating TPC-H sf={sf} in {} (once)", dir.display());
+    tpch::generate(sf, &dir)?;
+    let lineitem = dir.join("lineitem.parquet");
+
+    let ctx = SessionContext::new();
+    ctx.register_parquet(
+        "lineitem",
+        lineitem.to_str().context("path")?,
+        ParquetReadOptions::default(),
+    )
+    .await?;
+
+    // The node: the same session behind the Flight SQL service, on loopback.
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr: SocketAddr = listener.local_addr()?;
+    let service = PolderFlightSqlService::new(
+        QueryEngine::new(ctx.clone(), QueryLimits::default()),
+        FlightSqlConfig::default(),
+    )?;
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service.into_server())
+            .serve_with_incoming(TcpListenerStream::new(listener)),
+    );
+    let channel = Channel::from_shared(format!("http://{addr}"))?
+        .connect()
+        .await?;
+    let mut client = FlightSqlServiceClient::new(channel);
+
+    // Warm up both paths (file cache, connection), then alternate timed runs so that noise
+    // on this shared machine hits both sides alike.
+    let rows = in_process(&ctx).await?;
+    let flight_rows = over_flight(&mut client).await?;
+    anyhow::ensure!(
+        rows == flight_rows,
+        "row counts differ: {rows} in-process, {flight_rows} over Flight"
+    );
+    let mut local = vec![];
+    let mut remote = vec![];
+    for _ in 0..runs.max(1) {
+        let start = Instant::now();
+        in_process(&ctx).await?;
+        local.push(start.elapsed());
+        let start = Instant::now();
+        over_flight(&mut client).await?;
+        remote.push(start.elapsed());
+    }
+    let local = median(&mut local);
+    let remote = median(&mut remote);
+    let rate = |d: Duration| rows as f64 / d.as_secs_f64();
+    println!("flight-scan: TPC-H sf={sf} lineitem, {rows} rows, median of {runs} runs");
+    println!(
+        "  in-process DataFusion : {:>12.0} rows/s ({:.3} s)",
+        rate(local),
+        local.as_secs_f64()
+    );
+    println!(
+        "  Flight SQL (loopback) : {:>12.0} rows/s ({:.3} s)",
+        rate(remote),
+        remote.as_secs_f64()
+    );
+    println!(
+        "  ratio flight/in-process time: {:.2}x",
+        remote.as_secs_f64() / local.as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn in_process(ctx: &SessionContext) -> anyhow::Result<usize> {
+    let stream = ctx.sql(SCAN).await?.execute_stream().await?;
+    Ok(stream
+        .try_fold(0, |n, b| async move { Ok(n + b.num_rows()) })
+        .await?)
+}
+
+async fn over_flight(client: &mut FlightSqlServiceClient<Channel>) -> anyhow::Result<usize> {
+    let info = client.execute(SCAN.to_string(), None).await?;
+    let mut rows = 0;
+    for endpoint in info.endpoint {
+        let ticket = endpoint.ticket.context("endpoint without ticket")?;
+        let stream = client.do_get(ticket).await?;
+        rows += stream
+            .try_fold(0, |n, b| async move { Ok(n + b.num_rows()) })
+            .await?;
+    }
+    Ok(rows)
+}
+
+fn median(samples: &mut [Duration]) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}

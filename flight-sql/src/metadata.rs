@@ -159,7 +159,15 @@ const DATETIME_FUNCTIONS: &[&str] = &[
 /// Builds the `GetXdbcTypeInfo` answer: the SQL types a client can use in casts and parameters.
 pub fn xdbc_type_info() -> Result<XdbcTypeInfoData> {
     let mut b = XdbcTypeInfoDataBuilder::new();
-    let types: &[(&str, XdbcDataType, Option<i32>, bool, Option<&str>)] = &[
+    // (name, type, column size, case sensitive, literal prefix)
+    type Row = (
+        &'static str,
+        XdbcDataType,
+        Option<i32>,
+        bool,
+        Option<&'static str>,
+    );
+    let types: &[Row] = &[
         ("BOOLEAN", XdbcDataType::XdbcBit, Some(1), false, None),
         ("TINYINT", XdbcDataType::XdbcTinyint, Some(3), false, None),
         ("SMALLINT", XdbcDataType::XdbcSmallint, Some(5), false, None),

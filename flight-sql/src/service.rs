@@ -429,7 +429,7 @@ impl FlightSqlService for PolderFlightSqlService {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         let info = flight_info(
             &schema,
             query.as_any().encode_to_vec(),
@@ -526,7 +526,7 @@ impl FlightSqlService for PolderFlightSqlService {
         query: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         let info = flight_info(
             &schema,
             query.as_any().encode_to_vec(),

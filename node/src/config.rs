@@ -271,6 +271,33 @@ mod tests {
     }
 
     #[test]
+    fn config_reference_lists_every_key_of_the_example() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let example = std::fs::read_to_string(root.join("config/node.example.toml")).unwrap();
+        let reference = std::fs::read_to_string(root.join("../docs/config-reference.md")).unwrap();
+        fn keys(value: &toml::Value, out: &mut Vec<String>) {
+            match value {
+                toml::Value::Table(table) => {
+                    for (key, value) in table {
+                        out.push(key.clone());
+                        keys(value, out);
+                    }
+                }
+                toml::Value::Array(items) => items.iter().for_each(|v| keys(v, out)),
+                _ => {}
+            }
+        }
+        let mut all = vec![];
+        keys(&toml::from_str(&example).unwrap(), &mut all);
+        for key in all {
+            let listed = reference.contains(&format!("`{key}`"))
+                || reference.contains(&format!("{key}]`"))
+                || reference.contains(&format!("{key}]]`"));
+            assert!(listed, "docs/config-reference.md lacks `{key}`");
+        }
+    }
+
+    #[test]
     fn unknown_keys_fail_with_their_name() {
         let err = toml::from_str::<NodeConfig>("[node]\nnmae = 'x'").unwrap_err();
         assert!(err.to_string().contains("nmae"), "{err}");

@@ -20,6 +20,10 @@ pub struct FileTableConfig {
     /// failing startup.
     #[serde(default)]
     pub optional: bool,
+    /// Rows read to infer the column types of CSV, TSV and NDJSON data, across files. A
+    /// column whose sampled values are all empty is served as text, so no value is lost.
+    #[serde(default = "default_schema_infer_max_records")]
+    pub schema_infer_max_records: usize,
     /// Options for CSV and TSV files.
     #[serde(default)]
     pub csv: CsvConfig,
@@ -37,6 +41,7 @@ impl FileTableConfig {
             location: location.into(),
             format: None,
             optional: false,
+            schema_infer_max_records: default_schema_infer_max_records(),
             csv: CsvConfig::default(),
             storage_options: BTreeMap::new(),
         }
@@ -135,6 +140,10 @@ impl Default for CsvConfig {
             null_regex: None,
         }
     }
+}
+
+fn default_schema_infer_max_records() -> usize {
+    100_000
 }
 
 fn default_true() -> bool {

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::TableProvider;
 use datafusion::common::GetExt;
 use datafusion::datasource::file_format::FileFormat as DfFileFormat;
@@ -45,7 +46,43 @@ pub async fn open_listing_table(
     let options = ListingOptions::new(file_format).with_file_extension(extension);
 
     let state = ctx.state();
-    let schema = options.infer_schema(&state, &url).await.map_err(|e| {
+    let local_csv = match format {
+        FileFormat::Csv | FileFormat::Tsv => {
+            let default = if format == FileFormat::Tsv { '\t' } else { ',' };
+            crate::csv_schema::infer_local(
+                ctx,
+                &url,
+                &options.file_extension,
+                &config.csv,
+                config.csv.delimiter.unwrap_or(default) as u8,
+                compression,
+                config.schema_infer_max_records,
+            )
+            .await
+        }
+        _ => None,
+    };
+    let inferred = match local_csv {
+        Some(Ok(schema)) => Ok(Arc::new(schema)),
+        Some(Err(message))
+            if message.contains("No such file") || message.contains("no such file") =>
+        {
+            return Err(Error::Unreadable {
+                table: table.into(),
+                location: location.into(),
+                message: "no such file or directory".into(),
+            });
+        }
+        Some(Err(message)) => {
+            return Err(Error::Malformed {
+                table: table.into(),
+                location: location.into(),
+                message,
+            });
+        }
+        None => options.infer_schema(&state, &url).await,
+    };
+    let schema = inferred.map_err(|e| {
         let message = e.strip_backtrace();
         if message.contains("No such file")
             || message.contains("not found")
@@ -64,6 +101,7 @@ pub async fn open_listing_table(
             }
         }
     })?;
+    let schema = null_columns_as_text(schema);
     if schema.fields().is_empty() {
         return Err(Error::Unreadable {
             table: table.into(),
@@ -85,6 +123,31 @@ pub async fn open_listing_table(
         message: e.strip_backtrace(),
     })?;
     Ok(Arc::new(provider))
+}
+
+/// A column whose sampled values were all empty is inferred as type Null, which would drop
+/// every later value; serve it as text instead.
+fn null_columns_as_text(schema: SchemaRef) -> SchemaRef {
+    if !schema
+        .fields()
+        .iter()
+        .any(|f| f.data_type() == &DataType::Null)
+    {
+        return schema;
+    }
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Null => f
+                .as_ref()
+                .clone()
+                .with_data_type(DataType::Utf8)
+                .with_nullable(true),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 
 fn is_directory(location: &str) -> bool {
@@ -125,9 +188,11 @@ fn file_format(
                     .with_file_compression_type(compression),
             )
         }
-        FileFormat::Ndjson => {
-            Arc::new(JsonFormat::default().with_file_compression_type(compression))
-        }
+        FileFormat::Ndjson => Arc::new(
+            JsonFormat::default()
+                .with_file_compression_type(compression)
+                .with_schema_infer_max_rec(config.schema_infer_max_records),
+        ),
         FileFormat::Arrow => Arc::new(ArrowFormat),
         FileFormat::Geojson => {
             return Err(Error::InvalidConfig {

@@ -6,6 +6,8 @@
 //! DataFusion listing tables that stream from storage; GeoJSON is read by [`geojson`].
 
 pub mod config;
+mod csv_schema;
+mod detect;
 pub mod error;
 pub mod file;
 pub mod geojson;
@@ -30,13 +32,10 @@ pub async fn open_file_table(
 ) -> Result<Arc<dyn TableProvider>> {
     let format = match config.format {
         Some(format) => format,
-        None => FileFormat::from_location(&config.location).ok_or_else(|| Error::InvalidConfig {
-            table: config.name.clone(),
-            message: format!(
-                "cannot tell the format of '{}' from its extension; set `format` (parquet, csv, tsv, ndjson, arrow, geojson)",
-                config.location
-            ),
-        })?,
+        None => match FileFormat::from_location(&config.location) {
+            Some(format) => format,
+            None => detect::format_of_collection(ctx, config).await?,
+        },
     };
     match format {
         FileFormat::Geojson => geojson::open_geojson_table(ctx, config, geojson).await,

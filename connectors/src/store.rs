@@ -70,6 +70,9 @@ pub fn build_store(config: &FileTableConfig, base: &Url) -> Result<Arc<dyn Objec
         }
         "http" | "https" => {
             let mut builder = object_store::http::HttpBuilder::new().with_url(base.as_str());
+            if base.scheme() == "http" {
+                builder = builder.with_config(object_store::ClientConfigKey::AllowHttp, "true");
+            }
             for (key, value) in options {
                 let key = key
                     .parse()

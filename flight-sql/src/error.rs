@@ -28,9 +28,12 @@ pub enum Error {
     /// The request uses a part of Flight SQL that this node does not offer.
     #[error("{0}")]
     Unsupported(String),
-    /// Reading a dataset failed: an unreadable or malformed file, an unreachable object store.
+    /// A dataset's storage could not be reached or read (I/O, object store).
     #[error("{0}")]
     Upstream(String),
+    /// A dataset's data is malformed: a file that does not parse or does not fit its schema.
+    #[error("{0}")]
+    BadData(String),
     /// A bug or broken invariant in the node.
     #[error("{0}")]
     Internal(String),
@@ -50,6 +53,7 @@ impl Error {
             Error::Timeout(_) => "timeout",
             Error::Unsupported(_) => "unsupported",
             Error::Upstream(_) => "upstream",
+            Error::BadData(_) => "bad_data",
             Error::Internal(_) => "internal",
         }
     }
@@ -87,9 +91,11 @@ impl Error {
                 ArrowError::CsvError(_)
                 | ArrowError::JsonError(_)
                 | ArrowError::ParquetError(_)
-                | ArrowError::IpcError(_)
-                | ArrowError::IoError(..)
-                | ArrowError::ExternalError(_) => Error::Upstream(message),
+                | ArrowError::IpcError(_) => Error::BadData(message),
+                // The CSV and JSON readers report values that do not fit the column type as
+                // parse errors with their position in the file.
+                ArrowError::ParseError(m) if m.contains(" at line ") => Error::BadData(message),
+                ArrowError::IoError(..) | ArrowError::ExternalError(_) => Error::Upstream(message),
                 ArrowError::ParseError(_)
                 | ArrowError::CastError(_)
                 | ArrowError::InvalidArgumentError(_)
@@ -97,9 +103,8 @@ impl Error {
                 | ArrowError::DivideByZero => Error::InvalidRequest(message),
                 _ => Error::Internal(message),
             },
-            DataFusionError::ParquetError(_) | DataFusionError::External(_) => {
-                Error::Upstream(message)
-            }
+            DataFusionError::ParquetError(_) => Error::BadData(message),
+            DataFusionError::External(_) => Error::Upstream(message),
             DataFusionError::Execution(m) if is_missing_table(m) => Error::NotFound(message),
             DataFusionError::Execution(_) => Error::InvalidRequest(message),
             _ => Error::Internal(message),
@@ -143,6 +148,7 @@ impl From<Error> for Status {
             Error::Timeout(_) => Status::deadline_exceeded(message),
             Error::Unsupported(_) => Status::unimplemented(message),
             Error::Upstream(_) => Status::unavailable(message),
+            Error::BadData(_) => Status::failed_precondition(message),
             Error::Internal(_) => Status::internal(message),
         }
     }

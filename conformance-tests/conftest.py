@@ -1,0 +1,230 @@
+"""Fixtures: the node(s) under test and the files they serve.
+
+Spawn mode (default): nodes are started from `POLDER_BIN`, else
+`$CARGO_TARGET_DIR/debug/polder` (default `target/debug/polder`), each on 127.0.0.1:0.
+Remote mode (`UDN_FLIGHT_URL` set): every test talks to that node, which must serve the tables
+that `prepare_data.py` lists, from the files in `UDN_DATA_DIR`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from udn_conformance import datasets
+from udn_conformance.client import query_rows
+from udn_conformance.compare import assert_same_rows
+from udn_conformance.node import Node, NodeStartError, remote_from_env, spawn, table_args
+from udn_conformance.reference import Reference
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CATALOG = "conformance"
+
+
+def target_dir() -> Path:
+    configured = os.environ.get("CARGO_TARGET_DIR")
+    if not configured:
+        return REPO_ROOT / "target"
+    path = Path(configured)
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "spawns_node: starts its own node process with specific files or arguments; "
+        "skipped against a remote node (UDN_FLIGHT_URL)",
+    )
+    config.addinivalue_line("markers", "shared_data: needs the real open data in ../shared/data")
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("UDN_FLIGHT_URL"):
+        skip = pytest.mark.skip(
+            reason="starts its own node with specific files or arguments; not possible against "
+            "the remote node in UDN_FLIGHT_URL"
+        )
+        for item in items:
+            if "spawns_node" in item.keywords:
+                item.add_marker(skip)
+
+
+class Launcher:
+    """Starts nodes (once per distinct table set) or hands out the remote node."""
+
+    def __init__(self, binary: Path | None, remote: Node | None):
+        self.binary = binary
+        self.remote = remote
+        self._cache: dict[tuple, Node | NodeStartError] = {}
+        self._owned: list[Node] = []
+
+    def node(self, tables: dict[str, str | Path]) -> Node:
+        """A node serving `tables` (shared between tests asking for the same tables)."""
+        if self.remote is not None:
+            return self.remote
+        key = tuple(sorted((k, str(v)) for k, v in tables.items()))
+        cached = self._cache.get(key)
+        if cached is None or (isinstance(cached, Node) and not cached.alive()):
+            try:
+                cached = self.spawn(table_args(tables))
+                cached.tables = {k: str(v) for k, v in tables.items()}
+            except NodeStartError as e:
+                cached = e
+            self._cache[key] = cached
+        if isinstance(cached, NodeStartError):
+            pytest.fail(
+                f"node serving {sorted(tables)} did not start: {cached}\n"
+                f"stderr:\n{cached.stderr[-4000:]}",
+                pytrace=False,
+            )
+        return cached
+
+    def spawn(self, args: list[str], **kwargs) -> Node:
+        """A fresh node process of its own; stopped at the end of the session at the latest."""
+        if self.remote is not None:
+            pytest.skip("needs to start its own node; not possible with UDN_FLIGHT_URL")
+        node = spawn(self.binary, args, name=kwargs.pop("name", CATALOG), **kwargs)
+        self._owned.append(node)
+        return node
+
+    def close(self):
+        for node in self._owned:
+            node.stop()
+
+
+@pytest.fixture(scope="session")
+def remote() -> Node | None:
+    return remote_from_env()
+
+
+@pytest.fixture(scope="session")
+def polder_bin(remote) -> Path | None:
+    if remote is not None:
+        return None
+    configured = os.environ.get("POLDER_BIN")
+    binary = Path(configured) if configured else target_dir() / "debug" / "polder"
+    if not binary.is_file():
+        pytest.fail(
+            f"no node binary at {binary}: build it (cargo build -p polder-node), set POLDER_BIN, "
+            "or point UDN_FLIGHT_URL at a running node",
+            pytrace=False,
+        )
+    return binary
+
+
+@pytest.fixture(scope="session")
+def launcher(polder_bin, remote):
+    launcher = Launcher(polder_bin, remote)
+    yield launcher
+    launcher.close()
+
+
+@pytest.fixture(scope="session")
+def data_dir(remote, tmp_path_factory) -> Path:
+    """Where the conformance files live (generated here, or prepared by the vendor)."""
+    if remote is not None:
+        configured = os.environ.get("UDN_DATA_DIR")
+        if not configured:
+            pytest.fail(
+                "UDN_FLIGHT_URL is set but UDN_DATA_DIR is not: run "
+                "`python conformance-tests/prepare_data.py DIR`, load its tables into the node, "
+                "and set UDN_DATA_DIR=DIR",
+                pytrace=False,
+            )
+        return Path(configured)
+    return tmp_path_factory.mktemp("udn-data")
+
+
+@pytest.fixture(scope="session")
+def generated(data_dir, remote) -> dict[str, Path]:
+    """Generated files for format and protocol tests: table name -> location."""
+    if remote is not None:
+        tables = datasets.generated_locations(data_dir / "generated")
+        missing = [str(p) for p in tables.values() if "*" not in str(p) and not p.exists()]
+        if missing:
+            pytest.fail(f"UDN_DATA_DIR lacks {missing}; run prepare_data.py", pytrace=False)
+        return tables
+    return datasets.write_generated(data_dir / "generated")
+
+
+@pytest.fixture(scope="session")
+def tpch(data_dir, remote) -> dict[str, Path]:
+    """TPC-H SF 0.01 parquet files: table name -> file."""
+    out = data_dir / "tpch"
+    if remote is not None:
+        return {t: out / f"{t}.parquet" for t in datasets.TPCH_TABLES}
+    generators = datasets.tpch_generators(target_dir())
+    if not generators:
+        pytest.skip(
+            "no TPC-H generator: neither target/debug/polder-bench nor tpchgen-cli "
+            "(pip install -r conformance-tests/requirements.txt) is available"
+        )
+    return datasets.write_tpch(out, generators)
+
+
+@pytest.fixture(scope="session")
+def main_tables(tpch, generated) -> dict[str, Path]:
+    return {**tpch, "readings": generated["readings"]}
+
+
+@pytest.fixture(scope="session")
+def main_node(launcher, main_tables) -> Node:
+    """The node serving TPC-H and `readings` that most tests query."""
+    return launcher.node(main_tables)
+
+
+@pytest.fixture(scope="session")
+def main_ref(main_tables) -> Reference:
+    return Reference(main_tables)
+
+
+@pytest.fixture(scope="session")
+def catalog(main_node) -> str:
+    """The node's SQL catalog: the node name (UDN_CATALOG or discovered for a remote node)."""
+    if main_node.catalog:
+        return main_node.catalog
+    with main_node.connect() as conn:
+        objects = conn.adbc_get_objects(depth="tables", table_name_filter="lineitem").read_all()
+    for cat in objects.to_pylist():
+        for schema in cat["catalog_db_schemas"] or []:
+            if any(t["table_name"] == "lineitem" for t in schema["db_schema_tables"] or []):
+                return cat["catalog_name"]
+    pytest.fail("could not find the catalog holding lineitem; set UDN_CATALOG", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def main_conn(main_node):
+    """One ADBC connection to the main node, reused by read-only tests."""
+    conn = main_node.connect()
+    yield conn
+    conn.close()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    path = datasets.shared_data_dir(REPO_ROOT)
+    if path is None:
+        pytest.skip(
+            "real open data not found (set UDN_SHARED_DATA or provide ../shared/data with "
+            "SOURCES.md)"
+        )
+    return path
+
+
+@pytest.fixture
+def assert_healthy(main_node, main_ref):
+    """Check that a node (the main node by default) still answers a normal query correctly."""
+
+    def check(node: Node | None = None, ref: Reference | None = None, sql: str | None = None):
+        node = node or main_node
+        ref = ref or main_ref
+        sql = sql or "SELECT count(*) AS n, min(id) AS lo, max(id) AS hi FROM readings"
+        assert node.alive(), (
+            f"node exited with {node.process.returncode}:\n{node.stderr_text()[-3000:]}"
+        )
+        with node.connect() as conn:
+            assert_same_rows(query_rows(conn, sql), ref.rows(sql), context="health query")
+
+    return check

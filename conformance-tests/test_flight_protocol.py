@@ -1,0 +1,141 @@
+"""Flight-level facts that ADBC hides, checked with pyarrow.flight and raw Flight SQL commands."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.flight as flight
+import pytest
+
+from udn_conformance import proto
+from udn_conformance.compare import assert_same_rows, rows_of_arrow
+from udn_conformance.errors import flight_grpc_status
+from udn_conformance.node import RPC_TIMEOUT_S
+from udn_conformance.reference import Reference
+
+OPTIONS = flight.FlightCallOptions(timeout=RPC_TIMEOUT_S)
+SQL = "SELECT n_nationkey, n_name, n_regionkey FROM nation WHERE n_regionkey IN (1, 3)"
+
+
+def _client(node) -> flight.FlightClient:
+    return flight.FlightClient(node.flight_url)
+
+
+def _flight_info(client: flight.FlightClient, sql: str) -> flight.FlightInfo:
+    descriptor = flight.FlightDescriptor.for_command(proto.command_statement_query(sql))
+    return client.get_flight_info(descriptor, OPTIONS)
+
+
+def _read_all(client: flight.FlightClient, info: flight.FlightInfo) -> pa.Table:
+    tables = [client.do_get(ep.ticket, OPTIONS).read_all() for ep in info.endpoints]
+    return pa.concat_tables(tables) if tables else info.schema.empty_table()
+
+
+def test_statement_query_round_trip(main_node, main_ref):
+    client = _client(main_node)
+    info = _flight_info(client, SQL)
+    assert info.endpoints, "FlightInfo without endpoints"
+    table = _read_all(client, info)
+    assert_same_rows(rows_of_arrow(table), main_ref.rows(SQL))
+
+
+def test_flight_info_schema_matches_the_data(main_node):
+    client = _client(main_node)
+    sql = "SELECT id, station, ts, day, value, level, ok FROM readings WHERE id < 100"
+    info = _flight_info(client, sql)
+    table = _read_all(client, info)
+    assert table.num_rows == 100
+    announced = [(f.name, f.type) for f in info.schema]
+    delivered = [(f.name, f.type) for f in table.schema]
+    assert announced == delivered, "GetFlightInfo announced a schema other than the one DoGet sent"
+
+
+def test_do_get_streams_many_batches(main_node, main_ref):
+    client = _client(main_node)
+    info = _flight_info(client, "SELECT id, value FROM readings")
+    batches = rows = 0
+    for ep in info.endpoints:
+        reader = client.do_get(ep.ticket, OPTIONS)
+        for chunk in reader:
+            batches += 1
+            rows += chunk.data.num_rows
+    assert rows == main_ref.rows("SELECT count(*) FROM readings")[0][0]
+    assert batches > 1, "250 000 rows arrived in one batch"
+
+
+@pytest.mark.spawns_node
+def test_ticket_is_self_contained(launcher, main_tables):
+    """A ticket from one node process is redeemable at a fresh process serving the same files."""
+    tables = {"nation": main_tables["nation"], "lineitem": main_tables["lineitem"]}
+    args = [a for name, path in tables.items() for a in ("--table", f"{name}={path}")]
+    first = launcher.spawn(args)
+    more = "SELECT l_orderkey, l_shipmode, l_linenumber FROM lineitem WHERE l_orderkey < 40"
+    sql = f"{SQL} UNION ALL {more}"
+    info = _flight_info(_client(first), sql)
+    first.stop()  # the ticket must not depend on anything the first process remembers
+    second = launcher.spawn(args)
+    try:
+        table = _read_all(_client(second), info)
+    finally:
+        second.stop()
+    assert_same_rows(rows_of_arrow(table), Reference(tables).rows(sql))
+
+
+@pytest.mark.spawns_node
+def test_prepared_statement_partition_is_self_contained(launcher, main_tables):
+    """Same through ADBC: a partition of a prepared, parameterised query read on another node."""
+    tables = {"orders": main_tables["orders"]}
+    args = ["--table", f"orders={tables['orders']}"]
+    sql = "SELECT o_orderkey, o_totalprice FROM orders WHERE o_custkey = ?"
+    first = launcher.spawn(args)
+    with first.connect() as conn, conn.cursor() as cur:
+        partitions, _ = cur.adbc_execute_partitions(sql, parameters=(370,))
+    first.stop()
+    assert partitions, "no partitions"
+    second = launcher.spawn(args)
+    try:
+        rows = []
+        with second.connect() as conn:
+            for partition in partitions:
+                with conn.cursor() as cur:
+                    cur.adbc_read_partition(partition)
+                    rows += rows_of_arrow(cur.fetch_arrow_table())
+    finally:
+        second.stop()
+    expected = Reference(tables).rows(sql, [370])
+    assert expected, "pick a customer with orders"
+    assert_same_rows(rows, expected)
+
+
+GARBAGE_TICKETS = {
+    "random_bytes": b"\x00\xffgarbage\x13\x37 not a ticket",
+    "empty": b"",
+    "unknown_any_type": proto.encode(
+        [(1, "type.googleapis.com/no.such.Message"), (2, b"\x0a\x01x")]
+    ),
+    "statement_ticket_with_bad_handle": proto.pack_any(
+        "TicketStatementQuery", proto.encode([(1, b"\x01\x02 definitely not a handle")])
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GARBAGE_TICKETS))
+def test_garbage_ticket_is_a_clean_error(main_node, assert_healthy, name):
+    client = _client(main_node)
+    with pytest.raises((flight.FlightError, pa.ArrowException)) as err:
+        client.do_get(flight.Ticket(GARBAGE_TICKETS[name]), OPTIONS).read_all()
+    status = flight_grpc_status(err.value)
+    assert status in ("InvalidArgument", "NotFound"), f"{status}: {err.value}"
+    assert "panic" not in str(err.value).lower()
+    assert_healthy()
+
+
+def test_unknown_command_in_descriptor_is_a_clean_error(main_node, assert_healthy):
+    client = _client(main_node)
+    descriptor = flight.FlightDescriptor.for_command(
+        proto.encode([(1, "type.googleapis.com/arrow.flight.protocol.sql.NoSuchCommand"), (2, b"")])
+    )
+    with pytest.raises((flight.FlightError, pa.ArrowException)) as err:
+        client.get_flight_info(descriptor, OPTIONS)
+    status = flight_grpc_status(err.value)
+    assert status in ("InvalidArgument", "Unimplemented", "NotFound"), f"{status}: {err.value}"
+    assert_healthy()

@@ -1,0 +1,100 @@
+"""The suite's own helpers, checked without a node: a wrong helper would hide a wrong node."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import struct
+
+import pytest
+
+from udn_conformance import proto, wkb
+from udn_conformance.compare import assert_same_rows, rows_of
+from udn_conformance.errors import GRPC_CODES, adbc_grpc_status
+
+
+def test_proto_round_trip():
+    body = proto.encode([(1, "SELECT 1"), (2, b"\x00\x01"), (5, 300), (5, 1)])
+    assert proto.decode(body) == {1: [b"SELECT 1"], 2: [b"\x00\x01"], 5: [300, 1]}
+
+
+def test_command_statement_query_is_an_any():
+    type_url, value = proto.unpack_any(proto.command_statement_query("SELECT 42"))
+    assert type_url == "type.googleapis.com/arrow.flight.protocol.sql.CommandStatementQuery"
+    assert proto.decode(value) == {1: [b"SELECT 42"]}
+
+
+def test_proto_rejects_truncated_input():
+    with pytest.raises(ValueError):
+        proto.decode(b"\x0a\x05ab")
+
+
+def _point(order: str, x: float, y: float, code: int = 1, srid: int | None = None) -> bytes:
+    flag = b"\x01" if order == "<" else b"\x00"
+    if srid is not None:
+        return flag + struct.pack(order + "IIdd", code | 0x20000000, srid, x, y)
+    return flag + struct.pack(order + "Idd", code, x, y)
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_wkb_point_both_byte_orders(order):
+    assert wkb.decode(_point(order, 5.12, 52.09)) == {"type": "Point", "coordinates": [5.12, 52.09]}
+
+
+def test_wkb_ewkb_with_srid():
+    assert wkb.decode(_point("<", 1.5, 2.5, srid=4326))["coordinates"] == [1.5, 2.5]
+
+
+def test_wkb_polygon_and_multipolygon():
+    ring = [(0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 0.0)]
+    polygon = b"\x01" + struct.pack("<II", 3, 1) + struct.pack("<I", len(ring))
+    polygon += b"".join(struct.pack("<dd", *p) for p in ring)
+    multi = b"\x01" + struct.pack("<II", 6, 2) + polygon + polygon
+    geojson = {"type": "MultiPolygon", "coordinates": [[[list(p) for p in ring]]] * 2}
+    assert wkb.same_geometry(wkb.decode(multi), geojson)
+    moved = {
+        "type": "MultiPolygon",
+        "coordinates": [[[[0.0, 0.0], [1.0, 0.0], [1.0, 1.5], [0.0, 0.0]]]] * 2,
+    }
+    assert not wkb.same_geometry(wkb.decode(multi), moved)
+
+
+def test_wkb_rejects_trailing_bytes():
+    with pytest.raises(ValueError):
+        wkb.decode(_point("<", 1.0, 2.0) + b"\x00")
+
+
+def test_rows_compare_numbers_across_types_and_order():
+    node = rows_of([(1, decimal.Decimal("2.50"), "a"), (2, 3.0000000001, None)])
+    ref = rows_of([(2, 3, None), (1.0, 2.5, "a")])
+    assert_same_rows(node, ref)
+
+
+def test_rows_compare_detects_differences():
+    with pytest.raises(AssertionError):
+        assert_same_rows(rows_of([(1, 2.5)]), rows_of([(1, 2.6)]))
+    with pytest.raises(AssertionError):
+        assert_same_rows(rows_of([(1,)]), rows_of([(1,), (1,)]))
+    with pytest.raises(AssertionError):
+        assert_same_rows(rows_of([(None,)]), rows_of([(0,)]))
+    with pytest.raises(AssertionError):
+        assert_same_rows(rows_of([(1,), (2,)]), rows_of([(2,), (1,)]), ordered=True)
+
+
+def test_rows_compare_zoned_timestamps_as_utc():
+    naive = dt.datetime(2025, 10, 1, 12, 0)
+    zoned = dt.datetime(2025, 10, 1, 14, 0, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    assert_same_rows(rows_of([(naive,)]), rows_of([(zoned,)]))
+
+
+class _FakeAdbcError(Exception):
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.vendor_code = None
+        self.status_code = None
+
+
+@pytest.mark.parametrize("name", sorted(set(GRPC_CODES.values()) - {"OK"}))
+def test_grpc_status_read_from_adbc_message(name):
+    err = _FakeAdbcError(f"INVALID_ARGUMENT: [FlightSQL] boom (a; b) ({name}; Prepare)")
+    assert adbc_grpc_status(err) == name

@@ -76,7 +76,7 @@ async fn flight_scan(sf: f64, data: PathBuf, runs: usize) -> anyhow::Result<()> 
     tpch::generate(sf, &dir)?;
     let lineitem = dir.join("lineitem.parquet");
 
-    let ctx = SessionContext::new();
+    let ctx = SessionContext::new_with_config(polder_flight_sql::session_config());
     ctx.register_parquet(
         "lineitem",
         lineitem.to_str().context("path")?,
@@ -92,7 +92,7 @@ async fn flight_scan(sf: f64, data: PathBuf, runs: usize) -> anyhow::Result<()> 
         FlightSqlConfig::default(),
     )?;
     tokio::spawn(
-        tonic::transport::Server::builder()
+        PolderFlightSqlService::transport()
             .add_service(service.into_server())
             .serve_with_incoming(TcpListenerStream::new(listener)),
     );

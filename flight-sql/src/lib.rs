@@ -24,3 +24,14 @@ pub use handle::StatementHandle;
 pub use metadata::ServerInfo;
 pub use query::{QueryEngine, QueryLimits};
 pub use service::{FlightSqlConfig, PolderFlightSqlService};
+
+/// The DataFusion settings a node's session needs for Flight SQL clients: strings and binary
+/// values as the classic Arrow `Utf8`/`Binary` types, which every client reads (view types are
+/// newer, and a view array sent over IPC carries all the buffers it points into).
+pub fn session_config() -> datafusion::prelude::SessionConfig {
+    let mut config = datafusion::prelude::SessionConfig::new();
+    let options = config.options_mut();
+    options.execution.parquet.schema_force_view_types = false;
+    options.sql_parser.map_string_types_to_utf8view = false;
+    config
+}

@@ -1,5 +1,6 @@
 //! Read-only SQL planning and streaming execution with explicit limits.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -17,7 +18,7 @@ use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Sleep;
 use tracing::instrument;
@@ -171,8 +172,6 @@ impl QueryEngine {
     }
 }
 
-use futures::StreamExt;
-
 /// The parameters a planned statement expects, as a schema with one field per placeholder
 /// (`$1`, `$2`, ... in order); a type the planner could not infer is `Null`.
 pub fn parameter_schema(plan: &LogicalPlan) -> Result<Schema> {
@@ -310,8 +309,6 @@ impl datafusion::physical_plan::RecordBatchStream for LimitedStream {
         Arc::clone(&self.schema)
     }
 }
-
-use std::future::Future;
 
 #[cfg(test)]
 mod tests {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::prelude::SessionContext;
 use polder_connectors::GeoJsonOptions;
 use polder_flight_sql::{
     FlightSqlConfig, PolderFlightSqlService, QueryEngine, QueryLimits, ServerInfo,
@@ -53,7 +53,7 @@ pub fn effective_config(args: &ServeArgs) -> anyhow::Result<NodeConfig> {
 
 /// The DataFusion session of a node: its catalog is the node's name, memory is bounded.
 pub fn session(config: &NodeConfig) -> anyhow::Result<SessionContext> {
-    let session_config = SessionConfig::new()
+    let session_config = polder_flight_sql::session_config()
         .with_default_catalog_and_schema(&config.node.name, datasets::SCHEMA)
         .with_create_default_catalog_and_schema(false)
         .with_information_schema(true);
@@ -123,7 +123,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         PolderFlightSqlService::new(QueryEngine::new(ctx.clone(), query_limits), flight_config)?;
     let mut flight_shutdown = shutdown_rx.clone();
     let flight = tokio::spawn(
-        tonic::transport::Server::builder()
+        PolderFlightSqlService::transport()
             .add_service(service.into_server())
             .serve_with_incoming_shutdown(TcpListenerStream::new(flight_listener), async move {
                 let _ = flight_shutdown.wait_for(|stop| *stop).await;

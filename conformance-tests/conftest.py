@@ -13,14 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from udn_conformance import datasets
+from udn_conformance import datasets, spec
 from udn_conformance.client import query_rows
 from udn_conformance.compare import assert_same_rows
 from udn_conformance.node import Node, NodeStartError, remote_from_env, spawn, table_args
 from udn_conformance.reference import Reference
+from udn_conformance.report import RequirementResults, dump_collection
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CATALOG = "conformance"
+RESULTS = pytest.StashKey[RequirementResults]()
 
 
 def target_dir() -> Path:
@@ -31,7 +33,29 @@ def target_dir() -> Path:
     return path if path.is_absolute() else REPO_ROOT / path
 
 
+def pytest_addoption(parser):
+    group = parser.getgroup("udn", "Urban Data Node conformance")
+    group.addoption(
+        "--requirement",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="run only the tests of this spec requirement (repeatable), e.g. "
+        "--requirement UDN-FSQL-5",
+    )
+    group.addoption(
+        "--udn-collection-json",
+        metavar="PATH",
+        default=None,
+        help="write every collected test with its requirement markers to PATH as JSON",
+    )
+
+
 def pytest_configure(config):
+    # Registered as a plugin: it receives every test report (pytest_runtest_logreport).
+    results = RequirementResults.for_spec(spec.spec_path(REPO_ROOT))
+    config.stash[RESULTS] = results
+    config.pluginmanager.register(results, "udn-requirement-results")
     config.addinivalue_line(
         "markers",
         "spawns_node: starts its own node process with specific files or arguments; "
@@ -41,6 +65,26 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        ids = spec.marker_ids(item)
+        item.extra_keyword_matches.update(ids)  # `-k UDN-FSQL-5` works too
+        item.user_properties.extend(("requirement", rid) for rid in ids)  # in --junitxml
+    wanted = config.getoption("requirement")
+    if wanted:
+        unknown = [w for w in wanted if not spec.ID.match(w)]
+        if unknown:
+            raise pytest.UsageError(f"--requirement {unknown[0]!r} is not an ID like UDN-FSQL-5")
+        known = config.stash[RESULTS].requirements
+        if known and set(wanted) - set(known):
+            raise pytest.UsageError(
+                f"--requirement {sorted(set(wanted) - set(known))} not in the spec; "
+                f"its requirements are {', '.join(known)}"
+            )
+        selected, deselected = [], []
+        for item in items:
+            (selected if set(wanted) & set(spec.marker_ids(item)) else deselected).append(item)
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = selected
     if os.environ.get("UDN_FLIGHT_URL"):
         skip = pytest.mark.skip(
             reason="starts its own node with specific files or arguments; not possible against "
@@ -49,6 +93,19 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "spawns_node" in item.keywords:
                 item.add_marker(skip)
+
+
+def pytest_collection_finish(session):
+    session.config.stash[RESULTS].collected(session.items)
+    out = session.config.getoption("udn_collection_json")
+    if out:
+        dump_collection(session.items, Path(out))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Per-requirement pass/fail counts: which numbered requirements the node met in this run."""
+    if not config.option.collectonly:
+        config.stash[RESULTS].write(terminalreporter)
 
 
 class Launcher:

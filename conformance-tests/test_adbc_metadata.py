@@ -30,6 +30,7 @@ def _tables(schema: dict) -> dict[str, dict]:
     return {t["table_name"]: t for t in schema["db_schema_tables"] or []}
 
 
+@pytest.mark.requirement("UDN-FSQL-1", "UDN-FSQL-3", "UDN-DATA-1")
 def test_get_objects_lists_catalog_schema_tables_and_columns(main_conn, catalog, main_tables):
     objects = main_conn.adbc_get_objects(depth="all").read_all().to_pylist()
     schema = _schema_entry(_catalog_entry(objects, catalog), SCHEMA)
@@ -47,16 +48,19 @@ def test_get_objects_lists_catalog_schema_tables_and_columns(main_conn, catalog,
         assert tables[name]["table_type"], f"{name} has no table type"
 
 
+@pytest.mark.requirement("UDN-FSQL-3")
 def test_get_objects_depth_catalogs(main_conn, catalog):
     objects = main_conn.adbc_get_objects(depth="catalogs").read_all().to_pylist()
     _catalog_entry(objects, catalog)
 
 
+@pytest.mark.requirement("UDN-FSQL-3")
 def test_get_objects_depth_db_schemas(main_conn, catalog):
     objects = main_conn.adbc_get_objects(depth="db_schemas").read_all().to_pylist()
     _schema_entry(_catalog_entry(objects, catalog), SCHEMA)
 
 
+@pytest.mark.requirement("UDN-FSQL-3")
 def test_get_objects_filters_by_table_name_pattern(main_conn, catalog):
     objects = (
         main_conn.adbc_get_objects(
@@ -74,6 +78,7 @@ def test_get_objects_filters_by_table_name_pattern(main_conn, catalog):
     assert names == ["lineitem"]
 
 
+@pytest.mark.requirement("UDN-FSQL-3")
 def test_get_objects_filters_by_column_name(main_conn, catalog, main_tables):
     objects = (
         main_conn.adbc_get_objects(
@@ -92,6 +97,7 @@ def test_get_objects_filters_by_column_name(main_conn, catalog, main_tables):
     assert columns == expected
 
 
+@pytest.mark.requirement("UDN-FSQL-3")
 def test_get_objects_unknown_catalog_is_empty(main_conn):
     objects = main_conn.adbc_get_objects(
         depth="tables", catalog_filter="no_such_catalog_x"
@@ -100,6 +106,7 @@ def test_get_objects_unknown_catalog_is_empty(main_conn):
 
 
 @pytest.mark.parametrize("table", ["lineitem", "orders", "readings"])
+@pytest.mark.requirement("UDN-FSQL-3")
 def test_get_table_schema_matches_the_file(main_conn, catalog, main_tables, table):
     schema = main_conn.adbc_get_table_schema(table, catalog_filter=catalog, db_schema_filter=SCHEMA)
     expected = pq.read_schema(main_tables[table])
@@ -113,6 +120,7 @@ def test_get_table_schema_matches_the_file(main_conn, catalog, main_tables, tabl
             assert got == field.type, f"{table}.{field.name}: {got} vs {field.type}"
 
 
+@pytest.mark.requirement("UDN-FSQL-3")
 def test_get_table_schema_of_unknown_table_fails(main_conn, catalog):
     import adbc_driver_manager
 
@@ -122,6 +130,7 @@ def test_get_table_schema_of_unknown_table_fails(main_conn, catalog):
         )
 
 
+@pytest.mark.requirement("UDN-FSQL-3")
 def test_get_table_types_covers_listed_tables(main_conn, catalog):
     types = main_conn.adbc_get_table_types()
     assert types, "no table types"
@@ -138,6 +147,7 @@ def test_get_table_types_covers_listed_tables(main_conn, catalog):
     assert used <= set(types), f"GetObjects uses table types {used - set(types)} not in {types}"
 
 
+@pytest.mark.requirement("UDN-FSQL-3")
 def test_get_table_types_filter_in_get_objects(main_conn, catalog):
     types = main_conn.adbc_get_table_types()
     objects = (
@@ -156,6 +166,7 @@ def test_get_table_types_filter_in_get_objects(main_conn, catalog):
     assert listed == [], f"tables listed for an unknown table type: {listed} (types {types})"
 
 
+@pytest.mark.requirement("UDN-FSQL-2")
 def test_get_info_identifies_the_server(main_conn, remote):
     info = main_conn.adbc_get_info()
     assert info.get("vendor_name"), f"no vendor_name in {info}"
@@ -168,6 +179,7 @@ def test_get_info_identifies_the_server(main_conn, remote):
 @pytest.mark.parametrize(
     "qualifier", ["{catalog}.public.", "public.", ""], ids=["catalog", "schema", "bare"]
 )
+@pytest.mark.requirement("UDN-DATA-1")
 def test_qualified_and_unqualified_names_agree(main_conn, main_ref, catalog, qualifier):
     prefix = qualifier.format(catalog=catalog)
     sql = f"SELECT n_regionkey, count(*) AS n FROM {prefix}nation GROUP BY n_regionkey"

@@ -52,6 +52,7 @@ QUERIES = {
 
 
 @pytest.mark.parametrize("name", sorted(QUERIES))
+@pytest.mark.requirement("UDN-FSQL-1")
 def test_query_answer_matches_duckdb(main_conn, main_ref, name):
     sql = QUERIES[name]
     table = query(main_conn, sql)
@@ -59,6 +60,7 @@ def test_query_answer_matches_duckdb(main_conn, main_ref, name):
     assert_same_rows(rows_of_arrow(table), main_ref.rows(sql), context=name)
 
 
+@pytest.mark.requirement("UDN-FSQL-1")
 def test_order_by_is_honoured(main_conn, main_ref):
     sql = (
         "SELECT id, value FROM readings WHERE value IS NOT NULL AND id < 30000 "
@@ -67,6 +69,7 @@ def test_order_by_is_honoured(main_conn, main_ref):
     assert_same_rows(query_rows(main_conn, sql), main_ref.rows(sql), ordered=True)
 
 
+@pytest.mark.requirement("UDN-FSQL-1")
 def test_all_column_types_round_trip(main_conn, main_ref, main_tables):
     sql = "SELECT * FROM readings WHERE id < 3000"
     table = query(main_conn, sql)
@@ -79,6 +82,7 @@ def test_all_column_types_round_trip(main_conn, main_ref, main_tables):
     assert_same_rows(rows_of_arrow(table), main_ref.rows(sql))
 
 
+@pytest.mark.requirement("UDN-FSQL-4")
 def test_plain_statement_without_prepare(main_conn, main_ref):
     """ADBC's low-level statement sends CommandStatementQuery (DB-API always prepares)."""
     sql = "SELECT station, count(*) AS n FROM readings GROUP BY station"
@@ -95,6 +99,7 @@ def test_plain_statement_without_prepare(main_conn, main_ref):
 PARAM_SQL = "SELECT count(*) AS n, sum(l_extendedprice) AS total FROM lineitem WHERE l_quantity > ?"
 
 
+@pytest.mark.requirement("UDN-FSQL-5")
 def test_prepared_statement_with_parameter(main_conn, main_ref):
     with main_conn.cursor() as cur:
         cur.execute(PARAM_SQL, parameters=(5,))
@@ -102,6 +107,7 @@ def test_prepared_statement_with_parameter(main_conn, main_ref):
     assert_same_rows(got, main_ref.rows(PARAM_SQL, [5]))
 
 
+@pytest.mark.requirement("UDN-FSQL-5")
 def test_prepared_statement_reexecuted_with_new_parameters(main_conn, main_ref):
     """Same cursor, same SQL: ADBC reuses one prepared statement and rebinds each time."""
     answers = {}
@@ -116,6 +122,7 @@ def test_prepared_statement_reexecuted_with_new_parameters(main_conn, main_ref):
     assert len({tuple(v) for v in answers.values()}) == len(answers), "parameters were ignored"
 
 
+@pytest.mark.requirement("UDN-FSQL-5")
 def test_prepared_statement_with_several_typed_parameters(main_conn, main_ref):
     sql = """
         SELECT count(*) AS n, sum(value) AS s FROM readings
@@ -130,6 +137,7 @@ def test_prepared_statement_with_several_typed_parameters(main_conn, main_ref):
             assert_same_rows(got, main_ref.rows(sql, list(params)), context=str(params))
 
 
+@pytest.mark.requirement("UDN-FSQL-5")
 def test_prepared_statement_returning_rows_per_parameter(main_conn, main_ref):
     sql = "SELECT n_name FROM nation WHERE n_regionkey = ? ORDER BY n_name"
     with main_conn.cursor() as cur:
@@ -141,6 +149,7 @@ def test_prepared_statement_returning_rows_per_parameter(main_conn, main_ref):
             )
 
 
+@pytest.mark.requirement("UDN-FSQL-5")
 def test_prepared_statement_on_separate_cursors(main_conn, main_ref):
     sql = "SELECT count(*) AS n FROM orders WHERE o_orderdate < ?"
     dates = [dt.date(1993, 1, 1), dt.date(1996, 6, 30)]
@@ -157,6 +166,7 @@ def test_prepared_statement_on_separate_cursors(main_conn, main_ref):
             cur.close()
 
 
+@pytest.mark.requirement("UDN-FSQL-4")
 def test_empty_result_keeps_the_real_schema(main_conn, main_tables):
     sql = "SELECT l_orderkey, l_quantity, l_shipdate, l_comment FROM lineitem WHERE l_orderkey < 0"
     empty = query(main_conn, sql)
@@ -170,6 +180,7 @@ def test_empty_result_keeps_the_real_schema(main_conn, main_tables):
         assert type_family(field.type) == type_family(expected.field(field.name).type), field.name
 
 
+@pytest.mark.requirement("UDN-FSQL-4", "UDN-FSQL-5")
 def test_empty_result_of_prepared_statement_keeps_schema(main_conn):
     sql = "SELECT id, station, ts, value, ok FROM readings WHERE level > ?"
     with main_conn.cursor() as cur:
@@ -182,11 +193,13 @@ def test_empty_result_of_prepared_statement_keeps_schema(main_conn):
     assert [type_family(f.type) for f in empty.schema] == [type_family(f.type) for f in full.schema]
 
 
+@pytest.mark.requirement("UDN-FSQL-1")
 def test_empty_aggregate_gives_one_row(main_conn, main_ref):
     sql = "SELECT count(*) AS n, sum(value) AS s FROM readings WHERE id < 0"
     assert_same_rows(query_rows(main_conn, sql), main_ref.rows(sql))
 
 
+@pytest.mark.requirement("UDN-FSQL-7")
 def test_large_result_streams_in_many_batches(main_conn, main_ref):
     sql = "SELECT * FROM readings"
     with main_conn.cursor() as cur:
@@ -205,6 +218,7 @@ def test_large_result_streams_in_many_batches(main_conn, main_ref):
     assert batches > 1, "a 250 000-row answer arrived as one batch: the node does not stream"
 
 
+@pytest.mark.requirement("UDN-FSQL-1")
 def test_concurrent_connections(main_node, main_ref):
     sqls = [
         QUERIES["group_by_station"],

@@ -13,12 +13,11 @@ from udn_conformance.compare import assert_same_rows
 from udn_conformance.errors import adbc_grpc_status
 from udn_conformance.reference import Reference
 
-REFUSED = ("PermissionDenied", "InvalidArgument")
-
 
 def _refused(main_conn, sql: str) -> None:
+    """UDN-DATA-5: refused with PERMISSION_DENIED (UDN-ERR-1: "statement not allowed")."""
     err = expect_error(main_conn, sql)
-    assert adbc_grpc_status(err) in REFUSED, describe(err)
+    assert adbc_grpc_status(err) == "PermissionDenied", describe(err)
 
 
 DDL = {
@@ -38,6 +37,7 @@ DML = {
 
 
 @pytest.mark.parametrize("name", sorted(DDL))
+@pytest.mark.requirement("UDN-DATA-5", "UDN-ERR-1", "UDN-ERR-2")
 def test_ddl_is_refused(main_conn, main_ref, assert_healthy, name):
     _refused(main_conn, DDL[name])
     sql = "SELECT n_nationkey, n_name, n_regionkey FROM nation"
@@ -49,6 +49,7 @@ def test_ddl_is_refused(main_conn, main_ref, assert_healthy, name):
 
 
 @pytest.mark.parametrize("name", sorted(DML))
+@pytest.mark.requirement("UDN-DATA-5", "UDN-ERR-2")
 def test_dml_is_refused(main_conn, main_ref, assert_healthy, name):
     _refused(main_conn, DML[name])
     sql = "SELECT n_nationkey, n_name, n_regionkey FROM nation"
@@ -56,6 +57,22 @@ def test_dml_is_refused(main_conn, main_ref, assert_healthy, name):
     assert_healthy()
 
 
+SESSION = {
+    "set_time_zone": "SET TIME ZONE 'Europe/Amsterdam'",
+    "set_search_path": "SET search_path TO public",
+}
+
+
+@pytest.mark.parametrize("name", sorted(SESSION))
+@pytest.mark.requirement("UDN-DATA-5", "UDN-ERR-2")
+def test_session_settings_are_refused(main_conn, main_ref, assert_healthy, name):
+    _refused(main_conn, SESSION[name])
+    sql = "SELECT n_nationkey, n_name, n_regionkey FROM nation"
+    assert_same_rows(query_rows(main_conn, sql), main_ref.rows(sql), context="after SET")
+    assert_healthy()
+
+
+@pytest.mark.requirement("UDN-DATA-5", "UDN-ERR-2")
 def test_copy_to_file_is_refused(main_conn, tmp_path, assert_healthy, remote):
     target = tmp_path / f"exfiltrated-{uuid.uuid4().hex}.csv"
     _refused(main_conn, f"COPY (SELECT * FROM nation) TO '{target}'")
@@ -64,6 +81,7 @@ def test_copy_to_file_is_refused(main_conn, tmp_path, assert_healthy, remote):
     assert_healthy()
 
 
+@pytest.mark.requirement("UDN-ERR-1", "UDN-ERR-2")
 def test_syntax_error_is_invalid_argument(main_conn, assert_healthy):
     err = expect_error(main_conn, "SELEC n_name FRM nation")
     assert adbc_grpc_status(err) == "InvalidArgument", describe(err)
@@ -72,12 +90,14 @@ def test_syntax_error_is_invalid_argument(main_conn, assert_healthy):
     assert_healthy()
 
 
+@pytest.mark.requirement("UDN-ERR-1", "UDN-ERR-2")
 def test_empty_query_is_invalid_argument(main_conn, assert_healthy):
     err = expect_error(main_conn, "   ")
     assert adbc_grpc_status(err) == "InvalidArgument", describe(err)
     assert_healthy()
 
 
+@pytest.mark.requirement("UDN-ERR-1", "UDN-ERR-2")
 def test_unknown_table_is_not_found(main_conn, assert_healthy):
     err = expect_error(main_conn, "SELECT * FROM no_such_table_here")
     assert adbc_grpc_status(err) == "NotFound", describe(err)
@@ -85,15 +105,17 @@ def test_unknown_table_is_not_found(main_conn, assert_healthy):
     assert_healthy()
 
 
+@pytest.mark.requirement("UDN-ERR-1", "UDN-ERR-2")
 def test_unknown_catalog_is_not_found(main_conn, assert_healthy):
     err = expect_error(main_conn, "SELECT * FROM no_such_catalog.public.nation")
     assert adbc_grpc_status(err) == "NotFound", describe(err)
     assert_healthy()
 
 
+@pytest.mark.requirement("UDN-ERR-1", "UDN-ERR-2")
 def test_unknown_column_names_the_column(main_conn, assert_healthy):
     err = expect_error(main_conn, "SELECT no_such_column FROM nation")
-    assert adbc_grpc_status(err) in ("InvalidArgument", "NotFound"), describe(err)
+    assert adbc_grpc_status(err) == "NotFound", describe(err)
     assert "no_such_column" in str(err), describe(err)
     assert_healthy()
 
@@ -107,12 +129,14 @@ def test_unknown_column_names_the_column(main_conn, assert_healthy):
     ],
     ids=["string_plus_date", "sum_of_strings", "compare_int_with_array"],
 )
+@pytest.mark.requirement("UDN-ERR-1", "UDN-ERR-2")
 def test_type_error_is_invalid_argument(main_conn, assert_healthy, sql):
     err = expect_error(main_conn, sql)
     assert adbc_grpc_status(err) == "InvalidArgument", describe(err)
     assert_healthy()
 
 
+@pytest.mark.requirement("UDN-FSQL-5", "UDN-ERR-1", "UDN-ERR-2")
 def test_wrong_number_of_parameters_is_invalid_argument(main_conn, assert_healthy):
     err = expect_error(
         main_conn, "SELECT * FROM nation WHERE n_nationkey = ? AND n_regionkey = ?", (1,)
@@ -147,6 +171,7 @@ def _long_sum() -> str:
     [_padded_comment, _in_list, _deep_nesting, _long_sum],
     ids=lambda f: f.__name__.strip("_"),
 )
+@pytest.mark.requirement("UDN-FSQL-8", "UDN-ERR-1", "UDN-ERR-2")
 def test_over_long_query_is_refused(main_conn, assert_healthy, make):
     sql = make()
     assert len(sql) >= TWO_MB
@@ -165,6 +190,7 @@ def _bad_csv(path: Path) -> None:
 
 
 @pytest.mark.spawns_node
+@pytest.mark.requirement("UDN-DATA-4")
 def test_malformed_csv_at_startup_stops_the_node_naming_it(polder_bin, tmp_path):
     """UDN-DATA-4: a malformed mandatory dataset fails startup, naming the dataset."""
     bad = tmp_path / "broken.csv"
@@ -177,6 +203,7 @@ def test_malformed_csv_at_startup_stops_the_node_naming_it(polder_bin, tmp_path)
 
 
 @pytest.mark.spawns_node
+@pytest.mark.requirement("UDN-ERR-1", "UDN-ERR-2")
 def test_csv_malformed_after_startup_gives_clean_error_and_node_keeps_serving(
     launcher, tmp_path, main_tables, assert_healthy
 ):
@@ -189,10 +216,8 @@ def test_csv_malformed_after_startup_gives_clean_error_and_node_keeps_serving(
     _bad_csv(path)
     with node.connect() as conn:
         err = expect_error(conn, "SELECT sum(value) AS s, count(*) AS n FROM changing")
-        status = adbc_grpc_status(err)
-        assert status in ("InvalidArgument", "FailedPrecondition", "DataLoss", "Internal"), (
-            describe(err)
-        )
+        # UDN-ERR-1: "a dataset's data is malformed" is FAILED_PRECONDITION.
+        assert adbc_grpc_status(err) == "FailedPrecondition", describe(err)
         assert "panic" not in str(err).lower(), describe(err)
         assert "csv" in str(err).lower() or "line" in str(err).lower(), (
             f"error does not say what is wrong: {describe(err)}"
@@ -224,6 +249,7 @@ def _serve_expecting_exit(
 
 
 @pytest.mark.spawns_node
+@pytest.mark.requirement("UDN-DATA-4")
 def test_missing_dataset_path_makes_serve_exit_naming_it(polder_bin, tmp_path):
     location = str(tmp_path / "does" / "not" / "exist" / "ghost.parquet")
     result = _serve_expecting_exit(polder_bin, "ghost_table", location)
@@ -233,6 +259,7 @@ def test_missing_dataset_path_makes_serve_exit_naming_it(polder_bin, tmp_path):
 
 
 @pytest.mark.spawns_node
+@pytest.mark.requirement("UDN-DATA-4")
 def test_unsupported_format_makes_serve_exit_naming_it(polder_bin, tmp_path):
     location = tmp_path / "data.xyz"
     location.write_text("a,b\n1,2\n")

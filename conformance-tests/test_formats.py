@@ -6,6 +6,8 @@ own tests.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from udn_conformance import wkb
@@ -52,6 +54,13 @@ CASES = {
 }
 
 
+# The GeoJSON table's properties served as columns, one row per feature, is UDN-DATA-3 as well.
+TABLES = [
+    pytest.param(t, marks=pytest.mark.requirement("UDN-DATA-3")) if t == "areas_geojson" else t
+    for t in sorted(CASES)
+]
+
+
 @pytest.fixture(scope="module")
 def format_env(launcher, generated):
     cache = {}
@@ -65,8 +74,9 @@ def format_env(launcher, generated):
     return get
 
 
-@pytest.mark.parametrize("table", sorted(CASES))
+@pytest.mark.parametrize("table", TABLES)
 @pytest.mark.parametrize("kind", [0, 1], ids=["all_rows", "aggregate"])
+@pytest.mark.requirement("UDN-DATA-2")
 def test_format_answers_match_reference(format_env, table, kind):
     node, ref = format_env(table)
     sql = CASES[table][kind]
@@ -75,7 +85,8 @@ def test_format_answers_match_reference(format_env, table, kind):
     assert_same_rows(got, ref.rows(sql), context=f"{table}: {sql}")
 
 
-@pytest.mark.parametrize("table", sorted(CASES))
+@pytest.mark.parametrize("table", TABLES)
+@pytest.mark.requirement("UDN-DATA-2")
 def test_format_schema_column_names(format_env, generated, table):
     node, ref = format_env(table)
     with node.connect() as conn:
@@ -88,6 +99,7 @@ def test_format_schema_column_names(format_env, generated, table):
     assert names == expected, f"{table}: {schema.names} vs {expected}"
 
 
+@pytest.mark.requirement("UDN-DATA-2")
 def test_csv_types_are_inferred(format_env):
     node, ref = format_env("stations_csv")
     with node.connect() as conn:
@@ -97,6 +109,7 @@ def test_csv_types_are_inferred(format_env):
     assert [type_family(f.type) for f in schema] == ["int", "float", "float", "bool"]
 
 
+@pytest.mark.requirement("UDN-DATA-3")
 def test_geojson_geometry_is_wkb_of_the_feature(format_env, generated):
     node, _ = format_env("areas_geojson")
     with node.connect() as conn:
@@ -113,6 +126,52 @@ def test_geojson_geometry_is_wkb_of_the_feature(format_env, generated):
         )
 
 
+def _geoarrow_crs(field) -> object:
+    """The `crs` of a GeoArrow `geoarrow.wkb` field (a string or PROJJSON), asserting the type."""
+    metadata = field.metadata or {}
+    name = metadata.get(b"ARROW:extension:name", b"").decode()
+    assert name == "geoarrow.wkb", f"{field.name}: extension {name!r}, metadata {metadata}"
+    extension = json.loads(metadata.get(b"ARROW:extension:metadata", b"{}") or b"{}")
+    assert extension.get("crs"), f"{field.name}: no crs in extension metadata {extension}"
+    return extension["crs"]
+
+
+@pytest.mark.requirement("UDN-DATA-3")
+def test_geojson_geometry_crs_defaults_to_crs84(format_env, generated):
+    """A GeoJSON file without a `crs` member is in OGC:CRS84 (RFC 7946)."""
+    assert "crs" not in json.loads(generated["areas_geojson"].read_text())
+    node, _ = format_env("areas_geojson")
+    with node.connect() as conn:
+        schema = query(conn, "SELECT area_id, geometry FROM areas_geojson LIMIT 1").schema
+        table_schema = conn.adbc_get_table_schema("areas_geojson")
+    for where, fields in [("query", schema), ("table", table_schema)]:
+        crs = _geoarrow_crs(fields.field("geometry"))
+        text = crs if isinstance(crs, str) else json.dumps(crs)
+        assert "CRS84" in text.upper(), f"{where}: crs {crs!r}"
+
+
+@pytest.mark.requirement("UDN-DATA-3")
+def test_geojson_declared_crs_is_recorded(format_env, generated):
+    """A GeoJSON file that declares its CRS (here EPSG:28992, the Dutch grid) keeps it."""
+    declared = json.loads(generated["areas_rd_geojson"].read_text())["crs"]["properties"]["name"]
+    code = declared.rsplit(":", 1)[-1]
+    node, ref = format_env("areas_rd_geojson")
+    with node.connect() as conn:
+        table = query(conn, "SELECT buurt_id, naam, geometry FROM areas_rd_geojson")
+        props = "SELECT buurt_id, naam FROM areas_rd_geojson"
+        assert_same_rows(query_rows(conn, props), ref.rows(props), context="properties")
+    crs = _geoarrow_crs(table.schema.field("geometry"))
+    text = crs if isinstance(crs, str) else json.dumps(crs)
+    assert code in text and "CRS84" not in text.upper(), f"declared {declared}, recorded {crs!r}"
+    features = geojson_features(generated["areas_rd_geojson"])
+    by_id = {f["properties"]["buurt_id"]: f["geometry"] for f in features}
+    rows = table.to_pylist()
+    assert len(rows) == len(features)
+    for row in rows:  # coordinates as in the file, not reprojected
+        assert wkb.same_geometry(wkb.decode(row["geometry"]), by_id[row["buurt_id"]]), row
+
+
+@pytest.mark.requirement("UDN-DATA-2")
 def test_directory_and_glob_serve_the_same_rows(format_env):
     answers = []
     for table in ("parts_dir", "parts_glob"):
@@ -141,6 +200,7 @@ def file_server(generated):
 
 @pytest.mark.spawns_node
 @pytest.mark.parametrize("scheme", ["file", "http"])
+@pytest.mark.requirement("UDN-DATA-2")
 def test_url_locations(launcher, generated, file_server, scheme):
     tables, ref_tables = {}, {}
     for name in URL_CASES:

@@ -10,7 +10,7 @@ import pytest
 
 from udn_conformance import proto, wkb
 from udn_conformance.compare import assert_same_rows, rows_of
-from udn_conformance.errors import GRPC_CODES, adbc_grpc_status
+from udn_conformance.errors import GRPC_CODES, adbc_grpc_status, flight_grpc_status
 
 
 def test_proto_round_trip():
@@ -98,3 +98,28 @@ class _FakeAdbcError(Exception):
 def test_grpc_status_read_from_adbc_message(name):
     err = _FakeAdbcError(f"INVALID_ARGUMENT: [FlightSQL] boom (a; b) ({name}; Prepare)")
     assert adbc_grpc_status(err) == name
+
+
+@pytest.mark.parametrize(
+    "message,expected",
+    [
+        (
+            "gRPC returned out-of-range error, with message: Error, decoded message length too "
+            "large: found 2000096 bytes, the limit is: 1048576 bytes",
+            "OutOfRange",
+        ),
+        ("Flight returned invalid argument error, with message: x", "InvalidArgument"),
+        ("gRPC returned resource exhausted error, with message: x", "ResourceExhausted"),
+        (
+            "Flight returned timeout error, with message: x. gRPC client debug context: "
+            "DEADLINE_EXCEEDED:x. Client context: OK",
+            "DeadlineExceeded",
+        ),
+    ],
+    ids=["out_of_range", "invalid_argument", "resource_exhausted", "debug_context"],
+)
+def test_grpc_status_read_from_pyarrow_flight_message(message, expected):
+    import pyarrow as pa
+
+    # pyarrow raises ArrowInvalid for several codes: the message, not the class, decides.
+    assert flight_grpc_status(pa.ArrowInvalid(message)) == expected

@@ -83,9 +83,22 @@ def real_env(launcher, shared_data):
 
 
 CASES = [(t, i) for t, qs in QUERIES.items() for i in range(len(qs))]
+# GeoJSON properties served as columns, one row per feature, is UDN-DATA-3 as well.
+CASE_PARAMS = [
+    pytest.param(
+        t,
+        i,
+        id=f"{t}-{i}",
+        marks=[pytest.mark.requirement("UDN-DATA-3")]
+        if datasets.SHARED_TABLES[t].endswith(".geojson")
+        else [],
+    )
+    for t, i in CASES
+]
 
 
-@pytest.mark.parametrize("table,index", CASES, ids=[f"{t}-{i}" for t, i in CASES])
+@pytest.mark.parametrize("table,index", CASE_PARAMS)
+@pytest.mark.requirement("UDN-DATA-2")
 def test_real_data_answer_matches_duckdb(real_env, table, index):
     node, ref = real_env(table)
     sql = QUERIES[table][index]
@@ -105,6 +118,7 @@ def _header(location: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("table", CSV_TABLES)
+@pytest.mark.requirement("UDN-DATA-2")
 def test_real_csv_keeps_every_value(real_env, shared_data, table):
     """count(column) for every named column: a column typed from too few rows loses values."""
     names = [n for n in _header(shared_data / datasets.SHARED_TABLES[table]) if n]
@@ -118,6 +132,7 @@ def test_real_csv_keeps_every_value(real_env, shared_data, table):
 
 
 @pytest.mark.parametrize("table", ["koeln_districts", "koeln_segments"])
+@pytest.mark.requirement("UDN-DATA-3")
 def test_real_geojson_geometries(real_env, shared_data, table):
     node, _ = real_env(table)
     key = "STB_NR" if table == "koeln_districts" else "OBJECTID"

@@ -80,6 +80,7 @@ def sample_node(launcher):
     return launcher.spawn([])
 
 
+@pytest.mark.beyond_spec("Polder's demo-data command")
 def test_demo_data_writes_every_city(demo_dir):
     for city in CITIES:
         for name in FILES.values():
@@ -87,6 +88,7 @@ def test_demo_data_writes_every_city(demo_dir):
             assert path.is_file() and path.stat().st_size > 0, f"missing or empty: {path}"
 
 
+@pytest.mark.beyond_spec("Polder's demo-data command")
 def test_demo_data_is_deterministic(polder_bin, demo_dir, tmp_path):
     again = tmp_path / "again"
     _demo_data(polder_bin, again)
@@ -99,6 +101,7 @@ def test_demo_data_is_deterministic(polder_bin, demo_dir, tmp_path):
 
 @pytest.mark.parametrize("city", CITIES)
 @pytest.mark.parametrize("table", ["air_quality", "traffic_counts"])
+@pytest.mark.requirement("UDN-DATA-2")
 def test_served_demo_files_match_duckdb(demo_node, demo_ref, city, table):
     name = f"{city}_{table}"
     with demo_node.connect() as conn:
@@ -110,6 +113,7 @@ def test_served_demo_files_match_duckdb(demo_node, demo_ref, city, table):
 
 
 @pytest.mark.parametrize("city", CITIES)
+@pytest.mark.requirement("UDN-DATA-3")
 def test_served_demo_neighbourhoods_match_geojson(demo_node, demo_ref, demo_tables, city):
     name = f"{city}_neighbourhoods"
     props = demo_ref.columns(f"SELECT * FROM {name}")
@@ -123,6 +127,7 @@ def test_served_demo_neighbourhoods_match_geojson(demo_node, demo_ref, demo_tabl
         assert wkb.same_geometry(wkb.decode(row["geometry"]), by_code[row["code"]]), row["code"]
 
 
+@pytest.mark.beyond_spec("Polder's built-in sample data")
 def test_serve_without_tables_lists_the_sample_tables(sample_node):
     with sample_node.connect() as conn:
         objects = conn.adbc_get_objects(depth="tables").read_all().to_pylist()
@@ -136,6 +141,7 @@ def test_serve_without_tables_lists_the_sample_tables(sample_node):
 
 
 @pytest.mark.parametrize("table", sorted(FILES))
+@pytest.mark.beyond_spec("Polder's built-in sample data")
 def test_sample_tables_equal_demo_data_files(sample_node, demo_node, demo_ref, table):
     """`serve` without tables answers as the demo-data files of one city (or of all of them) do."""
     with sample_node.connect() as conn:

@@ -164,6 +164,26 @@ def _areas_geojson() -> dict:
     return {"type": "FeatureCollection", "features": features}
 
 
+def _areas_rd_geojson() -> dict:
+    """Features in the Dutch national grid (EPSG:28992), declared with a (pre-RFC 7946) `crs`."""
+    features = []
+    for i in range(6):
+        x, y = 155_000.0 + 1_000 * i, 463_000.0 + 500 * i
+        ring = [[x, y], [x + 250, y], [x + 250, y + 250], [x, y + 250], [x, y]]
+        features.append(
+            {
+                "type": "Feature",
+                "geometry": {"type": "Polygon", "coordinates": [ring]},
+                "properties": {"buurt_id": i + 1, "naam": f"buurt {i + 1}"},
+            }
+        )
+    return {
+        "type": "FeatureCollection",
+        "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::28992"}},
+        "features": features,
+    }
+
+
 # Generated files: table name -> location below the generated folder.
 GENERATED = {
     "readings": "readings.parquet",
@@ -173,6 +193,7 @@ GENERATED = {
     "events_json": "events.json",
     "measures_arrow": "measures.arrow",
     "areas_geojson": "areas.geojson",
+    "areas_rd_geojson": "areas_rd.geojson",
     "parts_dir": "parts",
     "parts_glob": "parts/part-*.csv",
 }
@@ -204,6 +225,7 @@ def write_generated(out: Path) -> dict[str, Path]:
             w.write_batch(batch)
 
     loc["areas_geojson"].write_text(json.dumps(_areas_geojson(), indent=1), encoding="utf-8")
+    loc["areas_rd_geojson"].write_text(json.dumps(_areas_rd_geojson(), indent=1), encoding="utf-8")
 
     # The same CSV schema split over three files: served as a directory and as a glob.
     loc["parts_dir"].mkdir(exist_ok=True)

@@ -50,14 +50,40 @@ def adbc_grpc_status(err: adbc_driver_manager.Error) -> str:
 
 _GRPC_STATUS_NUMBER = re.compile(r"grpc_status:\s*(\d+)")
 _GRPC_DEBUG_NAME = re.compile(r"gRPC client debug context: ([A-Z_]+):")
+# pyarrow's own wording, e.g. "gRPC returned out-of-range error, with message: ..." or
+# "Flight returned invalid argument error, with message: ...".
+_RETURNED = re.compile(r"(?:gRPC|Flight) returned ([a-z -]+?) error, with message")
+_RETURNED_NAMES = {
+    "cancelled": "Canceled",
+    "unknown": "Unknown",
+    "invalid argument": "InvalidArgument",
+    "deadline exceeded": "DeadlineExceeded",
+    "timeout": "DeadlineExceeded",
+    "not found": "NotFound",
+    "already exists": "AlreadyExists",
+    "permission denied": "PermissionDenied",
+    "unauthorized": "PermissionDenied",
+    "resource exhausted": "ResourceExhausted",
+    "failed precondition": "FailedPrecondition",
+    "aborted": "Aborted",
+    "out-of-range": "OutOfRange",
+    "out of range": "OutOfRange",
+    "unimplemented": "Unimplemented",
+    "not implemented": "Unimplemented",
+    "internal": "Internal",
+    "unavailable": "Unavailable",
+    "data loss": "DataLoss",
+    "unauthenticated": "Unauthenticated",
+}
 
 
 def flight_grpc_status(err: Exception) -> str:
     """The gRPC status behind a pyarrow.flight error, e.g. 'InvalidArgument'.
 
     pyarrow's message usually carries gRPC's debug context (`grpc_status:3` or
-    `INVALID_ARGUMENT:`); failing that, the exception class tells the code family (several
-    codes, e.g. InvalidArgument, FailedPrecondition and OutOfRange, all become ArrowInvalid).
+    `INVALID_ARGUMENT:`), else its own wording (`gRPC returned out-of-range error`); failing
+    both, the exception class tells the code family (several codes, e.g. InvalidArgument,
+    FailedPrecondition and OutOfRange, all become ArrowInvalid).
     """
     text = str(err)
     m = _GRPC_STATUS_NUMBER.search(text)
@@ -67,6 +93,9 @@ def flight_grpc_status(err: Exception) -> str:
     if m:
         camel = "".join(part.capitalize() for part in m.group(1).split("_"))
         return {"Cancelled": "Canceled"}.get(camel, camel)
+    m = _RETURNED.search(text)
+    if m and m.group(1) in _RETURNED_NAMES:
+        return _RETURNED_NAMES[m.group(1)]
     mapping = [
         (flight.FlightUnauthenticatedError, "Unauthenticated"),
         (flight.FlightUnauthorizedError, "PermissionDenied"),

@@ -79,19 +79,35 @@ class _Handler(SimpleHTTPRequestHandler):
                 f.seek(start)
                 self.wfile.write(f.read(length))
 
+    def _wait_for_gate(self) -> None:
+        gate = self.server.gate
+        if gate is not None:
+            self.server.waiting.set()
+            gate.wait(timeout=120)
+
     def do_GET(self):  # noqa: N802 - http.server's naming
+        self._wait_for_gate()
         self._serve(body=True)
 
     def do_HEAD(self):  # noqa: N802
+        self._wait_for_gate()
         self._serve(body=False)
 
 
 class FileServer:
-    """Serves `root` on http://127.0.0.1:PORT/ until `close()`."""
+    """Serves `root` on http://127.0.0.1:PORT/ until `close()`.
 
-    def __init__(self, root: Path):
+    With a `gate` (a `threading.Event`), every request waits until the gate is set (at most
+    two minutes): a dataset that takes as long to load as the test wants. `waiting` is set once
+    a request is held at the gate.
+    """
+
+    def __init__(self, root: Path, gate: threading.Event | None = None):
         handler = partial(_Handler, directory=os.fspath(root))
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self._server.gate = gate
+        self._server.waiting = self.waiting = threading.Event()
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"

@@ -290,6 +290,12 @@ impl Stream for LimitedStream {
             return Poll::Ready(None);
         }
         if self.deadline.as_mut().poll(cx).is_ready() {
+            // Drop the plan now, which cancels its tasks, rather than when the client goes.
+            self.inner = Box::pin(
+                datafusion::physical_plan::stream::EmptyRecordBatchStream::new(Arc::clone(
+                    &self.schema,
+                )),
+            );
             self.permit = None;
             let timeout = self.timeout;
             return Poll::Ready(Some(Err(DataFusionError::External(Box::new(

@@ -1,0 +1,419 @@
+"""UDN-FSQL-8: explicit limits, stated to clients and enforced with the status codes of UDN-ERR-1.
+
+Flight SQL's `GetSqlInfo` carries two of them (FLIGHT_SQL_SERVER_STATEMENT_TIMEOUT and
+SQL_MAX_STATEMENT_LENGTH); those are checked against any node. The others (message sizes,
+concurrent queries, memory, parameter rows) are set in Polder's configuration file, so those
+tests start nodes of their own with small limits (spawn mode only).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.flight as flight
+import pytest
+
+from udn_conformance import flightsql as fs
+from udn_conformance.compare import assert_same_rows, rows_of_arrow
+from udn_conformance.errors import flight_grpc_status
+from udn_conformance.known import polder_gap
+from udn_conformance.reference import Reference
+
+FLIGHT_ERRORS = (flight.FlightError, pa.ArrowException)
+
+LIMITS = {
+    "query_timeout_s": 60,
+    "max_concurrent_queries": 1,
+    "queue_timeout_ms": 500,
+    "memory_limit_mib": 8,
+    "max_parameter_rows": 3,
+    "max_query_bytes": 4096,
+}
+MESSAGE_LIMITS = {"max_message_bytes": 1024 * 1024, "max_flight_data_bytes": 256 * 1024}
+
+# 1.5 million rows, about 700 MB as Arrow: a result far larger than any limit below.
+BIG = "SELECT * FROM lineitem CROSS JOIN nation"
+# Billions of row combinations that no engine answers within a second, in standard SQL.
+SLOW = (
+    "SELECT count(*) AS n FROM lineitem a CROSS JOIN lineitem b CROSS JOIN nation c "
+    "WHERE a.l_orderkey + b.l_orderkey + c.n_nationkey < 0"
+)
+QUICK = "SELECT n_regionkey, count(*) AS n FROM nation GROUP BY n_regionkey"
+
+
+def _config(path: Path, **limits) -> Path:
+    lines = ["[limits]"]
+    for key, value in limits.items():
+        lines.append(f"{key} = {value!r}".replace("'", '"'))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _spawn(launcher, main_tables, tmp_path: Path, name: str, **limits):
+    tables = {"lineitem": main_tables["lineitem"], "nation": main_tables["nation"]}
+    config = _config(tmp_path / f"{name}.toml", **limits)
+    args = ["--config", str(config)]
+    for table, location in tables.items():
+        args += ["--table", f"{table}={location}"]
+    return launcher.spawn(args), Reference(tables)
+
+
+def _status_of(call) -> tuple[str, float, str]:
+    """Run `call`; the gRPC status it ended with ('OK' if none), seconds taken, message."""
+    started = time.monotonic()
+    try:
+        call()
+        return "OK", time.monotonic() - started, ""
+    except FLIGHT_ERRORS as e:
+        return flight_grpc_status(e), time.monotonic() - started, str(e)
+
+
+def _rss(node) -> int | None:
+    try:
+        with open(f"/proc/{node.process.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+class _PeakRss:
+    """Samples a node's resident memory every 20 ms while a block runs."""
+
+    def __init__(self, node):
+        self.node = node
+        self.base = _rss(node)
+        self.peak = self.base or 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _rss(self.node) or 0)
+            time.sleep(0.02)
+
+    def __enter__(self):
+        if self.base is None:
+            pytest.skip("cannot read the node's memory use (/proc/PID/status)")
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def growth(self) -> int:
+        return self.peak - self.base
+
+
+# --- stated in GetSqlInfo: any node --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def main_client(main_node):
+    c = fs.client(main_node)
+    yield c
+    c.close()
+
+
+@pytest.mark.requirement("UDN-FSQL-8")
+def test_sql_info_states_query_time_and_length_limits(main_client):
+    info = fs.sql_info(main_client, [fs.SERVER_STATEMENT_TIMEOUT, fs.SQL_MAX_STATEMENT_LENGTH])
+    timeout = info.get(fs.SERVER_STATEMENT_TIMEOUT)
+    length = info.get(fs.SQL_MAX_STATEMENT_LENGTH)
+    assert isinstance(timeout, int) and timeout > 0, (
+        f"FLIGHT_SQL_SERVER_STATEMENT_TIMEOUT must state the query time limit (ms > 0): {info}"
+    )
+    assert isinstance(length, int) and length > 0, (
+        f"SQL_MAX_STATEMENT_LENGTH must state the longest SQL text accepted: {info}"
+    )
+
+
+def _padded(sql: str, length: int) -> str:
+    """`sql` followed by a comment, exactly `length` bytes of UTF-8."""
+    filler = length - len(sql.encode()) - len(" /**/")
+    assert filler >= 0
+    return f"{sql} /*{'x' * filler}*/"
+
+
+@pytest.mark.requirement("UDN-FSQL-8", "UDN-ERR-1", "UDN-ERR-2")
+def test_statement_length_limit_is_the_stated_one(main_client, main_ref, assert_healthy):
+    """A query of exactly the stated length is answered; one byte more is INVALID_ARGUMENT."""
+    info = fs.sql_info(main_client, [fs.SQL_MAX_STATEMENT_LENGTH])
+    stated = info.get(fs.SQL_MAX_STATEMENT_LENGTH)
+    if not isinstance(stated, int) or stated <= 0:
+        pytest.fail(f"SQL_MAX_STATEMENT_LENGTH not stated: {stated!r}", pytrace=False)
+    if stated > 8 * 1024 * 1024:
+        pytest.skip(f"stated length {stated} is beyond what this test sends (8 MiB)")
+    sql = "SELECT count(*) AS n FROM nation"
+    at_limit = _padded(sql, stated)
+    assert len(at_limit.encode()) == stated
+    _, table = fs.statement(main_client, at_limit)
+    assert_same_rows(rows_of_arrow(table), main_ref.rows(sql), context="query at the limit")
+    status, _, message = _status_of(lambda: fs.statement(main_client, _padded(sql, stated + 1)))
+    assert status == "InvalidArgument", f"{status}: {message[:500]}"
+    assert len(message) < 10_000, "the error echoes the query back"
+    assert_healthy()
+
+
+# --- enforced: nodes with small configured limits (Polder configuration) ---------------------
+
+
+@pytest.fixture(scope="module")
+def limits_node(launcher, main_tables, tmp_path_factory):
+    node, ref = _spawn(
+        launcher,
+        main_tables,
+        tmp_path_factory.mktemp("limits"),
+        "limits",
+        query_timeout=f"{LIMITS['query_timeout_s']}s",
+        max_concurrent_queries=LIMITS["max_concurrent_queries"],
+        queue_timeout=f"{LIMITS['queue_timeout_ms']}ms",
+        memory_limit_mib=LIMITS["memory_limit_mib"],
+        max_parameter_rows=LIMITS["max_parameter_rows"],
+        max_query_bytes=LIMITS["max_query_bytes"],
+    )
+    yield node, ref
+    node.stop()
+
+
+def _answers(node, ref, timeout: float = 30) -> None:
+    """The node answers a small query correctly (retrying while a freed slot is released)."""
+    c = fs.client(node)
+    deadline = time.monotonic() + timeout
+    while True:
+        status, _, message = _status_of(lambda: fs.statement(c, QUICK))
+        if status == "OK" or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert status == "OK", f"node no longer answers: {status}: {message[:500]}"
+    _, table = fs.statement(c, QUICK)
+    assert_same_rows(rows_of_arrow(table), ref.rows(QUICK))
+    c.close()
+
+
+@pytest.mark.spawns_node
+@pytest.mark.requirement("UDN-FSQL-8")
+def test_stated_limits_are_the_configured_ones(limits_node):
+    node, _ = limits_node
+    info = fs.sql_info(fs.client(node), [fs.SERVER_STATEMENT_TIMEOUT, fs.SQL_MAX_STATEMENT_LENGTH])
+    assert info.get(fs.SERVER_STATEMENT_TIMEOUT) == LIMITS["query_timeout_s"] * 1000, info
+    assert info.get(fs.SQL_MAX_STATEMENT_LENGTH) == LIMITS["max_query_bytes"], info
+
+
+@pytest.mark.spawns_node
+@pytest.mark.requirement("UDN-FSQL-8", "UDN-ERR-1", "UDN-ERR-2")
+def test_concurrent_query_limit_gives_resource_exhausted(limits_node):
+    """With one query slot held by an open result stream, another query is refused."""
+    node, ref = limits_node
+    holder = fs.client(node)
+    info = holder.get_flight_info(
+        flight.FlightDescriptor.for_command(fs.proto.command_statement_query(BIG)), fs.OPTIONS
+    )
+    reader = holder.do_get(info.endpoints[0].ticket, fs.OPTIONS)
+    try:
+        reader.read_chunk()  # the query runs, and holds its slot while the stream is open
+        other = fs.client(node)
+        status, seconds, message = _status_of(lambda: fs.statement(other, QUICK))
+        assert status == "ResourceExhausted", f"{status} after {seconds:.1f}s: {message[:500]}"
+        assert seconds < LIMITS["queue_timeout_ms"] / 1000 + 10, f"refused after {seconds:.1f}s"
+    finally:
+        reader.cancel()
+        holder.close()
+    _answers(node, ref)
+
+
+@pytest.mark.spawns_node
+@pytest.mark.requirement("UDN-FSQL-8", "UDN-FSQL-5", "UDN-ERR-1", "UDN-ERR-2")
+def test_parameter_rows_limit_gives_resource_exhausted(limits_node):
+    node, ref = limits_node
+    c = fs.client(node)
+    sql = "SELECT n_name FROM nation WHERE n_nationkey = ?"
+    prepared = fs.Prepared(c, sql)
+    field = prepared.parameter_schema.field(0)
+    type_ = pa.int64() if pa.types.is_null(field.type) else field.type
+    most = LIMITS["max_parameter_rows"]
+
+    def bind_and_run(keys: list[int]) -> pa.Table:
+        batch = pa.record_batch([pa.array(keys, type_)], names=[field.name])
+        handle = prepared.bind(batch)
+        return prepared.execute(handle)[1]
+
+    keys = list(range(1, most + 1))
+    table = bind_and_run(keys)  # at the limit: one execution per row
+    assert_same_rows(rows_of_arrow(table), [r for k in keys for r in ref.rows(sql, [k])])
+    status, _, message = _status_of(lambda: bind_and_run(list(range(1, most + 2))))
+    assert status == "ResourceExhausted", f"{most + 1} parameter rows: {status}: {message[:500]}"
+    _answers(node, ref)
+
+
+@pytest.mark.spawns_node
+@pytest.mark.requirement("UDN-FSQL-8", "UDN-ERR-1", "UDN-ERR-2")
+def test_memory_limit_holds(limits_node):
+    """Sorting ~700 MB under an 8 MiB limit: spill and answer, or RESOURCE_EXHAUSTED; the node
+    does not grow by anything like the size of the data."""
+    node, ref = limits_node
+    c = fs.client(node)
+    sql = f"{BIG} ORDER BY l_comment, n_name"
+    rows = 0
+    with _PeakRss(node) as memory:
+
+        def run():
+            nonlocal rows
+            info = c.get_flight_info(
+                flight.FlightDescriptor.for_command(fs.proto.command_statement_query(sql)),
+                fs.OPTIONS,
+            )
+            for endpoint in info.endpoints:
+                for chunk in c.do_get(endpoint.ticket, fs.OPTIONS):
+                    rows += chunk.data.num_rows
+
+        status, _, message = _status_of(run)
+    assert status in ("OK", "ResourceExhausted"), f"{status}: {message[:500]}"
+    if status == "OK":
+        assert rows == ref.rows(f"SELECT count(*) FROM ({BIG}) AS t")[0][0]
+    limit = LIMITS["memory_limit_mib"] * 1024 * 1024
+    assert memory.growth < limit + 200 * 1024 * 1024, (
+        f"node grew by {memory.growth / 2**20:.0f} MiB "
+        f"under a {LIMITS['memory_limit_mib']} MiB limit"
+    )
+    _answers(node, ref)
+
+
+@pytest.fixture(scope="module")
+def message_node(launcher, main_tables, tmp_path_factory):
+    node, ref = _spawn(
+        launcher, main_tables, tmp_path_factory.mktemp("messages"), "messages", **MESSAGE_LIMITS
+    )
+    yield node, ref
+    node.stop()
+
+
+MESSAGE_GAP = polder_gap(
+    "a gRPC message over max_message_bytes ends with OUT_OF_RANGE (tonic's code), which is not "
+    "a UDN-ERR-1 status"
+)
+
+
+@pytest.mark.spawns_node
+@pytest.mark.requirement("UDN-FSQL-7", "UDN-FSQL-8")
+@polder_gap(
+    "result batches are not cut to fit: with max_flight_data_bytes 256 KiB and "
+    "max_message_bytes 1 MiB, SELECT * FROM lineitem CROSS JOIN nation sends a 1.2 MB message "
+    "and fails with OUT_OF_RANGE"
+)
+def test_ordinary_results_fit_the_message_limit(message_node):
+    """Rows of a few hundred bytes each: the node must cut the result into messages that fit."""
+    node, ref = message_node
+    c = fs.client(node)
+    for sql in [BIG, "SELECT l_comment, l_shipinstruct FROM lineitem"]:
+        rows = 0
+
+        def run():
+            nonlocal rows
+            info = c.get_flight_info(
+                flight.FlightDescriptor.for_command(fs.proto.command_statement_query(sql)),
+                fs.OPTIONS,
+            )
+            for endpoint in info.endpoints:
+                for chunk in c.do_get(endpoint.ticket, fs.OPTIONS):
+                    rows += chunk.data.num_rows
+
+        status, _, message = _status_of(run)
+        assert status == "OK", f"{sql}: {status}: {message[:400]}"
+        assert rows == ref.rows(f"SELECT count(*) FROM ({sql}) AS t")[0][0], sql
+
+
+@pytest.mark.spawns_node
+@pytest.mark.requirement("UDN-FSQL-8", "UDN-ERR-1")
+@MESSAGE_GAP
+def test_request_over_the_message_limit_is_refused(message_node):
+    node, ref = message_node
+    sql = _padded("SELECT count(*) AS n FROM nation", 2 * MESSAGE_LIMITS["max_message_bytes"])
+    status, _, message = _status_of(lambda: fs.statement(fs.client(node), sql))
+    _answers(node, ref)
+    assert status in ("InvalidArgument", "ResourceExhausted"), f"{status}: {message[:500]}"
+
+
+@pytest.mark.spawns_node
+@pytest.mark.requirement("UDN-FSQL-8", "UDN-ERR-1")
+@MESSAGE_GAP
+def test_result_over_the_message_limit_is_refused(message_node):
+    """A value that fits a message is sent; one twice the message limit cannot be."""
+    node, ref = message_node
+    c = fs.client(node)
+    half = MESSAGE_LIMITS["max_message_bytes"] // 2
+    _, table = fs.statement(c, f"SELECT length(repeat('x', {half})) AS n, repeat('x', {half}) AS s")
+    assert table.column("n").to_pylist() == [half]
+    too_big = 2 * MESSAGE_LIMITS["max_message_bytes"]
+    status, _, message = _status_of(lambda: fs.statement(c, f"SELECT repeat('x', {too_big}) AS s"))
+    _answers(node, ref)
+    assert status in ("ResourceExhausted", "InvalidArgument"), f"{status}: {message[:500]}"
+
+
+@pytest.mark.spawns_node
+@pytest.mark.requirement("UDN-FSQL-8", "UDN-ERR-1")
+def test_query_past_its_time_limit_ends_with_deadline_exceeded(launcher, main_tables, tmp_path):
+    node, _ = _spawn(launcher, main_tables, tmp_path, "timeout", query_timeout="1s")
+    try:
+        c = fs.client(node)
+        stated = fs.sql_info(c, [fs.SERVER_STATEMENT_TIMEOUT])[fs.SERVER_STATEMENT_TIMEOUT]
+        assert stated == 1000, f"stated statement timeout {stated} ms, configured 1 s"
+        status, seconds, message = _status_of(lambda: fs.statement(c, SLOW))
+        assert status == "DeadlineExceeded", f"{status} after {seconds:.1f}s: {message[:500]}"
+        assert 0.9 <= seconds < 6, f"ended after {seconds:.1f}s with a 1 s limit"
+    finally:
+        node.process.kill()  # whatever the query left running
+        node.process.wait()
+
+
+@pytest.mark.spawns_node
+@pytest.mark.requirement("UDN-ERR-2", "UDN-FSQL-8")
+@polder_gap(
+    "queries stopped at query_timeout leave their CPU-bound work running on the node's async "
+    "runtime; with one such query per core the node stops answering anything (also the timer "
+    "that would end further queries)",
+    strict=False,
+)
+def test_node_keeps_answering_after_queries_time_out(launcher, main_tables, tmp_path):
+    """One CPU-heavy query per core (and one more) all run past their limit at once."""
+    node, ref = _spawn(
+        launcher, main_tables, tmp_path, "busy", query_timeout="1s", max_concurrent_queries=64
+    )
+    try:
+        options = flight.FlightCallOptions(timeout=6)
+        results: list[tuple[str, float, str]] = []
+
+        def slow():
+            c = fs.client(node)
+            results.append(_status_of(lambda: fs.statement(c, SLOW, options)))
+
+        threads = [threading.Thread(target=slow) for _ in range((os.cpu_count() or 2) + 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        c = fs.client(node)
+        status, seconds, message = _status_of(
+            lambda: fs.statement(c, QUICK, flight.FlightCallOptions(timeout=5))
+        )
+        assert status == "OK", (
+            f"after {len(threads)} queries ran past their time limit the node does not answer "
+            f"({status} after {seconds:.1f}s: {message[:300]})"
+        )
+        _, table = fs.statement(c, QUICK)
+        assert_same_rows(rows_of_arrow(table), ref.rows(QUICK))
+        for status, seconds, message in results:
+            assert status == "DeadlineExceeded" and seconds < 5, (
+                f"{status} after {seconds:.1f}s: {message[:300]}"
+            )
+    finally:
+        node.process.kill()
+        node.process.wait()

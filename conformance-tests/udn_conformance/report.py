@@ -1,0 +1,132 @@
+"""Per-requirement results: which UDN requirements a run showed a node to meet.
+
+conftest.py registers this as a plugin that sees every test report, and prints the table at
+the end of the run (`pytest_terminal_summary`). A requirement FAILs when any test marked with
+it failed (an error in a fixture counts, and so does an expected failure: a known gap of the
+node, see `known.py`); it PASSes when at least one of its
+tests passed and none failed; SKIPPED means all its tests were skipped (e.g. `spawns_node`
+tests against a remote node); NOT RUN means none of its tests was selected.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import spec
+
+PASSED, FAILED, XFAILED, SKIPPED = "passed", "failed", "xfailed", "skipped"
+KINDS = (PASSED, FAILED, XFAILED, SKIPPED)
+
+
+@dataclass(eq=False)  # hashable: registered as a pytest plugin
+class RequirementResults:
+    spec_file: Path
+    requirements: dict[str, spec.Requirement]
+    # nodeid -> requirement IDs, and the tests that check no numbered requirement.
+    tests: dict[str, list[str]] = field(default_factory=dict)
+    beyond_spec: set[str] = field(default_factory=set)
+    outcomes: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def for_spec(cls, path: Path) -> RequirementResults:
+        requirements = spec.load(path) if path.is_file() else {}
+        return cls(spec_file=path, requirements=requirements)
+
+    def collected(self, items) -> None:
+        for item in items:
+            self.tests[item.nodeid] = spec.marker_ids(item)
+            if item.get_closest_marker("beyond_spec") is not None:
+                self.beyond_spec.add(item.nodeid)
+
+    def pytest_runtest_logreport(self, report) -> None:
+        """Fold one phase report (setup, call, teardown) into the test's outcome."""
+        if report.nodeid not in self.tests:
+            return
+        if report.failed:
+            outcome = FAILED
+        elif report.skipped and hasattr(report, "wasxfail"):
+            outcome = XFAILED
+        elif report.skipped:
+            outcome = SKIPPED
+        elif report.when == "call":
+            outcome = PASSED
+        else:
+            return
+        if self.outcomes.get(report.nodeid) not in (FAILED, XFAILED):
+            self.outcomes[report.nodeid] = outcome
+
+    def rows(self) -> list[tuple[str, str, Counter, list[str]]]:
+        """(requirement, status, outcome counts, failed tests) in spec order."""
+        ids = list(self.requirements)
+        extra = sorted({r for rs in self.tests.values() for r in rs} - set(ids), key=spec.sort_key)
+        rows = []
+        for rid in ids + extra:
+            nodeids = [n for n, rs in self.tests.items() if rid in rs and n in self.outcomes]
+            counts = Counter(self.outcomes[n] for n in nodeids)
+            failed = [n for n in nodeids if self.outcomes[n] in (FAILED, XFAILED)]
+            if counts[FAILED] or counts[XFAILED]:
+                status = "FAIL"
+            elif counts[PASSED]:
+                status = "PASS"
+            elif counts[SKIPPED]:
+                status = "SKIPPED"
+            else:
+                status = "NOT RUN"
+            rows.append((rid, status, counts, failed))
+        return rows
+
+    def write(self, tr) -> None:
+        """Print the per-requirement table to pytest's terminal reporter."""
+        if not any(self.tests[n] for n in self.outcomes):
+            return  # no test of a requirement ran (e.g. only the suite's own helpers)
+        source = self.spec_file if self.requirements else "test markers; spec not found"
+        tr.write_sep("=", f"UDN requirements ({source})")
+        rows = self.rows()
+        for rid, status, counts, failed in rows:
+            detail = ", ".join(f"{counts[k]} {k}" for k in KINDS if counts[k])
+            known = self.requirements.get(rid)
+            text = known.summary(60) if known else "NOT IN THE SPEC"
+            colour = {"PASS": {"green": True}, "FAIL": {"red": True, "bold": True}}.get(status, {})
+            tr.write(f"{rid:<11} ")
+            tr.write(f"{status:<8}", **colour)
+            tr.write_line(f" {detail or 'no test selected':<30} {text}")
+            for nodeid in failed[:5]:
+                label = "known gap" if self.outcomes[nodeid] == XFAILED else "failed"
+                tr.write_line(f"    {label}: {nodeid}")
+            if len(failed) > 5:
+                tr.write_line(f"    ... and {len(failed) - 5} more")
+        statuses = Counter(status for _, status, _, _ in rows)
+        order = ("PASS", "FAIL", "SKIPPED", "NOT RUN")
+        summary = ", ".join(f"{statuses[s]} {s.lower()}" for s in order if statuses[s])
+        tr.write_line(f"{len(rows)} requirements: {summary}")
+        beyond = Counter(self.outcomes[n] for n in self.beyond_spec if n in self.outcomes)
+        if beyond:
+            tr.write_line(
+                "tests beyond the spec (Polder-specific or suite self-checks): "
+                + ", ".join(f"{beyond[k]} {k}" for k in KINDS if beyond[k])
+            )
+
+
+def dump_collection(items, path: Path) -> None:
+    """Write each collected test's requirement IDs as JSON (for test_spec_coverage.py)."""
+    tests = []
+    for item in items:
+        tests.append(
+            {
+                "nodeid": item.nodeid,
+                "file": Path(str(item.fspath)).name,
+                "requirements": spec.marker_ids(item),
+                "requirement_markers": [
+                    {"args": list(m.args), "kwargs": dict(m.kwargs)}
+                    for m in item.iter_markers("requirement")
+                ],
+                "beyond_spec": [
+                    {"args": list(m.args), "kwargs": dict(m.kwargs)}
+                    for m in item.iter_markers("beyond_spec")
+                ],
+            }
+        )
+    path.write_text(json.dumps(tests, indent=1, default=repr), encoding="utf-8")

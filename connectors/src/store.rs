@@ -33,54 +33,37 @@ pub fn build_store(config: &FileTableConfig, base: &Url) -> Result<Arc<dyn Objec
         table: config.name.clone(),
         message,
     };
-    let options = config.storage_options.iter();
-    let store: Arc<dyn ObjectStore> = match base.scheme() {
-        "s3" | "s3a" => {
-            let mut builder =
-                object_store::aws::AmazonS3Builder::from_env().with_url(base.as_str());
-            for (key, value) in options {
+    // Every store's builder takes its own key type; each is parsed from the option's name.
+    macro_rules! build {
+        ($builder:expr) => {{
+            let mut builder = $builder;
+            for (key, value) in &config.storage_options {
                 let key = key
                     .parse()
                     .map_err(|e| invalid(format!("storage option '{key}': {e}")))?;
                 builder = builder.with_config(key, value);
             }
-            Arc::new(builder.build().map_err(|e| invalid(e.to_string()))?)
+            Arc::new(builder.build().map_err(|e| invalid(e.to_string()))?) as Arc<dyn ObjectStore>
+        }};
+    }
+    let store = match base.scheme() {
+        "s3" | "s3a" => {
+            build!(object_store::aws::AmazonS3Builder::from_env().with_url(base.as_str()))
         }
         "gs" => {
-            let mut builder =
-                object_store::gcp::GoogleCloudStorageBuilder::from_env().with_url(base.as_str());
-            for (key, value) in options {
-                let key = key
-                    .parse()
-                    .map_err(|e| invalid(format!("storage option '{key}': {e}")))?;
-                builder = builder.with_config(key, value);
-            }
-            Arc::new(builder.build().map_err(|e| invalid(e.to_string()))?)
+            build!(object_store::gcp::GoogleCloudStorageBuilder::from_env().with_url(base.as_str()))
         }
         "az" | "azure" | "abfs" | "abfss" => {
-            let mut builder =
-                object_store::azure::MicrosoftAzureBuilder::from_env().with_url(base.as_str());
-            for (key, value) in options {
-                let key = key
-                    .parse()
-                    .map_err(|e| invalid(format!("storage option '{key}': {e}")))?;
-                builder = builder.with_config(key, value);
-            }
-            Arc::new(builder.build().map_err(|e| invalid(e.to_string()))?)
+            build!(object_store::azure::MicrosoftAzureBuilder::from_env().with_url(base.as_str()))
         }
-        "http" | "https" => {
-            let mut builder = object_store::http::HttpBuilder::new().with_url(base.as_str());
-            if base.scheme() == "http" {
-                builder = builder.with_config(object_store::ClientConfigKey::AllowHttp, "true");
-            }
-            for (key, value) in options {
-                let key = key
-                    .parse()
-                    .map_err(|e| invalid(format!("storage option '{key}': {e}")))?;
-                builder = builder.with_config(key, value);
-            }
-            Arc::new(builder.build().map_err(|e| invalid(e.to_string()))?)
-        }
+        "http" | "https" => build!(
+            object_store::http::HttpBuilder::new()
+                .with_url(base.as_str())
+                .with_config(
+                    object_store::ClientConfigKey::AllowHttp,
+                    (base.scheme() == "http").to_string()
+                )
+        ),
         other => {
             return Err(invalid(format!(
                 "location scheme '{other}' is not supported (use a path, file://, s3://, gs://, az:// or http(s)://)"

@@ -221,6 +221,21 @@ fn flight_info(
     Ok(info)
 }
 
+/// The `FlightInfo` of a metadata command: its ticket is the command itself, so any replica
+/// can answer the `DoGet`.
+fn command_info(
+    schema: &Schema,
+    command: &impl ProstMessageExt,
+    request: Request<FlightDescriptor>,
+) -> Result<Response<FlightInfo>, Status> {
+    let info = flight_info(
+        schema,
+        command.as_any().encode_to_vec(),
+        request.into_inner(),
+    )?;
+    Ok(Response::new(info))
+}
+
 /// The schema as clients receive it: Flight data is sent with dictionaries hydrated to values.
 fn hydrated(schema: &Schema) -> Schema {
     let fields: Vec<Field> = schema
@@ -301,12 +316,7 @@ impl FlightSqlService for PolderFlightSqlService {
         let ticket = TicketStatementQuery {
             statement_handle: handle,
         };
-        let info = flight_info(
-            plan.schema().as_arrow(),
-            ticket.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?;
-        Ok(Response::new(info))
+        command_info(plan.schema().as_arrow(), &ticket, request)
     }
 
     #[instrument(skip_all)]
@@ -332,12 +342,7 @@ impl FlightSqlService for PolderFlightSqlService {
         let ticket = CommandPreparedStatementQuery {
             prepared_statement_handle: handle.encode(),
         };
-        let info = flight_info(
-            plan.schema().as_arrow(),
-            ticket.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?;
-        Ok(Response::new(info))
+        command_info(plan.schema().as_arrow(), &ticket, request)
     }
 
     #[instrument(skip_all)]
@@ -448,12 +453,7 @@ impl FlightSqlService for PolderFlightSqlService {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.into_builder().schema();
-        let info = flight_info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?;
-        Ok(Response::new(info))
+        command_info(&schema, &query, request)
     }
 
     async fn do_get_catalogs(
@@ -476,12 +476,7 @@ impl FlightSqlService for PolderFlightSqlService {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.clone().into_builder().schema();
-        let info = flight_info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?;
-        Ok(Response::new(info))
+        command_info(&schema, &query, request)
     }
 
     async fn do_get_schemas(
@@ -511,12 +506,7 @@ impl FlightSqlService for PolderFlightSqlService {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.clone().into_builder().schema();
-        let info = flight_info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?;
-        Ok(Response::new(info))
+        command_info(&schema, &query, request)
     }
 
     async fn do_get_tables(
@@ -545,12 +535,7 @@ impl FlightSqlService for PolderFlightSqlService {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.into_builder().schema();
-        let info = flight_info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?;
-        Ok(Response::new(info))
+        command_info(&schema, &query, request)
     }
 
     async fn do_get_table_types(
@@ -570,12 +555,7 @@ impl FlightSqlService for PolderFlightSqlService {
         query: CommandGetSqlInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let info = flight_info(
-            &self.sql_info.schema(),
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?;
-        Ok(Response::new(info))
+        command_info(&self.sql_info.schema(), &query, request)
     }
 
     async fn do_get_sql_info(
@@ -595,12 +575,7 @@ impl FlightSqlService for PolderFlightSqlService {
         query: CommandGetXdbcTypeInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let info = flight_info(
-            &self.xdbc.schema(),
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?;
-        Ok(Response::new(info))
+        command_info(&self.xdbc.schema(), &query, request)
     }
 
     async fn do_get_xdbc_type_info(
@@ -620,12 +595,7 @@ impl FlightSqlService for PolderFlightSqlService {
         query: CommandGetPrimaryKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let info = flight_info(
-            &primary_keys_schema(),
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?;
-        Ok(Response::new(info))
+        command_info(&primary_keys_schema(), &query, request)
     }
 
     async fn do_get_primary_keys(
@@ -650,12 +620,7 @@ impl FlightSqlService for PolderFlightSqlService {
         query: CommandGetExportedKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let info = flight_info(
-            &foreign_keys_schema(),
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?;
-        Ok(Response::new(info))
+        command_info(&foreign_keys_schema(), &query, request)
     }
 
     async fn do_get_exported_keys(
@@ -671,12 +636,7 @@ impl FlightSqlService for PolderFlightSqlService {
         query: CommandGetImportedKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let info = flight_info(
-            &foreign_keys_schema(),
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?;
-        Ok(Response::new(info))
+        command_info(&foreign_keys_schema(), &query, request)
     }
 
     async fn do_get_imported_keys(
@@ -692,12 +652,7 @@ impl FlightSqlService for PolderFlightSqlService {
         query: CommandGetCrossReference,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let info = flight_info(
-            &foreign_keys_schema(),
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?;
-        Ok(Response::new(info))
+        command_info(&foreign_keys_schema(), &query, request)
     }
 
     async fn do_get_cross_reference(

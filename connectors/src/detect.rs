@@ -3,7 +3,6 @@
 
 use std::collections::BTreeSet;
 
-use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 
@@ -25,19 +24,7 @@ pub async fn format_of_collection(
             config.location
         ),
     };
-    let url = ListingTableUrl::parse(&config.location).map_err(|e| Error::InvalidConfig {
-        table: config.name.clone(),
-        message: format!("location '{}' is not a path or URL: {e}", config.location),
-    })?;
-    crate::store::register_store(ctx, config, &url)?;
-    let store = ctx
-        .runtime_env()
-        .object_store(url.object_store())
-        .map_err(|e| Error::Unreadable {
-            table: config.name.clone(),
-            location: config.location.clone(),
-            message: e.strip_backtrace(),
-        })?;
+    let (url, store) = crate::store::open_location(ctx, config)?;
     let mut listing = store.list(Some(url.prefix())).take(SAMPLE_FILES);
     let mut formats = BTreeSet::new();
     let mut files = 0;

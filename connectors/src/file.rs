@@ -11,9 +11,7 @@ use datafusion::datasource::file_format::csv::CsvFormat;
 use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
 use datafusion::datasource::file_format::json::JsonFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{
-    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
-};
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig};
 use datafusion::prelude::SessionContext;
 use tracing::debug;
 
@@ -29,10 +27,7 @@ pub async fn open_listing_table(
 ) -> Result<Arc<dyn TableProvider>> {
     let table = config.name.as_str();
     let location = config.location.as_str();
-    let url = ListingTableUrl::parse(location).map_err(|e| Error::InvalidConfig {
-        table: table.into(),
-        message: format!("location '{location}' is not a path or URL: {e}"),
-    })?;
+    let url = crate::store::parse_location(config)?;
     crate::store::register_store(ctx, config, &url)?;
 
     let compression = compression_of(location);

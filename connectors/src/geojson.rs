@@ -14,7 +14,6 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::TableProvider;
 use datafusion::datasource::MemTable;
-use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
 use geozero::{CoordDimensions, ToWkb};
@@ -76,15 +75,7 @@ async fn read_location(
         location: config.location.clone(),
         message,
     };
-    let url = ListingTableUrl::parse(&config.location).map_err(|e| Error::InvalidConfig {
-        table: config.name.clone(),
-        message: format!("location '{}' is not a path or URL: {e}", config.location),
-    })?;
-    crate::store::register_store(ctx, config, &url)?;
-    let store = ctx
-        .runtime_env()
-        .object_store(url.object_store())
-        .map_err(|e| unreadable(e.strip_backtrace()))?;
+    let (url, store) = crate::store::open_location(ctx, config)?;
     let path = url.prefix().clone();
     let meta = store.head(&path).await.map_err(|e| match e {
         object_store::Error::NotFound { .. } => unreadable("no such file".into()),

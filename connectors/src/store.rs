@@ -11,6 +11,32 @@ use url::Url;
 use crate::config::FileTableConfig;
 use crate::error::{Error, Result};
 
+/// Parses a dataset's location (path, glob or URL).
+pub fn parse_location(config: &FileTableConfig) -> Result<ListingTableUrl> {
+    ListingTableUrl::parse(&config.location).map_err(|e| Error::InvalidConfig {
+        table: config.name.clone(),
+        message: format!("location '{}' is not a path or URL: {e}", config.location),
+    })
+}
+
+/// Parses a dataset's location, registers its object store with the session and returns both.
+pub fn open_location(
+    ctx: &SessionContext,
+    config: &FileTableConfig,
+) -> Result<(ListingTableUrl, Arc<dyn ObjectStore>)> {
+    let url = parse_location(config)?;
+    register_store(ctx, config, &url)?;
+    let store = ctx
+        .runtime_env()
+        .object_store(url.object_store())
+        .map_err(|e| Error::Unreadable {
+            table: config.name.clone(),
+            location: config.location.clone(),
+            message: e.strip_backtrace(),
+        })?;
+    Ok((url, store))
+}
+
 /// Registers the object store a dataset's URL needs with the session (local files need none).
 pub fn register_store(
     ctx: &SessionContext,

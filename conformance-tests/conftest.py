@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from udn_conformance import datasets, spec
+from udn_conformance import datasets, rdf, spec
 from udn_conformance.client import query_rows
 from udn_conformance.compare import assert_same_rows
 from udn_conformance.node import Node, NodeStartError, remote_from_env, spawn, table_args
@@ -23,6 +23,7 @@ from udn_conformance.report import RequirementResults, dump_collection
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CATALOG = "conformance"
 RESULTS = pytest.StashKey[RequirementResults]()
+SHACL_REPORTS = pytest.StashKey[list]()
 
 
 def target_dir() -> Path:
@@ -55,6 +56,7 @@ def pytest_configure(config):
     # Registered as a plugin: it receives every test report (pytest_runtest_logreport).
     results = RequirementResults.for_spec(spec.spec_path(REPO_ROOT))
     config.stash[RESULTS] = results
+    config.stash[SHACL_REPORTS] = []
     config.pluginmanager.register(results, "udn-requirement-results")
     config.addinivalue_line(
         "markers",
@@ -106,6 +108,15 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     """Per-requirement pass/fail counts: which numbered requirements the node met in this run."""
     if not config.option.collectonly:
         config.stash[RESULTS].write(terminalreporter)
+        reports = config.stash[SHACL_REPORTS]
+        if reports:
+            terminalreporter.section(
+                "DCAT-AP 3.0.1 / DCAT-AP-NL 3.0 SHACL results (violations fail UDN-CAT-3; "
+                "warnings: recommended properties)"
+            )
+            for report in reports:
+                for line in report.summary_lines():
+                    terminalreporter.write_line(line)
 
 
 class Launcher:
@@ -249,6 +260,24 @@ def catalog(main_node) -> str:
             if any(t["table_name"] == "lineitem" for t in schema["db_schema_tables"] or []):
                 return cat["catalog_name"]
     pytest.fail("could not find the catalog holding lineitem; set UDN_CATALOG", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def shacl_reports(request) -> list:
+    """SHACL reports of the catalogs validated in this run, printed at the end of the run."""
+    return request.config.stash[SHACL_REPORTS]
+
+
+@pytest.fixture(scope="session")
+def main_http(main_node) -> str:
+    """The main node's HTTP base URL (`UDN_HTTP_URL` for a remote node; skips without it)."""
+    return rdf.http_url(main_node)
+
+
+@pytest.fixture(scope="session")
+def main_catalog(main_http) -> rdf.Catalog:
+    """The main node's `GET /catalog` (Turtle), fetched once."""
+    return rdf.catalog_of(main_http)
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ import pytest
 from udn_conformance.client import describe, expect_error, query_rows
 from udn_conformance.compare import assert_same_rows
 from udn_conformance.errors import adbc_grpc_status
+from udn_conformance.node import with_catalog_args
 from udn_conformance.reference import Reference
 
 
@@ -235,8 +236,8 @@ def _serve_expecting_exit(
         "127.0.0.1:0",
         "--http",
         "127.0.0.1:0",
-        "--table",
-        f"{table}={location}",
+        # --config with the [catalog] section a node serving tables needs
+        *with_catalog_args(["--table", f"{table}={location}"]),
     ]
     try:
         return subprocess.run(

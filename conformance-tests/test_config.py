@@ -7,8 +7,6 @@ tests run the binary themselves and are skipped against a remote node.
 
 from __future__ import annotations
 
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -18,15 +16,16 @@ from udn_conformance.client import describe, expect_error, query_rows
 from udn_conformance.compare import assert_same_rows
 from udn_conformance.errors import adbc_grpc_status
 from udn_conformance.known import polder_gap
-from udn_conformance.node import LISTENING
+from udn_conformance.node import run_expecting_exit, with_catalog
 from udn_conformance.reference import Reference
 
 pytestmark = pytest.mark.spawns_node
 
 
 def _base(nation: Path, stations: Path) -> str:
-    """A valid configuration; each case below changes one thing in it."""
-    return f"""\
+    """A valid configuration; each case below changes one thing in it. It ends with the
+    `[catalog]` section a node serving tables needs (`CATALOG_SECTION`)."""
+    return with_catalog(f"""\
 [node]
 name = "config_check"
 flight_addr = "127.0.0.1:0"
@@ -48,7 +47,7 @@ format = "csv"
 [tables.csv]
 has_header = true
 delimiter = ","
-"""
+""")
 
 
 @pytest.fixture(scope="module")
@@ -63,29 +62,8 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 
 def _serve_expecting_exit(binary: Path, config: Path, timeout: float = 30):
-    """Run `polder serve --config FILE`; it must exit. Returns (exit code, stderr).
-
-    Fails as soon as the node says it is listening: the configuration was accepted.
-    """
-    cmd = [str(binary), "serve", "--config", str(config)]
-    out, err = config.with_suffix(".stdout"), config.with_suffix(".stderr")
-    with open(out, "wb") as o, open(err, "wb") as e:
-        process = subprocess.Popen(cmd, stdout=o, stderr=e, stdin=subprocess.DEVNULL)
-    deadline = time.monotonic() + timeout
-    try:
-        while process.poll() is None:
-            listening = any(LISTENING.match(line) for line in out.read_text().splitlines())
-            if listening or time.monotonic() > deadline:
-                raise AssertionError(
-                    f"`{' '.join(cmd)}` {'is listening' if listening else 'still runs'}: the "
-                    f"invalid configuration was accepted. stderr: {err.read_text()[-1500:]}"
-                )
-            time.sleep(0.05)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    return process.returncode, err.read_text(errors="replace")
+    """Run `polder serve --config FILE`; it must exit. Returns (exit code, stderr)."""
+    return run_expecting_exit([str(binary), "serve", "--config", str(config)], config.parent, timeout)
 
 
 @pytest.mark.requirement("UDN-OPS-3")

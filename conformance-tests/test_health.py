@@ -13,7 +13,7 @@ import requests
 
 from udn_conformance.client import query_rows
 from udn_conformance.httpfiles import FileServer
-from udn_conformance.node import READY_TIMEOUT_S
+from udn_conformance.node import READY_TIMEOUT_S, with_catalog_args
 
 
 def _http(node):
@@ -78,7 +78,7 @@ def test_readyz_is_503_while_a_dataset_loads(polder_bin, generated, tmp_path):
     cmd = [
         str(polder_bin), "serve", "--name", "slow_start", "--flight", "127.0.0.1:0",
         "--http", http.removeprefix("http://"),
-        "--table", f"held={server.url}/{generated['stations_csv'].name}",
+        *with_catalog_args(["--table", f"held={server.url}/{generated['stations_csv'].name}"]),
     ]  # fmt: skip
     stderr = open(tmp_path / "stderr.log", "wb")
     process = subprocess.Popen(

@@ -5,10 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import struct
+from pathlib import Path
 
 import pytest
 
-from udn_conformance import proto, wkb
+from udn_conformance import proto, shacl, wkb
 from udn_conformance.compare import assert_same_rows, rows_of
 from udn_conformance.errors import GRPC_CODES, adbc_grpc_status, flight_grpc_status
 
@@ -123,3 +124,100 @@ def test_grpc_status_read_from_pyarrow_flight_message(message, expected):
 
     # pyarrow raises ArrowInvalid for several codes: the message, not the class, decides.
     assert flight_grpc_status(pa.ArrowInvalid(message)) == expected
+
+
+# --- SHACL validation of catalogs (udn_conformance.shacl) -----------------------------------
+
+_SHARED_STANDARDS = Path(__file__).resolve().parent.parent.parent / "shared" / "standards"
+
+_MINIMAL_CATALOG = """\
+@prefix dcat: <http://www.w3.org/ns/dcat#> .
+@prefix dct: <http://purl.org/dc/terms/> .
+@prefix foaf: <http://xmlns.com/foaf/0.1/> .
+@prefix vcard: <http://www.w3.org/2006/vcard/ns#> .
+@prefix skos: <http://www.w3.org/2004/02/skos/core#> .
+<https://example.org/catalog> a dcat:Catalog ;
+    dct:title "t" ; dct:description "d" ;
+    dct:publisher <https://example.org/p> ;
+    dct:license <http://creativecommons.org/publicdomain/zero/1.0/> ;
+    dcat:contactPoint [ a vcard:Kind ; vcard:fn "c" ; vcard:hasEmail <mailto:c@example.org> ] ;
+    dcat:dataset <https://example.org/dataset/a> .
+<https://example.org/dataset/a> a dcat:Dataset ;
+    dct:title "a" ; dct:description "d" ; dct:identifier "a" ;
+    dct:publisher <https://example.org/p> ; dct:creator <https://example.org/p> ;
+    dcat:contactPoint [ a vcard:Kind ; vcard:fn "c" ; vcard:hasEmail <mailto:c@example.org> ] ;
+    dct:accessRights <http://publications.europa.eu/resource/authority/access-right/PUBLIC> ;
+    dcat:theme <http://publications.europa.eu/resource/authority/data-theme/GOVE> .
+<https://example.org/p> a foaf:Agent ; foaf:name "p" .
+<http://creativecommons.org/publicdomain/zero/1.0/> a dct:LicenseDocument .
+<http://publications.europa.eu/resource/authority/access-right/PUBLIC> a dct:RightsStatement .
+<http://publications.europa.eu/resource/authority/data-theme/GOVE> a skos:Concept ;
+    skos:prefLabel "Government"@en ;
+    skos:inScheme <http://publications.europa.eu/resource/authority/data-theme> .
+"""
+
+
+def _catalog_graph(text: str = _MINIMAL_CATALOG):
+    from rdflib import Graph
+
+    return Graph().parse(data=text, format="turtle")
+
+
+def test_shacl_minimal_catalog_has_no_violation():
+    report = shacl.validate(_catalog_graph(), "minimal", udn=False)  # DCAT-AP(-NL) only
+    assert not report.violations, report.violation_text()
+    assert report.warnings, "the minimal catalog lacks recommended properties: warnings expected"
+
+
+_BREAKS = {
+    # name -> (text to remove from the minimal catalog, replacement, the path that must fail)
+    "catalog_publisher": (
+        "    dct:publisher <https://example.org/p> ;\n    dct:license", "    dct:license",
+        "dct:publisher",
+    ),
+    "untyped_licence": (
+        "<http://creativecommons.org/publicdomain/zero/1.0/> a dct:LicenseDocument .", "",
+        "dct:license",
+    ),
+    "dataset_identifier": ('dct:identifier "a" ;', "", "dct:identifier"),
+    "dataset_theme": (
+        "    dcat:theme <http://publications.europa.eu/resource/authority/data-theme/GOVE> .",
+        '    dct:subject "x" .',
+        "dcat:theme",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(_BREAKS))
+def test_shacl_finds_violations(case):
+    """Each broken catalog gives a violation on the property broken, with a readable line."""
+    old, new, path = _BREAKS[case]
+    text = _MINIMAL_CATALOG.replace(old, new)
+    assert text != _MINIMAL_CATALOG
+    report = shacl.validate(_catalog_graph(text), "broken", udn=False)
+    paths = {r.path for r in report.violations}
+    assert path in paths, f"no violation on {path}: {report.violation_text()}"
+    line = next(r.line() for r in report.violations if r.path == path)
+    assert "focus <https://example.org/" in line and path in line, line
+
+
+def test_shacl_shapes_are_the_official_files():
+    """The committed shapes are unchanged copies of ../shared/standards (when present)."""
+    files = [shacl.STANDARDS / folder / name for folder, name in shacl.ALL_FILES]
+    missing = [str(f) for f in files if not f.is_file()]
+    assert not missing, f"shapes missing from ontology/standards: {missing}"
+    if not _SHARED_STANDARDS.is_dir():
+        pytest.skip(f"{_SHARED_STANDARDS} not present")
+    differ = [
+        str(f.relative_to(shacl.STANDARDS))
+        for f in files
+        if f.read_bytes() != (_SHARED_STANDARDS / f.relative_to(shacl.STANDARDS)).read_bytes()
+    ]
+    assert not differ, f"ontology/standards differs from {_SHARED_STANDARDS}: {differ}"
+
+
+def test_udn_shapes_exist():
+    """UDN-CAT-3 names the UDN profile's own shapes, ontology/udn-shapes.ttl; the catalog tests
+    validate against them only when the file exists."""
+    assert shacl.UDN_SHAPES.is_file(), f"{shacl.UDN_SHAPES} is missing"
+    shacl.shapes_graph(shacl.UDN_SHAPES)  # parses

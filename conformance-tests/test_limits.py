@@ -21,6 +21,7 @@ from udn_conformance import flightsql as fs
 from udn_conformance.compare import assert_same_rows, rows_of_arrow
 from udn_conformance.errors import flight_grpc_status
 from udn_conformance.known import polder_gap
+from udn_conformance.node import with_catalog
 from udn_conformance.reference import Reference
 
 FLIGHT_ERRORS = (flight.FlightError, pa.ArrowException)
@@ -49,7 +50,7 @@ def _config(path: Path, **limits) -> Path:
     lines = ["[limits]"]
     for key, value in limits.items():
         lines.append(f"{key} = {value!r}".replace("'", '"'))
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text(with_catalog("\n".join(lines) + "\n"))
     return path
 
 

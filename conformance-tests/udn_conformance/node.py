@@ -24,6 +24,28 @@ LISTENING = re.compile(r"^polder node (\S+) listening flight=(grpc://\S+) http=(
 READY_TIMEOUT_S = float(os.environ.get("UDN_READY_TIMEOUT", "120"))
 RPC_TIMEOUT_S = float(os.environ.get("UDN_RPC_TIMEOUT", "120"))
 
+# The smallest complete `[catalog]` section of Polder's configuration file. A node that serves
+# tables of its own refuses to start without one (its DCAT-AP-NL catalog needs these facts), so
+# `spawn` gives it to every node started with `--table` and no `--config` of its own; tests that
+# write their own configuration file append it (`with_catalog`).
+CATALOG_SECTION = """\
+[catalog]
+base_url = "http://localhost:8080"
+title = "Conformance test node"
+description = "A node started by the UDN conformance suite."
+license = "http://creativecommons.org/publicdomain/zero/1.0/"
+access_rights = "public"
+themes = ["GOVE"]
+
+[catalog.publisher]
+name = "UDN conformance suite"
+uri = "https://w3id.org/udn/conformance"
+
+[catalog.contact_point]
+name = "Conformance suite"
+email = "conformance@example.org"
+"""
+
 
 class NodeStartError(RuntimeError):
     """The node exited or never said it was listening."""
@@ -83,6 +105,30 @@ class Node:
         return self.process.returncode
 
 
+def with_catalog(config_text: str) -> str:
+    """A configuration file's text with `CATALOG_SECTION` appended (on a line of its own)."""
+    return config_text.rstrip("\n") + "\n\n" + CATALOG_SECTION
+
+
+def catalog_config_file(directory: Path | None = None) -> Path:
+    """A configuration file holding only `CATALOG_SECTION`."""
+    directory = directory or Path(tempfile.mkdtemp(prefix="udn-config-"))
+    path = directory / "catalog.toml"
+    path.write_text(CATALOG_SECTION)
+    return path
+
+
+def with_catalog_args(args: list[str], directory: Path | None = None) -> list[str]:
+    """`args` plus `--config FILE` with `CATALOG_SECTION`, when they serve tables of their own
+    (`--table`) and name no configuration file. A node without tables serves the bundled sample
+    data, which carries its own catalog metadata, so it gets none."""
+    serves_tables = any(a == "--table" or a.startswith("--table=") for a in args)
+    has_config = any(a == "--config" or a.startswith("--config=") for a in args)
+    if not serves_tables or has_config:
+        return list(args)
+    return ["--config", str(catalog_config_file(directory)), *args]
+
+
 def table_args(tables: dict[str, str | Path]) -> list[str]:
     args: list[str] = []
     for name, location in tables.items():
@@ -98,8 +144,12 @@ def spawn(
     wait_ready: bool = True,
     timeout: float = READY_TIMEOUT_S,
 ) -> Node:
-    """Run `polder serve --name NAME --flight 127.0.0.1:0 --http 127.0.0.1:0 ARGS...`."""
+    """Run `polder serve --name NAME --flight 127.0.0.1:0 --http 127.0.0.1:0 ARGS...`.
+
+    A node serving `--table`s without a `--config` gets one with `CATALOG_SECTION`.
+    """
     log_dir = Path(tempfile.mkdtemp(prefix="udn-node-"))
+    args = with_catalog_args(args, log_dir)
     stdout_path, stderr_path = log_dir / "stdout.log", log_dir / "stderr.log"
     cmd = [
         str(binary),
@@ -182,3 +232,27 @@ def remote_from_env() -> Node | None:
         http_url=os.environ.get("UDN_HTTP_URL") or None,
         catalog=os.environ.get("UDN_CATALOG") or None,
     )
+
+
+def run_expecting_exit(cmd: list[str], log_dir: Path, timeout: float = 30) -> tuple[int, str]:
+    """Run a node command that must exit (a configuration the node rejects). Returns (exit
+    code, stderr). Fails as soon as the node says it is listening: the configuration was
+    accepted."""
+    out, err = log_dir / "reject.stdout.log", log_dir / "reject.stderr.log"
+    with open(out, "wb") as o, open(err, "wb") as e:
+        process = subprocess.Popen(cmd, stdout=o, stderr=e, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    try:
+        while process.poll() is None:
+            listening = any(LISTENING.match(line) for line in out.read_text().splitlines())
+            if listening or time.monotonic() > deadline:
+                raise AssertionError(
+                    f"`{' '.join(cmd)}` {'is listening' if listening else 'still runs'}: the "
+                    f"configuration was accepted. stderr: {err.read_text()[-1500:]}"
+                )
+            time.sleep(0.05)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return process.returncode, err.read_text(errors="replace")

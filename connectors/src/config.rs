@@ -88,6 +88,18 @@ impl FileFormat {
         })
     }
 
+    /// The format's name, as written in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Parquet => "parquet",
+            Self::Csv => "csv",
+            Self::Tsv => "tsv",
+            Self::Ndjson => "ndjson",
+            Self::Arrow => "arrow",
+            Self::Geojson => "geojson",
+        }
+    }
+
     /// The extension files of this format have in a directory.
     pub fn extension(self) -> &'static str {
         match self {

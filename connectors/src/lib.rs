@@ -30,15 +30,20 @@ pub async fn open_file_table(
     config: &FileTableConfig,
     geojson: GeoJsonOptions,
 ) -> Result<Arc<dyn TableProvider>> {
-    let format = match config.format {
+    match resolve_format(ctx, config).await? {
+        FileFormat::Geojson => geojson::open_geojson_table(ctx, config, geojson).await,
+        other => file::open_listing_table(ctx, config, other).await,
+    }
+}
+
+/// The format of a dataset: configured, else from the location's extension, else the one
+/// format the files of a directory share.
+pub async fn resolve_format(ctx: &SessionContext, config: &FileTableConfig) -> Result<FileFormat> {
+    Ok(match config.format {
         Some(format) => format,
         None => match FileFormat::from_location(&config.location) {
             Some(format) => format,
             None => detect::format_of_collection(ctx, config).await?,
         },
-    };
-    match format {
-        FileFormat::Geojson => geojson::open_geojson_table(ctx, config, geojson).await,
-        other => file::open_listing_table(ctx, config, other).await,
-    }
+    })
 }

@@ -98,3 +98,49 @@ pub fn build_store(config: &FileTableConfig, base: &Url) -> Result<Arc<dyn Objec
     };
     Ok(store)
 }
+
+/// What storage says about a dataset's files.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceStats {
+    /// Number of files.
+    pub files: u64,
+    /// Their total size in bytes.
+    pub bytes: u64,
+    /// The newest modification time among them.
+    pub last_modified: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Counts a dataset's files, their bytes and their newest modification time, by listing
+/// its location in object storage (or the local file system).
+pub async fn source_stats(ctx: &SessionContext, config: &FileTableConfig) -> Result<SourceStats> {
+    use futures::StreamExt;
+    use object_store::ObjectStoreExt;
+    let (url, store) = open_location(ctx, config)?;
+    let unreadable = |e: object_store::Error| Error::Unreadable {
+        table: config.name.clone(),
+        location: config.location.clone(),
+        message: e.to_string(),
+    };
+    let mut stats = SourceStats::default();
+    let mut add = |meta: &object_store::ObjectMeta| {
+        stats.files += 1;
+        stats.bytes += meta.size;
+        if stats.last_modified.is_none_or(|m| m < meta.last_modified) {
+            stats.last_modified = Some(meta.last_modified);
+        }
+    };
+    if !url.is_collection()
+        && let Ok(meta) = store.head(url.prefix()).await
+    {
+        add(&meta);
+        return Ok(stats);
+    }
+    let mut listing = store.list(Some(url.prefix()));
+    while let Some(meta) = listing.next().await {
+        let meta = meta.map_err(unreadable)?;
+        if url.contains(&meta.location, false) {
+            add(&meta);
+        }
+    }
+    Ok(stats)
+}

@@ -6,6 +6,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
+use polder_catalog::{CatalogConfig, DatasetConfig};
 use polder_connectors::FileTableConfig;
 use serde::Deserialize;
 
@@ -46,6 +49,12 @@ pub struct NodeConfig {
     /// The datasets the node serves.
     #[serde(default)]
     pub tables: Vec<FileTableConfig>,
+    /// Catalog-level DCAT metadata, inherited by every dataset. Required once the node
+    /// serves tables of its own (without any, it serves the sample data with sample metadata).
+    pub catalog: Option<CatalogConfig>,
+    /// DCAT metadata of individual tables, by table name.
+    #[serde(default)]
+    pub datasets: BTreeMap<String, DatasetConfig>,
 }
 
 /// Identity and addresses of the node.
@@ -117,6 +126,25 @@ pub struct LimitsConfig {
     /// Largest GeoJSON file loaded (GeoJSON is read into memory at startup), in bytes.
     #[serde(default = "default_max_geojson_bytes")]
     pub max_geojson_bytes: u64,
+    /// Longest the startup scan of one table for its catalog facts (row count, temporal
+    /// coverage) may take; beyond it the facts are left out of the catalog.
+    #[serde(default = "default_catalog_scan_timeout", with = "humantime_serde")]
+    pub catalog_scan_timeout: Duration,
+    /// Longest SPARQL query text accepted, in bytes.
+    #[serde(default = "default_sparql_max_query_bytes")]
+    pub sparql_max_query_bytes: usize,
+    /// Longest a SPARQL query may run.
+    #[serde(default = "default_sparql_timeout", with = "humantime_serde")]
+    pub sparql_timeout: Duration,
+    /// Most solutions or triples in one SPARQL result; a larger result is refused.
+    #[serde(default = "default_sparql_max_results")]
+    pub sparql_max_results: usize,
+    /// SPARQL queries evaluated at once; more wait up to queue_timeout, then get 429.
+    #[serde(default = "default_sparql_max_concurrent")]
+    pub sparql_max_concurrent: usize,
+    /// Memory one SPARQL query may use, in MiB (the address space of its worker process).
+    #[serde(default = "default_sparql_memory_limit_mib")]
+    pub sparql_memory_limit_mib: usize,
 }
 
 impl Default for LimitsConfig {
@@ -151,6 +179,24 @@ fn default_max_parameter_rows() -> usize {
 }
 fn default_max_geojson_bytes() -> u64 {
     256 * 1024 * 1024
+}
+fn default_catalog_scan_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_sparql_max_query_bytes() -> usize {
+    64 * 1024
+}
+fn default_sparql_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_sparql_max_results() -> usize {
+    10_000
+}
+fn default_sparql_max_concurrent() -> usize {
+    4
+}
+fn default_sparql_memory_limit_mib() -> usize {
+    1024
 }
 
 impl NodeConfig {
@@ -213,6 +259,10 @@ impl NodeConfig {
             ("limits.memory_limit_mib", l.memory_limit_mib),
             ("limits.max_message_bytes", l.max_message_bytes),
             ("limits.max_flight_data_bytes", l.max_flight_data_bytes),
+            ("limits.sparql_max_query_bytes", l.sparql_max_query_bytes),
+            ("limits.sparql_max_results", l.sparql_max_results),
+            ("limits.sparql_max_concurrent", l.sparql_max_concurrent),
+            ("limits.sparql_memory_limit_mib", l.sparql_memory_limit_mib),
         ] {
             if value == 0 {
                 return Err(ConfigError::Invalid(format!(
@@ -220,10 +270,16 @@ impl NodeConfig {
                 )));
             }
         }
-        if l.query_timeout.is_zero() {
-            return Err(ConfigError::Invalid(
-                "limits.query_timeout must be greater than 0".into(),
-            ));
+        for (what, value) in [
+            ("limits.query_timeout", l.query_timeout),
+            ("limits.sparql_timeout", l.sparql_timeout),
+            ("limits.catalog_scan_timeout", l.catalog_scan_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::Invalid(format!(
+                    "{what} must be greater than 0"
+                )));
+            }
         }
         if l.max_flight_data_bytes > l.max_message_bytes {
             return Err(ConfigError::Invalid(
@@ -268,6 +324,15 @@ mod tests {
         config.validate().unwrap();
         assert!(!config.tables.is_empty());
         assert_eq!(config.limits.query_timeout, Duration::from_secs(300));
+        // The example is a complete municipality: its catalog metadata resolves, and every
+        // [datasets.<table>] names a table it serves.
+        let names: Vec<String> = config.tables.iter().map(|t| t.name.clone()).collect();
+        let catalog = config
+            .catalog
+            .as_ref()
+            .expect("the example has a [catalog]");
+        catalog.resolve(&config.datasets, &names).unwrap();
+        assert_eq!(config.datasets.len(), names.len());
     }
 
     #[test]
@@ -275,20 +340,26 @@ mod tests {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let example = std::fs::read_to_string(root.join("config/node.example.toml")).unwrap();
         let reference = std::fs::read_to_string(root.join("../docs/config-reference.md")).unwrap();
-        fn keys(value: &toml::Value, out: &mut Vec<String>) {
+        // Keys under [datasets] and [datasets.<table>.columns] are names of tables and
+        // columns, not configuration keys.
+        fn keys(value: &toml::Value, parent: &str, out: &mut Vec<String>) {
             match value {
                 toml::Value::Table(table) => {
                     for (key, value) in table {
-                        out.push(key.clone());
-                        keys(value, out);
+                        if parent == "datasets" || parent == "columns" {
+                            keys(value, "", out);
+                        } else {
+                            out.push(key.clone());
+                            keys(value, key, out);
+                        }
                     }
                 }
-                toml::Value::Array(items) => items.iter().for_each(|v| keys(v, out)),
+                toml::Value::Array(items) => items.iter().for_each(|v| keys(v, parent, out)),
                 _ => {}
             }
         }
         let mut all = vec![];
-        keys(&toml::from_str(&example).unwrap(), &mut all);
+        keys(&toml::from_str(&example).unwrap(), "", &mut all);
         for key in all {
             let listed = reference.contains(&format!("`{key}`"))
                 || reference.contains(&format!("{key}]`"))

@@ -96,6 +96,7 @@ pub fn sample_tables(city: &str) -> Vec<FileTableConfig> {
 }
 
 /// Opens every dataset and registers it; a failing mandatory dataset fails the whole load.
+/// Returns the loaded datasets with their locations resolved (sample data on disk).
 pub async fn load_all(
     ctx: &SessionContext,
     schema: &Arc<dyn SchemaProvider>,
@@ -103,7 +104,8 @@ pub async fn load_all(
     geojson: GeoJsonOptions,
     samples: &mut SampleFiles,
     readiness: &SharedReadiness,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<FileTableConfig>> {
+    let mut loaded = Vec::with_capacity(tables.len());
     for table in tables {
         let mut resolved = table.clone();
         let opened = async {
@@ -122,6 +124,7 @@ pub async fn load_all(
                     .expect("lock")
                     .tables
                     .push(table.name.clone());
+                loaded.push(resolved);
             }
             Err(err) if table.optional => {
                 warn!(table = %table.name, error = %err, "optional dataset skipped");
@@ -139,6 +142,5 @@ pub async fn load_all(
             }
         }
     }
-    readiness.write().expect("lock").ready = true;
-    Ok(())
+    Ok(loaded)
 }

@@ -1,5 +1,6 @@
 //! The `polder` binary: parses arguments, sets up tracing and hands over to [`startup`].
 
+mod catalog;
 mod cli;
 mod config;
 mod datasets;
@@ -11,8 +12,28 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command};
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+/// The hidden subcommand that evaluates one SPARQL query in a child process of the node.
+pub const SPARQL_WORKER: &str = "sparql-worker";
+
+fn main() -> std::process::ExitCode {
+    // The SPARQL worker starts per query: no runtime, no logging, no argument parsing.
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(SPARQL_WORKER) {
+        return polder_catalog::worker::run(&args[2..]);
+    }
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(err) => {
+            eprintln!("polder: error: cannot start the async runtime: {err}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("POLDER_LOG").unwrap_or_else(|_| EnvFilter::new("info")),

@@ -17,7 +17,9 @@ use crate::cli::ServeArgs;
 use crate::config::NodeConfig;
 use crate::datasets::{self, Readiness, SampleFiles, SharedReadiness};
 
-/// Builds the effective configuration from the file and the flags.
+/// Builds the effective configuration from the file and the flags. Without datasets, the
+/// node serves the sample data, described by sample catalog metadata unless the config has
+/// its own `[catalog]`.
 pub fn effective_config(args: &ServeArgs) -> anyhow::Result<NodeConfig> {
     let mut config = match &args.config {
         Some(path) => NodeConfig::load(path)?,
@@ -35,6 +37,7 @@ pub fn effective_config(args: &ServeArgs) -> anyhow::Result<NodeConfig> {
     for spec in &args.tables {
         config.set_table(spec)?;
     }
+    let mut sample_metadata = false;
     if config.tables.is_empty() {
         let city = if polder_sample_data::is_city(&config.node.name) {
             config.node.name.clone()
@@ -46,8 +49,22 @@ pub fn effective_config(args: &ServeArgs) -> anyhow::Result<NodeConfig> {
             "no datasets configured: serving the generated sample data"
         );
         config.tables = datasets::sample_tables(&city);
+        if config.catalog.is_none() {
+            let (catalog, datasets) = crate::catalog::sample_metadata(&city);
+            config.catalog = Some(catalog);
+            config.datasets = datasets;
+            sample_metadata = true;
+        }
     }
     config.validate()?;
+    // Catalog metadata is checked before anything starts, naming every missing field; the
+    // base URL may still be derived from the HTTP address (sample metadata only).
+    let mut catalog = config.catalog.clone().unwrap_or_default();
+    if sample_metadata {
+        catalog.base_url = Some(format!("http://{}", config.node.http_addr));
+    }
+    let names: Vec<String> = config.tables.iter().map(|t| t.name.clone()).collect();
+    catalog.resolve(&config.datasets, &names)?;
     Ok(config)
 }
 
@@ -86,9 +103,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let readiness: SharedReadiness = Arc::new(std::sync::RwLock::new(Readiness::default()));
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
 
+    let shared_catalog = crate::catalog::shared();
+    let router = crate::http::router(Arc::clone(&readiness)).merge(polder_catalog::router(
+        Arc::clone(&shared_catalog),
+        config.limits.sparql_max_query_bytes + 4096,
+    ));
     let mut http_shutdown = shutdown_rx.clone();
     let http = tokio::spawn(
-        axum::serve(http_listener, crate::http::router(Arc::clone(&readiness)))
+        axum::serve(http_listener, router)
             .with_graceful_shutdown(async move {
                 let _ = http_shutdown.wait_for(|stop| *stop).await;
             })
@@ -136,7 +158,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let geojson = GeoJsonOptions {
         max_bytes: limits.max_geojson_bytes,
     };
-    datasets::load_all(
+    let loaded = datasets::load_all(
         &ctx,
         &schema,
         &config.tables,
@@ -145,6 +167,18 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         &readiness,
     )
     .await?;
+    let mut catalog_config = config.catalog.clone().unwrap_or_default();
+    if catalog_config.base_url.is_none() {
+        // Only sample metadata gets here (checked at startup): IRIs under the HTTP address.
+        catalog_config.base_url = Some(format!("http://{http_addr}"));
+    }
+    let catalog = crate::catalog::build(&ctx, &config, &catalog_config, &loaded, flight_addr)
+        .await
+        .context("cannot build the catalog")?;
+    shared_catalog
+        .set(catalog)
+        .expect("the catalog is built once");
+    readiness.write().expect("lock").ready = true;
 
     println!(
         "polder node {} listening flight=grpc://{flight_addr} http=http://{http_addr}",

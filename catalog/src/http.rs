@@ -1,0 +1,375 @@
+//! The catalog over HTTP: `GET /catalog`, the SPARQL 1.1 Protocol on `/sparql`, and every
+//! IRI of the catalog dereferenceable under the base URL.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use oxigraph::model::{Literal, NamedNode, Triple};
+use tracing::{info, warn};
+
+use crate::describe::Iris;
+use crate::negotiate;
+use crate::store::{Answer, Catalog, RDF_OFFERS, SparqlError, serialize};
+use crate::vocab::{SD, UDN, XSD};
+
+/// The catalog once it is built; requests before that get 503.
+pub type SharedCatalog = Arc<OnceLock<Catalog>>;
+
+/// Routes of the catalog. `max_body_bytes` bounds request bodies (SPARQL queries by POST).
+pub fn router(catalog: SharedCatalog, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/catalog", get(whole_catalog))
+        .route("/sparql", get(sparql_get).post(sparql_post))
+        .fallback(resource)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(catalog)
+}
+
+fn plain(status: StatusCode, message: impl Into<String>) -> Response {
+    let mut body = message.into();
+    body.push('\n');
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+impl IntoResponse for SparqlError {
+    fn into_response(self) -> Response {
+        let status = match self.kind() {
+            "too_long" => StatusCode::PAYLOAD_TOO_LARGE,
+            "syntax" | "bad_request" | "too_many_results" | "unsupported" => {
+                StatusCode::BAD_REQUEST
+            }
+            "update" => StatusCode::FORBIDDEN,
+            "not_acceptable" => StatusCode::NOT_ACCEPTABLE,
+            "busy" => StatusCode::TOO_MANY_REQUESTS,
+            "timeout" | "resource_limit" => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status.is_server_error() {
+            warn!(error = %self, "SPARQL request failed");
+        } else {
+            info!(error = %self, "SPARQL request refused");
+        }
+        let mut response = plain(status, self.to_string());
+        if self.kind() == "busy" {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+fn not_ready() -> Response {
+    plain(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the catalog is not ready yet: the node is still loading its datasets",
+    )
+}
+
+fn accept(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::ACCEPT).and_then(|v| v.to_str().ok())
+}
+
+fn rdf_response(headers: &HeaderMap, triples: &[Triple]) -> Response {
+    let Some(offer) = negotiate::choose(accept(headers), RDF_OFFERS) else {
+        return SparqlError::NotAcceptable {
+            accept: accept(headers).unwrap_or("").to_string(),
+            available: negotiate::media_types(RDF_OFFERS).join(", "),
+        }
+        .into_response();
+    };
+    answer(Answer {
+        content_type: offer.value.media_type(),
+        body: serialize(triples, offer.value),
+    })
+}
+
+fn answer(answer: Answer) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, answer.content_type),
+            (header::VARY, "Accept"),
+        ],
+        answer.body,
+    )
+        .into_response()
+}
+
+async fn whole_catalog(State(catalog): State<SharedCatalog>, headers: HeaderMap) -> Response {
+    match catalog.get() {
+        Some(catalog) => rdf_response(&headers, catalog.triples()),
+        None => not_ready(),
+    }
+}
+
+/// Any other GET: the description of the catalog resource whose IRI is the base URL plus
+/// the request path.
+async fn resource(
+    State(catalog): State<SharedCatalog>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    if method != Method::GET && method != Method::HEAD {
+        return plain(StatusCode::METHOD_NOT_ALLOWED, "only GET is allowed here");
+    }
+    let Some(catalog) = catalog.get() else {
+        return not_ready();
+    };
+    let iri = format!("{}{}", catalog.iris().base(), uri.path());
+    match catalog.describe(&iri) {
+        Some(triples) => rdf_response(&headers, &triples),
+        None => plain(
+            StatusCode::NOT_FOUND,
+            format!(
+                "nothing here: {} is not a resource of this catalog (see {})",
+                uri.path(),
+                catalog.iris().catalog()
+            ),
+        ),
+    }
+}
+
+/// Protocol parameters this endpoint does not implement: the dataset is always the catalog.
+fn reject_dataset_parameters<'a>(names: impl Iterator<Item = &'a str>) -> Result<(), SparqlError> {
+    for name in names {
+        if matches!(
+            name,
+            "default-graph-uri" | "named-graph-uri" | "using-graph-uri" | "using-named-graph-uri"
+        ) {
+            return Err(SparqlError::BadRequest(format!(
+                "the parameter '{name}' is not supported: the dataset is always this node's catalog (its default graph)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+async fn sparql_get(
+    State(catalog): State<SharedCatalog>,
+    Query(params): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(catalog) = catalog.get() else {
+        return not_ready();
+    };
+    match the_query(&params) {
+        Ok(None) => rdf_response(&headers, &service_description(catalog)),
+        Ok(Some(query)) => run(catalog, query, &headers).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The one `query` of protocol parameters (None if there is none), refusing updates, dataset
+/// parameters and repeated queries.
+fn the_query(params: &[(String, String)]) -> Result<Option<&str>, SparqlError> {
+    if params.iter().any(|(k, _)| k == "update") {
+        return Err(SparqlError::Update);
+    }
+    reject_dataset_parameters(params.iter().map(|(k, _)| k.as_str()))?;
+    let mut queries = params.iter().filter(|(k, _)| k == "query");
+    match (queries.next(), queries.next()) {
+        (None, _) => Ok(None),
+        (Some((_, query)), None) => Ok(Some(query)),
+        (Some(_), Some(_)) => Err(SparqlError::BadRequest(
+            "give exactly one 'query' parameter".into(),
+        )),
+    }
+}
+
+async fn sparql_post(
+    State(catalog): State<SharedCatalog>,
+    Query(url_params): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(catalog) = catalog.get() else {
+        return not_ready();
+    };
+    // Protocol parameters may also come in the URL of a POST.
+    if let Err(e) = reject_dataset_parameters(url_params.iter().map(|(k, _)| k.as_str())) {
+        return e.into_response();
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match content_type.as_str() {
+        "application/sparql-query" => match std::str::from_utf8(&body) {
+            Ok(query) => run(catalog, query, &headers).await,
+            Err(_) => SparqlError::BadRequest("the query is not UTF-8".into()).into_response(),
+        },
+        "application/sparql-update" => SparqlError::Update.into_response(),
+        "application/x-www-form-urlencoded" => {
+            let params: Vec<(String, String)> = url::form_urlencoded::parse(&body)
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            match the_query(&params) {
+                Ok(Some(query)) => run(catalog, query, &headers).await,
+                Ok(None) => SparqlError::BadRequest("give exactly one 'query' parameter".into())
+                    .into_response(),
+                Err(e) => e.into_response(),
+            }
+        }
+        other => plain(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "POST /sparql takes application/sparql-query or application/x-www-form-urlencoded, not '{other}'"
+            ),
+        ),
+    }
+}
+
+async fn run(catalog: &Catalog, query: &str, headers: &HeaderMap) -> Response {
+    match catalog.query(query, accept(headers)).await {
+        Ok(result) => answer(result),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The SPARQL 1.1 Service Description of the endpoint.
+fn service_description(catalog: &Catalog) -> Vec<Triple> {
+    let iris = catalog.iris();
+    let endpoint = NamedNode::new_unchecked(iris.sparql_endpoint());
+    let sd = |local: &str| NamedNode::new_unchecked(format!("{SD}{local}"));
+    let udn = |local: &str| NamedNode::new_unchecked(format!("{UDN}{local}"));
+    let rdf_type = NamedNode::new_unchecked("http://www.w3.org/1999/02/22-rdf-syntax-ns#type");
+    let formats =
+        |local: &str| NamedNode::new_unchecked(format!("http://www.w3.org/ns/formats/{local}"));
+    let dataset = oxigraph::model::BlankNode::new_unchecked("dataset");
+    let graph = oxigraph::model::BlankNode::new_unchecked("default-graph");
+    let integer = |n: usize| {
+        Literal::new_typed_literal(
+            n.to_string(),
+            NamedNode::new_unchecked(format!("{XSD}integer")),
+        )
+    };
+    let limits = catalog.limits();
+    let mut triples = vec![
+        Triple::new(endpoint.clone(), rdf_type.clone(), sd("Service")),
+        Triple::new(endpoint.clone(), sd("endpoint"), endpoint.clone()),
+        Triple::new(
+            endpoint.clone(),
+            sd("supportedLanguage"),
+            sd("SPARQL11Query"),
+        ),
+        Triple::new(endpoint.clone(), sd("defaultDataset"), dataset.clone()),
+        Triple::new(dataset.clone(), rdf_type.clone(), sd("Dataset")),
+        Triple::new(dataset.clone(), sd("defaultGraph"), graph.clone()),
+        Triple::new(graph.clone(), rdf_type.clone(), sd("Graph")),
+        Triple::new(
+            graph.clone(),
+            NamedNode::new_unchecked("http://rdfs.org/ns/void#triples"),
+            integer(catalog.triples().len()),
+        ),
+        Triple::new(
+            endpoint.clone(),
+            udn("maxResults"),
+            integer(limits.max_results),
+        ),
+        Triple::new(
+            endpoint.clone(),
+            udn("maxQueryBytes"),
+            integer(limits.max_query_bytes),
+        ),
+        Triple::new(
+            endpoint.clone(),
+            udn("queryTimeout"),
+            Literal::new_typed_literal(
+                format!("PT{}S", limits.timeout.as_secs_f64()),
+                NamedNode::new_unchecked(format!("{XSD}dayTimeDuration")),
+            ),
+        ),
+    ];
+    for format in [
+        "SPARQL_Results_JSON",
+        "SPARQL_Results_XML",
+        "SPARQL_Results_CSV",
+        "SPARQL_Results_TSV",
+        "Turtle",
+        "JSON-LD",
+        "N-Triples",
+    ] {
+        triples.push(Triple::new(
+            endpoint.clone(),
+            sd("resultFormat"),
+            formats(format),
+        ));
+    }
+    crate::describe::sort_triples(&mut triples);
+    triples
+}
+
+/// The machine-readable description of the Flight SQL endpoint, served at its IRI.
+pub fn flight_description(
+    iris: &Iris,
+    node: &crate::describe::NodeInfo,
+    tables: &[String],
+    extra: &HashMap<&str, String>,
+) -> Vec<Triple> {
+    let description = NamedNode::new_unchecked(iris.flight_description());
+    let udn = |local: &str| NamedNode::new_unchecked(format!("{UDN}{local}"));
+    let text = |s: &str| Literal::new_simple_literal(s);
+    let mut triples = vec![
+        Triple::new(
+            description.clone(),
+            NamedNode::new_unchecked("http://www.w3.org/1999/02/22-rdf-syntax-ns#type"),
+            udn("FlightSqlEndpoint"),
+        ),
+        Triple::new(
+            description.clone(),
+            NamedNode::new_unchecked("http://purl.org/dc/terms/conformsTo"),
+            NamedNode::new_unchecked(crate::vocab::FLIGHT_SQL_BINDING),
+        ),
+        Triple::new(
+            description.clone(),
+            udn("endpointURL"),
+            NamedNode::new_unchecked(&node.flight_endpoint_url),
+        ),
+        Triple::new(description.clone(), udn("sqlCatalog"), text(&node.name)),
+        Triple::new(description.clone(), udn("sqlSchema"), text("public")),
+        Triple::new(
+            description.clone(),
+            udn("serverName"),
+            text(&node.server_name),
+        ),
+        Triple::new(
+            description.clone(),
+            udn("serverVersion"),
+            text(&node.server_version),
+        ),
+        Triple::new(
+            description.clone(),
+            udn("service"),
+            NamedNode::new_unchecked(iris.flight_service()),
+        ),
+    ];
+    for table in tables {
+        triples.push(Triple::new(
+            description.clone(),
+            udn("sqlTable"),
+            text(&format!("{}.public.{table}", node.name)),
+        ));
+    }
+    for (key, value) in extra {
+        triples.push(Triple::new(description.clone(), udn(key), text(value)));
+    }
+    crate::describe::sort_triples(&mut triples);
+    triples
+}

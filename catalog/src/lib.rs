@@ -1,0 +1,20 @@
+//! The catalog of a Polder node: DCAT-AP-NL 3.0 metadata of its datasets and services,
+//! built from the configuration and the data, kept in an oxigraph store and served over
+//! HTTP (`/catalog`) and the SPARQL 1.1 Protocol (`/sparql`).
+//!
+//! This crate knows nothing of query engines: the node hands it [`TableFacts`] (schema, row
+//! count, sizes) and it returns triples.
+
+pub mod config;
+pub mod describe;
+pub mod http;
+pub mod negotiate;
+pub mod store;
+pub mod vocab;
+pub mod worker;
+
+pub use config::{CatalogConfig, CatalogMetadata, DatasetConfig, MetadataError};
+pub use describe::{Iris, NodeInfo, TableFacts, build, temporal_column};
+pub use http::{SharedCatalog, flight_description, router};
+pub use store::{Catalog, SparqlError, SparqlLimits};
+pub use worker::WorkerCommand;

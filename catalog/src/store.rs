@@ -1,0 +1,492 @@
+//! The catalog as an in-memory RDF dataset, its serialisations, and bounded SPARQL
+//! evaluation.
+//!
+//! SPARQL runs over an `oxrdf::Dataset` rather than an oxigraph `Store`: the store normalises
+//! literals of derived XSD types (`xsd:nonNegativeInteger` becomes `xsd:integer`), so answers
+//! would disagree with the catalog; the dataset keeps every term as written. (Aggregates such
+//! as MAX still compute in `xsd:integer`, which is why the catalog's own counts are
+//! `xsd:integer`; only `dcat:byteSize` is `xsd:nonNegativeInteger`, as DCAT-AP requires.)
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use oxigraph::io::{JsonLdProfileSet, RdfFormat, RdfSerializer};
+use oxigraph::model::{Dataset, GraphName, NamedNode, NamedOrBlankNode, Term, Triple};
+use oxigraph::sparql::results::{QueryResultsFormat, QueryResultsSerializer};
+use oxigraph::sparql::{CancellationToken, QueryEvaluationError, QueryResults, SparqlEvaluator};
+use tokio::sync::Semaphore;
+use tracing::{debug, warn};
+
+use crate::describe::Iris;
+use crate::negotiate::{self, Offer};
+use crate::vocab::PREFIXES;
+use crate::worker::WorkerCommand;
+
+/// Limits on SPARQL queries.
+#[derive(Debug, Clone)]
+pub struct SparqlLimits {
+    /// Longest query text accepted, in bytes.
+    pub max_query_bytes: usize,
+    /// Longest a query may run.
+    pub timeout: Duration,
+    /// Most solutions (SELECT) or triples (CONSTRUCT, DESCRIBE) in one result.
+    pub max_results: usize,
+    /// Queries evaluated at once.
+    pub max_concurrent: usize,
+    /// How long a query waits for a slot before it is refused.
+    pub queue_timeout: Duration,
+}
+
+impl Default for SparqlLimits {
+    fn default() -> Self {
+        Self {
+            max_query_bytes: 64 * 1024,
+            timeout: Duration::from_secs(10),
+            max_results: 10_000,
+            max_concurrent: 4,
+            queue_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why a SPARQL request failed; each maps to one HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum SparqlError {
+    /// The query text is longer than allowed (413).
+    #[error("the query is {len} bytes; this endpoint accepts at most {max}")]
+    TooLong {
+        /// Bytes sent.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The query does not parse (400); the message says where.
+    #[error("SPARQL syntax error: {0}")]
+    Syntax(String),
+    /// A SPARQL Update was sent (403).
+    #[error("this endpoint is read-only: SPARQL Update is not accepted")]
+    Update,
+    /// The request is malformed in another way (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// No result format the client accepts (406).
+    #[error(
+        "none of the accepted media types ({accept}) can carry this result; available: {available}"
+    )]
+    NotAcceptable {
+        /// The Accept header.
+        accept: String,
+        /// What the endpoint can send for this query.
+        available: String,
+    },
+    /// Every evaluation slot stayed taken (429).
+    #[error("too many SPARQL queries at once; try again shortly")]
+    Busy,
+    /// The query ran longer than allowed (503).
+    #[error("the query ran longer than the limit of {0:?} and was stopped")]
+    Timeout(Duration),
+    /// The result is larger than allowed (400).
+    #[error("the result has more than {0} solutions or triples; narrow the query or add a LIMIT")]
+    TooManyResults(usize),
+    /// The query needed more memory or CPU than a query may use (503).
+    #[error("{0}")]
+    ResourceLimit(String),
+    /// The query uses something the endpoint does not offer (400), such as SERVICE.
+    #[error("unsupported in this endpoint: {0}")]
+    Unsupported(String),
+    /// A fault of the node (500).
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// An error the SPARQL worker reported: its kind (as [`SparqlError::kind`]) and message.
+    #[error("{message}")]
+    Reported {
+        /// The kind of the original error.
+        kind: &'static str,
+        /// Its message.
+        message: String,
+    },
+}
+
+impl SparqlError {
+    /// A short name of the error kind, as the SPARQL worker reports it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::TooLong { .. } => "too_long",
+            Self::Syntax(_) => "syntax",
+            Self::Update => "update",
+            Self::BadRequest(_) => "bad_request",
+            Self::NotAcceptable { .. } => "not_acceptable",
+            Self::Busy => "busy",
+            Self::Timeout(_) => "timeout",
+            Self::TooManyResults(_) => "too_many_results",
+            Self::ResourceLimit(_) => "resource_limit",
+            Self::Unsupported(_) => "unsupported",
+            Self::Internal(_) => "internal",
+            Self::Reported { kind, .. } => kind,
+        }
+    }
+
+    /// The error a worker reported by kind and message; the message is kept as the worker
+    /// wrote it, so the client sees the same text as from in-process evaluation.
+    pub(crate) fn from_kind(kind: &str, message: String, timeout: Duration) -> Self {
+        const KINDS: &[&str] = &[
+            "too_long",
+            "syntax",
+            "update",
+            "bad_request",
+            "not_acceptable",
+            "busy",
+            "too_many_results",
+            "resource_limit",
+            "unsupported",
+        ];
+        match kind {
+            "timeout" => Self::Timeout(timeout),
+            _ => match KINDS.iter().find(|k| **k == kind) {
+                Some(kind) => Self::Reported { kind, message },
+                None => Self::Internal(message),
+            },
+        }
+    }
+}
+
+/// A serialised answer.
+#[derive(Debug)]
+pub struct Answer {
+    /// Its media type.
+    pub content_type: &'static str,
+    /// The bytes.
+    pub body: Vec<u8>,
+}
+
+/// RDF formats the node writes, in order of preference.
+pub const RDF_OFFERS: &[Offer<RdfKind>] = &[
+    Offer::new("text/turtle", RdfKind::Turtle),
+    Offer::new("application/ld+json", RdfKind::JsonLd),
+    Offer::new("application/n-triples", RdfKind::NTriples),
+];
+
+/// SPARQL result formats, in order of preference.
+pub const RESULT_OFFERS: &[Offer<QueryResultsFormat>] = &[
+    Offer::new("application/sparql-results+json", QueryResultsFormat::Json),
+    Offer::new("application/sparql-results+xml", QueryResultsFormat::Xml),
+    Offer::new("text/csv", QueryResultsFormat::Csv),
+    Offer::new("text/tab-separated-values", QueryResultsFormat::Tsv),
+    Offer::new("application/json", QueryResultsFormat::Json),
+    Offer::new("application/xml", QueryResultsFormat::Xml),
+];
+
+/// The RDF serialisations offered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RdfKind {
+    /// Turtle (the default).
+    Turtle,
+    /// JSON-LD.
+    JsonLd,
+    /// N-Triples.
+    NTriples,
+}
+
+impl RdfKind {
+    fn format(self) -> RdfFormat {
+        match self {
+            Self::Turtle => RdfFormat::Turtle,
+            Self::JsonLd => RdfFormat::JsonLd {
+                profile: JsonLdProfileSet::empty(),
+            },
+            Self::NTriples => RdfFormat::NTriples,
+        }
+    }
+
+    /// The media type written.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Self::Turtle => "text/turtle; charset=utf-8",
+            Self::JsonLd => "application/ld+json",
+            Self::NTriples => "application/n-triples",
+        }
+    }
+}
+
+/// Serialises triples with the catalog's prefixes.
+pub fn serialize(triples: &[Triple], kind: RdfKind) -> Vec<u8> {
+    let mut serializer = RdfSerializer::from_format(kind.format());
+    if kind != RdfKind::NTriples {
+        for (prefix, namespace) in PREFIXES {
+            serializer = serializer
+                .with_prefix(*prefix, *namespace)
+                .expect("the prefixes are valid IRIs");
+        }
+    }
+    let mut writer = serializer.for_writer(Vec::new());
+    for triple in triples {
+        writer
+            .serialize_triple(triple)
+            .expect("writing to memory does not fail");
+    }
+    writer.finish().expect("writing to memory does not fail")
+}
+
+/// The node's catalog: its triples, kept sorted for output, and a dataset for SPARQL.
+pub struct Catalog {
+    triples: Vec<Triple>,
+    dataset: Arc<Dataset>,
+    iris: Iris,
+    extra_documents: Vec<(String, Vec<Triple>)>,
+    limits: SparqlLimits,
+    slots: Arc<Semaphore>,
+    worker: Option<(WorkerCommand, tempfile::NamedTempFile)>,
+}
+
+impl std::fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalog")
+            .field("triples", &self.triples.len())
+            .field("base", &self.iris.base())
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Catalog {
+    /// A catalog of `triples` (already sorted), with documents served beside it (such as the
+    /// Flight SQL endpoint description) by IRI.
+    pub fn new(
+        triples: Vec<Triple>,
+        iris: Iris,
+        extra_documents: Vec<(String, Vec<Triple>)>,
+        limits: SparqlLimits,
+    ) -> Result<Self, SparqlError> {
+        let dataset = Arc::new(
+            triples
+                .iter()
+                .map(|t| t.clone().in_graph(GraphName::DefaultGraph))
+                .collect::<Dataset>(),
+        );
+        let slots = Arc::new(Semaphore::new(limits.max_concurrent.max(1)));
+        Ok(Self {
+            triples,
+            dataset,
+            iris,
+            extra_documents,
+            limits,
+            slots,
+            worker: None,
+        })
+    }
+
+    /// Evaluates queries in worker processes started by `command` (see [`crate::worker`]),
+    /// which are killed at the time limit; without this, queries run on a blocking thread
+    /// that stops only where oxigraph checks for cancellation.
+    pub fn with_worker(mut self, command: WorkerCommand) -> Result<Self, SparqlError> {
+        use std::io::Write;
+        let internal = |e: std::io::Error| SparqlError::Internal(format!("catalog file: {e}"));
+        let mut file = tempfile::Builder::new()
+            .prefix("polder-catalog-")
+            .suffix(".nt")
+            .tempfile()
+            .map_err(internal)?;
+        file.write_all(&serialize(&self.triples, RdfKind::NTriples))
+            .map_err(internal)?;
+        file.flush().map_err(internal)?;
+        self.worker = Some((command, file));
+        Ok(self)
+    }
+
+    /// Every triple, sorted.
+    pub fn triples(&self) -> &[Triple] {
+        &self.triples
+    }
+
+    /// The IRIs of the catalog.
+    pub fn iris(&self) -> &Iris {
+        &self.iris
+    }
+
+    /// The limits on SPARQL queries.
+    pub fn limits(&self) -> &SparqlLimits {
+        &self.limits
+    }
+
+    /// What the catalog says about `iri`: the triples with it as subject, and those of the
+    /// blank nodes they lead to (its concise bounded description). None if it is not a
+    /// subject of the catalog.
+    pub fn describe(&self, iri: &str) -> Option<Vec<Triple>> {
+        if let Some((_, document)) = self.extra_documents.iter().find(|(i, _)| i == iri) {
+            return Some(document.clone());
+        }
+        let start: NamedOrBlankNode = NamedNode::new(iri).ok()?.into();
+        let mut out = Vec::new();
+        let mut pending = vec![start];
+        let mut seen = Vec::new();
+        while let Some(subject) = pending.pop() {
+            if seen.contains(&subject) {
+                continue;
+            }
+            for triple in self.triples.iter().filter(|t| t.subject == subject) {
+                if let Term::BlankNode(b) = &triple.object {
+                    pending.push(b.clone().into());
+                }
+                out.push(triple.clone());
+            }
+            seen.push(subject);
+        }
+        (!out.is_empty()).then(|| {
+            crate::describe::sort_triples(&mut out);
+            out
+        })
+    }
+
+    /// Evaluates a SPARQL query within the limits and serialises its result in the best
+    /// format `accept` allows.
+    pub async fn query(&self, query: &str, accept: Option<&str>) -> Result<Answer, SparqlError> {
+        if query.len() > self.limits.max_query_bytes {
+            return Err(SparqlError::TooLong {
+                len: query.len(),
+                max: self.limits.max_query_bytes,
+            });
+        }
+        let token = CancellationToken::new();
+        let prepared = match SparqlEvaluator::new()
+            .with_cancellation_token(token.clone())
+            .parse_query(query)
+        {
+            Ok(prepared) => prepared,
+            Err(syntax) => {
+                // An update sent as a query is refused as an update, not as bad syntax.
+                if SparqlEvaluator::new().parse_update(query).is_ok() {
+                    return Err(SparqlError::Update);
+                }
+                return Err(SparqlError::Syntax(syntax.to_string()));
+            }
+        };
+        let permit = tokio::time::timeout(
+            self.limits.queue_timeout,
+            Arc::clone(&self.slots).acquire_owned(),
+        )
+        .await
+        .map_err(|_| SparqlError::Busy)?
+        .map_err(|_| SparqlError::Internal("the endpoint is shutting down".into()))?;
+
+        if let Some((command, file)) = &self.worker {
+            let _permit = permit; // held until the worker has exited or been killed
+            let result = crate::worker::evaluate(
+                command,
+                file.path(),
+                query,
+                accept,
+                self.limits.max_results,
+                self.limits.timeout,
+            )
+            .await;
+            if let Err(SparqlError::Timeout(timeout)) = &result {
+                warn!(?timeout, "SPARQL query stopped at its time limit");
+            }
+            return result;
+        }
+        let dataset = Arc::clone(&self.dataset);
+        let max_results = self.limits.max_results;
+        let accept = accept.map(str::to_string);
+        let evaluation = tokio::task::spawn_blocking(move || {
+            let _permit = permit; // the slot is free only once evaluation really ends
+            let results = prepared
+                .on_queryable_dataset(&*dataset)
+                .execute()
+                .map_err(evaluation_error)?;
+            serialize_results(results, accept.as_deref(), max_results)
+        });
+        let timeout = self.limits.timeout;
+        match tokio::time::timeout(timeout, evaluation).await {
+            Ok(joined) => joined.map_err(|e| SparqlError::Internal(e.to_string()))?,
+            Err(_) => {
+                token.cancel();
+                warn!(?timeout, "SPARQL query stopped at its time limit");
+                Err(SparqlError::Timeout(timeout))
+            }
+        }
+    }
+}
+
+pub(crate) fn evaluation_error(error: QueryEvaluationError) -> SparqlError {
+    match error {
+        QueryEvaluationError::Cancelled => SparqlError::Timeout(Duration::ZERO),
+        QueryEvaluationError::Service(_)
+        | QueryEvaluationError::UnboundService
+        | QueryEvaluationError::InvalidServiceName(_)
+        | QueryEvaluationError::UnsupportedService(_) => {
+            SparqlError::Unsupported("SERVICE (federated queries)".into())
+        }
+        QueryEvaluationError::UnsupportedCustomFunction(name) => {
+            SparqlError::Unsupported(format!("the function {name}"))
+        }
+        other => SparqlError::Internal(other.to_string()),
+    }
+}
+
+pub(crate) fn serialize_results(
+    results: QueryResults<'_>,
+    accept: Option<&str>,
+    max_results: usize,
+) -> Result<Answer, SparqlError> {
+    let not_acceptable = |offers: &[&str]| SparqlError::NotAcceptable {
+        accept: accept.unwrap_or("").to_string(),
+        available: offers.join(", "),
+    };
+    match results {
+        QueryResults::Boolean(value) => {
+            let offer = negotiate::choose(accept, RESULT_OFFERS)
+                .ok_or_else(|| not_acceptable(&negotiate::media_types(RESULT_OFFERS)))?;
+            let body = QueryResultsSerializer::from_format(offer.value)
+                .serialize_boolean_to_writer(Vec::new(), value)
+                .map_err(|e| SparqlError::Internal(e.to_string()))?;
+            Ok(Answer {
+                content_type: offer.value.media_type(),
+                body,
+            })
+        }
+        QueryResults::Solutions(solutions) => {
+            let offer = negotiate::choose(accept, RESULT_OFFERS)
+                .ok_or_else(|| not_acceptable(&negotiate::media_types(RESULT_OFFERS)))?;
+            let variables = solutions.variables().to_vec();
+            let mut writer = QueryResultsSerializer::from_format(offer.value)
+                .serialize_solutions_to_writer(Vec::new(), variables)
+                .map_err(|e| SparqlError::Internal(e.to_string()))?;
+            let mut count = 0usize;
+            for solution in solutions {
+                let solution = solution.map_err(evaluation_error)?;
+                count += 1;
+                if count > max_results {
+                    return Err(SparqlError::TooManyResults(max_results));
+                }
+                writer
+                    .serialize(&solution)
+                    .map_err(|e| SparqlError::Internal(e.to_string()))?;
+            }
+            debug!(solutions = count, "SPARQL SELECT answered");
+            let body = writer
+                .finish()
+                .map_err(|e| SparqlError::Internal(e.to_string()))?;
+            Ok(Answer {
+                content_type: offer.value.media_type(),
+                body,
+            })
+        }
+        QueryResults::Graph(triples) => {
+            let offer = negotiate::choose(accept, RDF_OFFERS)
+                .ok_or_else(|| not_acceptable(&negotiate::media_types(RDF_OFFERS)))?;
+            let mut collected = Vec::new();
+            for triple in triples {
+                collected.push(triple.map_err(evaluation_error)?);
+                if collected.len() > max_results {
+                    return Err(SparqlError::TooManyResults(max_results));
+                }
+            }
+            // Deterministic output whatever order the evaluation produced.
+            crate::describe::sort_triples(&mut collected);
+            Ok(Answer {
+                content_type: offer.value.media_type(),
+                body: serialize(&collected, offer.value),
+            })
+        }
+    }
+}

@@ -1,0 +1,540 @@
+//! The catalog crate end to end: metadata validation, the graph built from table facts, and
+//! SPARQL evaluation within limits.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use oxigraph::io::{RdfFormat, RdfParser};
+use oxigraph::model::{NamedNode, Term, Triple};
+use polder_catalog::config::{AccessRights, AgentConfig, ColumnConfig, ContactConfig};
+use polder_catalog::store::{RdfKind, serialize};
+use polder_catalog::{
+    Catalog, CatalogConfig, DatasetConfig, Iris, MetadataError, NodeInfo, SparqlError,
+    SparqlLimits, TableFacts, build,
+};
+
+fn catalog_config() -> CatalogConfig {
+    CatalogConfig {
+        base_url: Some("https://data.example.org/udn/".into()),
+        title: Some("Example city".into()),
+        description: Some("Datasets of an example city.".into()),
+        publisher: Some(AgentConfig {
+            name: Some("Gemeente Voorbeeld".into()),
+            uri: Some("https://identifier.overheid.nl/tooi/id/gemeente/gm9999".into()),
+            kind: None,
+        }),
+        contact_point: Some(ContactConfig {
+            name: Some("Open data".into()),
+            email: Some("opendata@example.org".into()),
+            url: None,
+        }),
+        license: Some("http://creativecommons.org/publicdomain/zero/1.0/".into()),
+        access_rights: Some(AccessRights::Public),
+        themes: Some(vec!["REGI".into()]),
+        languages: vec!["nl".into()],
+        ..CatalogConfig::default()
+    }
+}
+
+fn node() -> NodeInfo {
+    NodeInfo {
+        name: "voorbeeld".into(),
+        flight_endpoint_url: "grpc://data.example.org:50051".into(),
+        server_name: "Polder".into(),
+        server_version: "0.1.0".into(),
+    }
+}
+
+fn facts() -> Vec<TableFacts> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("sensor_id", DataType::Int64, false),
+        Field::new(
+            "timestamp",
+            DataType::Timestamp(TimeUnit::Second, Some("UTC".into())),
+            true,
+        ),
+        Field::new("pm2_5", DataType::Float64, true),
+        Field::new("station name", DataType::Utf8, true),
+    ]));
+    vec![TableFacts {
+        name: "air_quality".into(),
+        schema,
+        source_format: Some("csv".into()),
+        byte_size: Some(1234),
+        modified: None,
+        row_count: Some(42),
+        temporal: Some(("2025-10-01T00:00:00Z".into(), "2025-10-31T23:00:00Z".into())),
+    }]
+}
+
+fn datasets() -> BTreeMap<String, DatasetConfig> {
+    let mut columns = BTreeMap::new();
+    columns.insert(
+        "pm2_5".to_string(),
+        ColumnConfig {
+            title: Some("PM2.5".into()),
+            description: Some("Fine dust".into()),
+            unit: Some("http://qudt.org/vocab/unit/MicroGM-PER-M3".into()),
+        },
+    );
+    BTreeMap::from([(
+        "air_quality".to_string(),
+        DatasetConfig {
+            title: Some("Air quality".into()),
+            themes: Some(vec!["ENVI".into()]),
+            columns,
+            ..DatasetConfig::default()
+        },
+    )])
+}
+
+fn tables() -> Vec<String> {
+    vec!["air_quality".into()]
+}
+
+fn built() -> Vec<Triple> {
+    let metadata = catalog_config().resolve(&datasets(), &tables()).unwrap();
+    build(&metadata, &node(), &facts(), &datasets()).unwrap()
+}
+
+fn has(triples: &[Triple], s: &str, p: &str, o: impl Into<Term>) -> bool {
+    let o = o.into();
+    triples.iter().any(|t| {
+        t.subject.to_string() == format!("<{s}>") && t.predicate.as_str() == p && t.object == o
+    })
+}
+
+fn objects(triples: &[Triple], s: &str, p: &str) -> Vec<Term> {
+    triples
+        .iter()
+        .filter(|t| t.subject.to_string() == format!("<{s}>") && t.predicate.as_str() == p)
+        .map(|t| t.object.clone())
+        .collect()
+}
+
+const DCAT: &str = "http://www.w3.org/ns/dcat#";
+const DCT: &str = "http://purl.org/dc/terms/";
+const UDN: &str = "https://w3id.org/udn/ns#";
+
+#[test]
+fn every_missing_catalog_field_is_named_in_one_error() {
+    let config = CatalogConfig {
+        title: Some("Only a title".into()),
+        ..CatalogConfig::default()
+    };
+    let err = config.resolve(&BTreeMap::new(), &tables()).unwrap_err();
+    let MetadataError::Incomplete { missing, .. } = &err;
+    for key in [
+        "catalog.base_url",
+        "catalog.description",
+        "catalog.publisher",
+        "catalog.contact_point",
+        "catalog.license",
+        "catalog.access_rights",
+        "catalog.themes",
+    ] {
+        assert!(missing.iter().any(|m| m == key), "{key} not in {missing:?}");
+    }
+    assert!(!missing.iter().any(|m| m == "catalog.title"));
+    assert!(err.to_string().contains("catalog.base_url"), "{err}");
+}
+
+#[test]
+fn invalid_values_are_named() {
+    let mut config = catalog_config();
+    config.themes = Some(vec!["ENVIRONMENT".into()]);
+    config.license = Some("cc0".into());
+    let mut datasets = datasets();
+    datasets.insert("ghost".into(), DatasetConfig::default());
+    let err = config
+        .resolve(&datasets, &tables())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("'ENVIRONMENT' is not an EU data theme"),
+        "{err}"
+    );
+    assert!(
+        err.contains("catalog.license: 'cc0' is not an absolute IRI"),
+        "{err}"
+    );
+    assert!(err.contains("datasets.ghost: no table 'ghost'"), "{err}");
+}
+
+#[test]
+fn unknown_columns_in_dataset_metadata_fail_the_build() {
+    let metadata = catalog_config().resolve(&datasets(), &tables()).unwrap();
+    let mut datasets = datasets();
+    let dataset = datasets.get_mut("air_quality").unwrap();
+    dataset
+        .columns
+        .insert("pm25".into(), ColumnConfig::default());
+    dataset.temporal_column = Some("time".into());
+    let err = build(&metadata, &node(), &facts(), &datasets)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("datasets.air_quality.columns.pm25"), "{err}");
+    assert!(
+        err.contains("datasets.air_quality.temporal_column"),
+        "{err}"
+    );
+}
+
+#[test]
+fn datasets_inherit_and_override_catalog_metadata() {
+    let triples = built();
+    let base = "https://data.example.org/udn";
+    let ds = format!("{base}/dataset/air_quality");
+    assert!(has(
+        &triples,
+        &ds,
+        &format!("{DCT}title"),
+        oxigraph::model::Literal::new_simple_literal("Air quality")
+    ));
+    // Own theme overrides the catalog's.
+    let themes = objects(&triples, &ds, &format!("{DCAT}theme"));
+    assert_eq!(themes.len(), 1);
+    assert!(themes[0].to_string().ends_with("data-theme/ENVI>"));
+    // Publisher, contact point and licence are inherited.
+    assert!(has(
+        &triples,
+        &ds,
+        &format!("{DCT}publisher"),
+        NamedNode::new_unchecked("https://identifier.overheid.nl/tooi/id/gemeente/gm9999")
+    ));
+    assert_eq!(
+        objects(&triples, &ds, &format!("{DCAT}contactPoint")).len(),
+        1
+    );
+    let dist = format!("{ds}/flight-sql");
+    assert!(has(
+        &triples,
+        &dist,
+        &format!("{DCT}license"),
+        NamedNode::new_unchecked("http://creativecommons.org/publicdomain/zero/1.0/")
+    ));
+    assert!(has(
+        &triples,
+        &dist,
+        &format!("{DCAT}accessURL"),
+        NamedNode::new_unchecked("grpc://data.example.org:50051")
+    ));
+    assert!(has(
+        &triples,
+        &dist,
+        &format!("{DCAT}accessService"),
+        NamedNode::new_unchecked(format!("{base}/service/flight-sql"))
+    ));
+}
+
+#[test]
+fn facts_become_triples() {
+    let triples = built();
+    let ds = "https://data.example.org/udn/dataset/air_quality";
+    let rows = objects(&triples, ds, &format!("{UDN}rowCount"));
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0].to_string().starts_with("\"42\"^^"));
+    let sql = objects(&triples, ds, &format!("{UDN}sqlTable"));
+    assert_eq!(sql[0].to_string(), "\"voorbeeld.public.air_quality\"");
+    // Columns: one per field, in order, with an escaped IRI for the name with a space.
+    let schema = format!("{ds}/schema");
+    let columns = objects(&triples, &schema, "http://www.w3.org/ns/csvw#column");
+    assert_eq!(columns.len(), 4);
+    let spaced = format!("{schema}/station%20name");
+    assert!(has(
+        &triples,
+        &spaced,
+        &format!("{UDN}columnIndex"),
+        oxigraph::model::Literal::new_typed_literal(
+            "4",
+            NamedNode::new_unchecked("http://www.w3.org/2001/XMLSchema#integer")
+        )
+    ));
+    let pm = format!("{schema}/pm2_5");
+    assert!(has(
+        &triples,
+        &pm,
+        "http://qudt.org/schema/qudt/unit",
+        NamedNode::new_unchecked("http://qudt.org/vocab/unit/MicroGM-PER-M3")
+    ));
+    assert!(has(
+        &triples,
+        &format!("{schema}/sensor_id"),
+        "http://www.w3.org/ns/csvw#required",
+        oxigraph::model::Literal::from(true)
+    ));
+    assert!(has(
+        &triples,
+        &format!("{schema}/timestamp"),
+        "http://www.w3.org/ns/csvw#datatype",
+        NamedNode::new_unchecked("http://www.w3.org/2001/XMLSchema#dateTimeStamp")
+    ));
+    // The temporal coverage is a period with the data's first and last instant.
+    let turtle = String::from_utf8(serialize(&triples, RdfKind::Turtle)).unwrap();
+    assert!(
+        turtle.contains("dcat:startDate \"2025-10-01T00:00:00Z\"^^xsd:dateTime"),
+        "{turtle}"
+    );
+}
+
+#[test]
+fn output_is_deterministic_and_round_trips() {
+    let first = serialize(&built(), RdfKind::Turtle);
+    let second = serialize(&built(), RdfKind::Turtle);
+    assert_eq!(first, second);
+    for kind in [RdfKind::Turtle, RdfKind::NTriples, RdfKind::JsonLd] {
+        let bytes = serialize(&built(), kind);
+        let format = match kind {
+            RdfKind::Turtle => RdfFormat::Turtle,
+            RdfKind::NTriples => RdfFormat::NTriples,
+            RdfKind::JsonLd => RdfFormat::JsonLd {
+                profile: oxigraph::io::JsonLdProfileSet::empty(),
+            },
+        };
+        let parsed = RdfParser::from_format(format)
+            .for_slice(&bytes)
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        assert_eq!(parsed.len(), built().len(), "{kind:?}");
+    }
+}
+
+fn catalog(limits: SparqlLimits) -> Catalog {
+    Catalog::new(
+        built(),
+        Iris::new("https://data.example.org/udn"),
+        Vec::new(),
+        limits,
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn select_ask_construct_answer() {
+    let catalog = catalog(SparqlLimits::default());
+    let answer = catalog
+        .query(
+            "PREFIX udn: <https://w3id.org/udn/ns#> SELECT ?t WHERE { ?d udn:sqlTable ?t } ",
+            Some("text/csv"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.content_type, "text/csv; charset=utf-8");
+    let body = String::from_utf8(answer.body).unwrap();
+    // The dataset and its distribution both name the table.
+    assert_eq!(
+        body.matches("voorbeeld.public.air_quality").count(),
+        2,
+        "{body}"
+    );
+
+    let answer = catalog
+        .query("ASK { ?s a <http://www.w3.org/ns/dcat#Catalog> }", None)
+        .await
+        .unwrap();
+    assert!(String::from_utf8(answer.body).unwrap().contains("true"));
+
+    let answer = catalog
+        .query(
+            "DESCRIBE <https://data.example.org/udn/dataset/air_quality>",
+            Some("application/n-triples"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.content_type, "application/n-triples");
+    assert!(!answer.body.is_empty());
+}
+
+#[tokio::test]
+async fn bad_queries_get_typed_errors() {
+    let catalog = catalog(SparqlLimits {
+        max_query_bytes: 200,
+        max_results: 5,
+        ..SparqlLimits::default()
+    });
+    let err = catalog
+        .query("SELECT ?s WHERE { ?s ?p }", None)
+        .await
+        .unwrap_err();
+    let SparqlError::Syntax(message) = &err else {
+        panic!("{err:?}")
+    };
+    assert!(message.contains("1:"), "position missing: {message}");
+    let err = catalog
+        .query("INSERT DATA { <http://a> <http://b> <http://c> }", None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SparqlError::Update), "{err:?}");
+    let err = catalog.query(&"#".repeat(201), None).await.unwrap_err();
+    assert!(
+        matches!(err, SparqlError::TooLong { len: 201, max: 200 }),
+        "{err:?}"
+    );
+    let err = catalog
+        .query("SELECT * WHERE { ?s ?p ?o }", None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SparqlError::TooManyResults(5)), "{err:?}");
+    let err = catalog
+        .query("SELECT * WHERE { ?s ?p ?o } LIMIT 1", Some("text/html"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SparqlError::NotAcceptable { .. }), "{err:?}");
+    let err = catalog
+        .query(
+            "SELECT * WHERE { SERVICE <http://evil.example/sparql> { ?s ?p ?o } }",
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SparqlError::Unsupported(_)), "{err:?}");
+    // The store is unchanged and still answers.
+    let answer = catalog
+        .query("SELECT * WHERE { ?s ?p ?o } LIMIT 5", None)
+        .await;
+    assert!(answer.is_ok());
+}
+
+fn worker(memory_limit_mib: u64) -> polder_catalog::WorkerCommand {
+    polder_catalog::WorkerCommand {
+        program: env!("CARGO_BIN_EXE_polder-sparql-worker").into(),
+        args: Vec::new(),
+        memory_limit_bytes: memory_limit_mib * 1024 * 1024,
+    }
+}
+
+/// A query whose work is an in-memory cross product: oxigraph never checks for cancellation
+/// inside it, so only a worker process can be stopped.
+const CROSS_PRODUCT: &str =
+    "SELECT (COUNT(*) AS ?n) WHERE { ?a ?b ?c . ?d ?e ?f . ?g ?h ?i . ?j ?k ?l . ?m ?n2 ?o }";
+
+#[tokio::test]
+async fn workers_answer_like_in_process_evaluation() {
+    let in_process = catalog(SparqlLimits::default());
+    let isolated = catalog(SparqlLimits::default())
+        .with_worker(worker(1024))
+        .unwrap();
+    for (query, accept) in [
+        (
+            "SELECT ?s ?t WHERE { ?s <http://purl.org/dc/terms/title> ?t } ORDER BY ?s",
+            Some("text/csv"),
+        ),
+        ("ASK { ?s a <http://www.w3.org/ns/dcat#Dataset> }", None),
+        (
+            "CONSTRUCT { ?s ?p ?o } WHERE { ?s ?p ?o } ",
+            Some("application/n-triples"),
+        ),
+    ] {
+        let a = in_process.query(query, accept).await.unwrap();
+        let b = isolated.query(query, accept).await.unwrap();
+        assert_eq!(a.content_type, b.content_type, "{query}");
+        assert_eq!(a.body, b.body, "{query}");
+    }
+    for query in [
+        "SELECT * WHERE { ?s ?p ?o }",
+        "SELECT * WHERE { ?s ?p ?o } LIMIT 1",
+    ] {
+        let a = in_process
+            .query(query, Some("text/html"))
+            .await
+            .unwrap_err();
+        let b = isolated.query(query, Some("text/html")).await.unwrap_err();
+        assert_eq!(a.kind(), b.kind());
+        assert_eq!(a.to_string(), b.to_string());
+    }
+}
+
+#[tokio::test]
+async fn long_queries_are_stopped_and_free_their_slot() {
+    let catalog = catalog(SparqlLimits {
+        timeout: Duration::from_millis(500),
+        max_results: usize::MAX,
+        max_concurrent: 1,
+        queue_timeout: Duration::from_secs(10),
+        ..SparqlLimits::default()
+    })
+    .with_worker(worker(4096))
+    .unwrap();
+    let err = catalog.query(CROSS_PRODUCT, None).await.unwrap_err();
+    assert!(matches!(err, SparqlError::Timeout(_)), "{err:?}");
+    // The only slot is free again at once: the worker was killed, not left running.
+    let started = std::time::Instant::now();
+    catalog.query("ASK { ?s ?p ?o }", None).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn queries_are_stopped_at_the_memory_limit() {
+    let catalog = catalog(SparqlLimits {
+        timeout: Duration::from_secs(120),
+        max_results: usize::MAX,
+        ..SparqlLimits::default()
+    })
+    .with_worker(worker(256))
+    .unwrap();
+    // DISTINCT keeps every solution it has seen: memory grows with the cross product.
+    let err = catalog
+        .query(
+            "SELECT DISTINCT * WHERE { ?a ?b ?c . ?d ?e ?f . ?g ?h ?i . ?j ?k ?l }",
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "resource_limit", "{err:?}");
+    catalog.query("ASK { ?s ?p ?o }", None).await.unwrap();
+}
+
+#[test]
+fn every_udn_term_written_is_defined_in_the_ontology() {
+    let ontology =
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../ontology/udn.ttl")).unwrap();
+    let defined: Vec<String> = RdfParser::from_format(RdfFormat::Turtle)
+        .for_slice(&ontology)
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap()
+        .into_iter()
+        .map(|q| q.subject.to_string())
+        .collect();
+    let mut used: Vec<String> = built()
+        .iter()
+        .flat_map(|t| [t.predicate.to_string(), t.object.to_string()])
+        .filter(|term| term.starts_with(&format!("<{UDN}")))
+        .collect();
+    used.extend(
+        polder_catalog::flight_description(
+            &Iris::new("https://x.example"),
+            &node(),
+            &tables(),
+            &Default::default(),
+        )
+        .iter()
+        .flat_map(|t| [t.predicate.to_string(), t.object.to_string()])
+        .filter(|term| term.starts_with(&format!("<{UDN}"))),
+    );
+    used.sort();
+    used.dedup();
+    assert!(!used.is_empty());
+    for term in used {
+        assert!(
+            defined.contains(&term),
+            "{term} is not defined in ontology/udn.ttl"
+        );
+    }
+}
+
+#[test]
+fn json_ld_context_declares_every_prefix() {
+    let context = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../ontology/context.jsonld"
+    ))
+    .unwrap();
+    for (prefix, namespace) in polder_catalog::vocab::PREFIXES {
+        assert!(
+            context.contains(&format!("\"{prefix}\": \"{namespace}\"")),
+            "ontology/context.jsonld lacks {prefix}: {namespace}"
+        );
+    }
+}

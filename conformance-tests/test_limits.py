@@ -377,12 +377,6 @@ def test_query_past_its_time_limit_ends_with_deadline_exceeded(launcher, main_ta
 
 @pytest.mark.spawns_node
 @pytest.mark.requirement("UDN-ERR-2", "UDN-FSQL-8")
-@polder_gap(
-    "queries stopped at query_timeout leave their CPU-bound work running on the node's async "
-    "runtime; with one such query per core the node stops answering anything (also the timer "
-    "that would end further queries)",
-    strict=False,
-)
 def test_node_keeps_answering_after_queries_time_out(launcher, main_tables, tmp_path):
     """One CPU-heavy query per core (and one more) all run past their limit at once."""
     node, ref = _spawn(

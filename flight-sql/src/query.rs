@@ -8,11 +8,13 @@ use std::time::Duration;
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::LogicalPlan;
-use datafusion::physical_plan::execute_stream;
+use datafusion::physical_plan::coop::CooperativeExec;
+use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::prelude::{SQLOptions, SessionContext};
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
@@ -58,6 +60,7 @@ pub struct QueryEngine {
     ctx: SessionContext,
     limits: QueryLimits,
     slots: Arc<Semaphore>,
+    executor: Option<tokio::runtime::Handle>,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -73,7 +76,23 @@ impl QueryEngine {
     /// An engine over `ctx` with `limits`.
     pub fn new(ctx: SessionContext, limits: QueryLimits) -> Self {
         let slots = Arc::new(Semaphore::new(limits.max_concurrent.max(1)));
-        Self { ctx, limits, slots }
+        Self {
+            ctx,
+            limits,
+            slots,
+            executor: None,
+        }
+    }
+
+    /// Runs query plans on `executor`, a runtime of their own, instead of the caller's.
+    ///
+    /// DataFusion's operators are CPU-bound: on the runtime that also serves gRPC they can
+    /// take every worker thread, and then nothing else runs, not even the timers that end
+    /// queries at their deadline. On a dedicated runtime they compete only with each other;
+    /// requests, timeouts and health checks stay responsive.
+    pub fn with_executor(mut self, executor: tokio::runtime::Handle) -> Self {
+        self.executor = Some(executor);
+        self
     }
 
     /// The session the engine plans against.
@@ -146,21 +165,36 @@ impl QueryEngine {
                 .map(|values| plan.clone().with_param_values(values))
                 .collect::<Result<Vec<_>, _>>()?
         };
-        let state = self.ctx.state();
-        let mut streams = Vec::with_capacity(plans.len());
-        for plan in plans {
-            let physical = state.create_physical_plan(&plan).await?;
-            streams.push(execute_stream(physical, self.ctx.task_ctx())?);
-        }
-        let inner: SendableRecordBatchStream = if streams.len() == 1 {
-            streams.pop().expect("one stream")
-        } else {
-            Box::pin(
-                datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
-                    Arc::clone(&schema),
-                    futures::stream::iter(streams).flatten(),
-                ),
-            )
+        let ctx = self.ctx.clone();
+        let output_schema = Arc::clone(&schema);
+        let start = async move {
+            let state = ctx.state();
+            let mut streams = Vec::with_capacity(plans.len());
+            for plan in plans {
+                let physical = cooperative(state.create_physical_plan(&plan).await?)?;
+                streams.push(execute_stream(physical, ctx.task_ctx())?);
+            }
+            let stream: SendableRecordBatchStream = if streams.len() == 1 {
+                streams.pop().expect("one stream")
+            } else {
+                Box::pin(
+                    datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+                        output_schema,
+                        futures::stream::iter(streams).flatten(),
+                    ),
+                )
+            };
+            Ok::<_, Error>(stream)
+        };
+        let inner = match &self.executor {
+            None => start.await?,
+            Some(executor) => {
+                let stream = executor
+                    .spawn(start)
+                    .await
+                    .map_err(|e| Error::Internal(format!("query planning task failed: {e}")))??;
+                forward(executor, Arc::clone(&schema), stream)
+            }
         };
         Ok(Box::pin(LimitedStream {
             schema,
@@ -269,6 +303,54 @@ fn statement_kind(text: &str) -> String {
             format!("{first} {second}").trim().to_string()
         }
         _ => first,
+    }
+}
+
+/// Makes every operator of `plan` yield to the scheduler when its task has used up its
+/// budget, not only the leaves (DataFusion's own rule). A join can produce batch after batch
+/// without polling its inputs; without a yield point in between, a query past its deadline
+/// could not be aborted and would keep its worker thread until it finished.
+fn cooperative(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+    Ok(plan
+        .transform_up(|node| {
+            if node.children().is_empty() || node.is::<CooperativeExec>() {
+                return Ok(Transformed::no(node));
+            }
+            Ok(Transformed::yes(
+                Arc::new(CooperativeExec::new(node)) as Arc<dyn ExecutionPlan>
+            ))
+        })?
+        .data)
+}
+
+/// Polls `stream` on `executor` and hands its batches over through a small channel, so the
+/// plan's work runs there. Dropping the returned stream aborts the task, which drops the plan
+/// and cancels its operators.
+fn forward(
+    executor: &tokio::runtime::Handle,
+    schema: SchemaRef,
+    mut stream: SendableRecordBatchStream,
+) -> SendableRecordBatchStream {
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    let task = executor.spawn(async move {
+        while let Some(item) = stream.next().await {
+            if tx.send(item).await.is_err() {
+                break; // the client is gone or the deadline passed
+            }
+        }
+    });
+    let batches = futures::stream::unfold((rx, AbortOnDrop(task)), |(mut rx, task)| async move {
+        rx.recv().await.map(|item| (item, (rx, task)))
+    });
+    Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, batches))
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -419,5 +501,47 @@ mod tests {
         let err = stream.next().await.unwrap().unwrap_err();
         assert!(err.to_string().contains("timeout"), "{err}");
         assert!(stream.next().await.is_none());
+    }
+
+    /// Through a dedicated executor, plans that outlive their deadline end with the timeout
+    /// error and are aborted: the executor's only thread is free again for the next query.
+    /// (That the node stays responsive under CPU-bound load is checked end to end by the
+    /// conformance suite, test_limits.py.)
+    #[test]
+    fn dedicated_executor_keeps_the_caller_responsive() {
+        let executor = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let caller = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let engine = QueryEngine::new(
+            SessionContext::new(),
+            QueryLimits {
+                timeout: Duration::from_millis(200),
+                ..QueryLimits::default()
+            },
+        )
+        .with_executor(executor.handle().clone());
+        caller.block_on(async {
+            for _ in 0..3 {
+                let plan = engine
+                    .plan("SELECT count(*) FROM generate_series(1, 100000000000) a WHERE a.value % 7 = 3")
+                    .await
+                    .unwrap();
+                let mut stream = engine.execute(plan, vec![]).await.unwrap();
+                let err = stream.next().await.unwrap().unwrap_err();
+                assert!(err.to_string().contains("timeout"), "{err}");
+            }
+            // The executor's one thread is free: the aborted plans are gone.
+            let plan = engine.plan("SELECT 41 + 1 AS answer").await.unwrap();
+            let mut stream = engine.execute(plan, vec![]).await.unwrap();
+            let batch = stream.next().await.unwrap().unwrap();
+            assert_eq!(batch.num_rows(), 1);
+        });
+        executor.shutdown_background();
     }
 }

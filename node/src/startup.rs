@@ -141,8 +141,17 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_message_bytes: limits.max_message_bytes,
         ..FlightSqlConfig::default()
     };
-    let service =
-        PolderFlightSqlService::new(QueryEngine::new(ctx.clone(), query_limits), flight_config)?;
+    // Query plans run on a runtime of their own, so CPU-bound operators never stall the
+    // gRPC and HTTP services or the timers that end queries at their deadline.
+    let query_runtime = QueryRuntime(Some(
+        tokio::runtime::Builder::new_multi_thread()
+            .thread_name("polder-query")
+            .enable_all()
+            .build()
+            .context("cannot start the query runtime")?,
+    ));
+    let engine = QueryEngine::new(ctx.clone(), query_limits).with_executor(query_runtime.handle());
+    let service = PolderFlightSqlService::new(engine, flight_config)?;
     let mut flight_shutdown = shutdown_rx.clone();
     let flight = tokio::spawn(
         PolderFlightSqlService::transport()
@@ -191,8 +200,31 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let _ = shutdown_tx.send(true);
     flight.await??;
     http.await??;
+    drop(query_runtime);
     drop(samples);
     Ok(())
+}
+
+/// The runtime queries execute on. It is shut down without waiting when dropped, which may
+/// happen inside the async runtime (a plain `Runtime` would panic there).
+struct QueryRuntime(Option<tokio::runtime::Runtime>);
+
+impl QueryRuntime {
+    fn handle(&self) -> tokio::runtime::Handle {
+        self.0
+            .as_ref()
+            .expect("present until dropped")
+            .handle()
+            .clone()
+    }
+}
+
+impl Drop for QueryRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 async fn shutdown_signal() {

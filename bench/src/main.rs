@@ -15,7 +15,9 @@ use arrow_flight::sql::client::FlightSqlServiceClient;
 use clap::{Parser, Subcommand};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use futures::TryStreamExt;
-use polder_flight_sql::{FlightSqlConfig, PolderFlightSqlService, QueryEngine, QueryLimits};
+use polder_flight_sql::{
+    FlightSqlConfig, PolderFlightSqlService, QueryEngine, QueryLimits, QueryRuntime,
+};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Channel;
@@ -87,8 +89,10 @@ async fn flight_scan(sf: f64, data: PathBuf, runs: usize) -> anyhow::Result<()> 
     // The node: the same session behind the Flight SQL service, on loopback.
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr: SocketAddr = listener.local_addr()?;
+    // As in the node: query plans run on a runtime of their own.
+    let query_runtime = QueryRuntime::new()?;
     let service = PolderFlightSqlService::new(
-        QueryEngine::new(ctx.clone(), QueryLimits::default()),
+        QueryEngine::new(ctx.clone(), QueryLimits::default()).with_executor(query_runtime.handle()),
         FlightSqlConfig::default(),
     )?;
     tokio::spawn(
@@ -137,6 +141,7 @@ async fn flight_scan(sf: f64, data: PathBuf, runs: usize) -> anyhow::Result<()> 
         "  ratio flight/in-process time: {:.2}x",
         remote.as_secs_f64() / local.as_secs_f64()
     );
+    drop(query_runtime);
     Ok(())
 }
 

@@ -54,6 +54,40 @@ impl Default for QueryLimits {
     }
 }
 
+/// The runtime query plans execute on (see [`QueryEngine::with_executor`]), one worker
+/// thread per core. It shuts down without waiting when dropped, which may happen inside
+/// another runtime (where dropping a plain `Runtime` panics).
+#[derive(Debug)]
+pub struct QueryRuntime(Option<tokio::runtime::Runtime>);
+
+impl QueryRuntime {
+    /// Starts the runtime; its threads are named `polder-query`.
+    pub fn new() -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .thread_name("polder-query")
+            .enable_all()
+            .build()?;
+        Ok(Self(Some(runtime)))
+    }
+
+    /// A handle to spawn on it.
+    pub fn handle(&self) -> tokio::runtime::Handle {
+        self.0
+            .as_ref()
+            .expect("present until dropped")
+            .handle()
+            .clone()
+    }
+}
+
+impl Drop for QueryRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
 /// Plans and runs read-only SQL against the node's session.
 #[derive(Clone)]
 pub struct QueryEngine {

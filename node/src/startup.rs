@@ -7,7 +7,7 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::SessionContext;
 use polder_connectors::GeoJsonOptions;
 use polder_flight_sql::{
-    FlightSqlConfig, PolderFlightSqlService, QueryEngine, QueryLimits, ServerInfo,
+    FlightSqlConfig, PolderFlightSqlService, QueryEngine, QueryLimits, QueryRuntime, ServerInfo,
 };
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -143,13 +143,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     // Query plans run on a runtime of their own, so CPU-bound operators never stall the
     // gRPC and HTTP services or the timers that end queries at their deadline.
-    let query_runtime = QueryRuntime(Some(
-        tokio::runtime::Builder::new_multi_thread()
-            .thread_name("polder-query")
-            .enable_all()
-            .build()
-            .context("cannot start the query runtime")?,
-    ));
+    let query_runtime = QueryRuntime::new().context("cannot start the query runtime")?;
     let engine = QueryEngine::new(ctx.clone(), query_limits).with_executor(query_runtime.handle());
     let service = PolderFlightSqlService::new(engine, flight_config)?;
     let mut flight_shutdown = shutdown_rx.clone();
@@ -203,28 +197,6 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     drop(query_runtime);
     drop(samples);
     Ok(())
-}
-
-/// The runtime queries execute on. It is shut down without waiting when dropped, which may
-/// happen inside the async runtime (a plain `Runtime` would panic there).
-struct QueryRuntime(Option<tokio::runtime::Runtime>);
-
-impl QueryRuntime {
-    fn handle(&self) -> tokio::runtime::Handle {
-        self.0
-            .as_ref()
-            .expect("present until dropped")
-            .handle()
-            .clone()
-    }
-}
-
-impl Drop for QueryRuntime {
-    fn drop(&mut self) {
-        if let Some(runtime) = self.0.take() {
-            runtime.shutdown_background();
-        }
-    }
 }
 
 async fn shutdown_signal() {

@@ -15,7 +15,6 @@ import requests
 from udn_conformance.client import describe, expect_error, query_rows
 from udn_conformance.compare import assert_same_rows
 from udn_conformance.errors import adbc_grpc_status
-from udn_conformance.known import polder_gap
 from udn_conformance.node import run_expecting_exit, with_catalog
 from udn_conformance.reference import Reference
 
@@ -79,11 +78,6 @@ def test_valid_configuration_starts(launcher, tmp_path, base, main_tables, gener
         node.stop()
 
 
-STORAGE_GAP = polder_gap(
-    "[tables.storage_options] names are only checked for object-store locations; for a local "
-    "path an unknown name is ignored and the node starts"
-)
-
 # name -> (change to the base configuration, the unknown key the error must name)
 UNKNOWN_KEYS = {
     "top_level": (lambda b: 'colour = "blue"\n' + b, "colour"),
@@ -103,7 +97,7 @@ UNKNOWN_KEYS = {
 
 @pytest.mark.parametrize(
     "case",
-    [pytest.param(c, marks=STORAGE_GAP) if c == "storage_options" else c for c in UNKNOWN_KEYS],
+    list(UNKNOWN_KEYS),
 )
 @pytest.mark.requirement("UDN-OPS-3")
 def test_unknown_key_stops_startup_naming_it(polder_bin, tmp_path, base, case):

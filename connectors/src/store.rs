@@ -46,6 +46,21 @@ pub fn register_store(
     let store_url = url.object_store();
     let base: &Url = store_url.as_ref();
     if base.scheme() == "file" {
+        // Options configure object stores; on a local path any of them is a mistake (a
+        // typo of an option, or a location that was meant to be remote), so say which.
+        if !config.storage_options.is_empty() {
+            let names: Vec<&str> = config.storage_options.keys().map(String::as_str).collect();
+            return Err(Error::InvalidConfig {
+                table: config.name.clone(),
+                message: format!(
+                    "storage option(s) {} given for the local location '{}': storage options \
+                     configure object stores (s3://, gs://, az://, http(s)://) and mean \
+                     nothing for local files",
+                    names.join(", "),
+                    config.location
+                ),
+            });
+        }
         return Ok(());
     }
     let store = build_store(config, base)?;

@@ -14,7 +14,6 @@ use oxigraph::model::{Literal, NamedNode, Triple};
 use tracing::{info, warn};
 
 use crate::describe::Iris;
-use crate::negotiate;
 use crate::store::{Answer, Catalog, RDF_OFFERS, SparqlError, serialize};
 use crate::vocab::{SD, UDN, XSD};
 
@@ -82,12 +81,9 @@ fn accept(headers: &HeaderMap) -> Option<&str> {
 }
 
 fn rdf_response(headers: &HeaderMap, triples: &[Triple]) -> Response {
-    let Some(offer) = negotiate::choose(accept(headers), RDF_OFFERS) else {
-        return SparqlError::NotAcceptable {
-            accept: accept(headers).unwrap_or("").to_string(),
-            available: negotiate::media_types(RDF_OFFERS).join(", "),
-        }
-        .into_response();
+    let offer = match crate::store::choose(accept(headers), RDF_OFFERS) {
+        Ok(offer) => offer,
+        Err(e) => return e.into_response(),
     };
     answer(Answer {
         content_type: offer.value.media_type(),

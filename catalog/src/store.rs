@@ -423,19 +423,25 @@ pub(crate) fn evaluation_error(error: QueryEvaluationError) -> SparqlError {
     }
 }
 
+/// The offer `accept` prefers, or the 406 error that lists what is available.
+pub(crate) fn choose<'a, T>(
+    accept: Option<&str>,
+    offers: &'a [Offer<T>],
+) -> Result<&'a Offer<T>, SparqlError> {
+    negotiate::choose(accept, offers).ok_or_else(|| SparqlError::NotAcceptable {
+        accept: accept.unwrap_or("").to_string(),
+        available: negotiate::media_types(offers).join(", "),
+    })
+}
+
 pub(crate) fn serialize_results(
     results: QueryResults<'_>,
     accept: Option<&str>,
     max_results: usize,
 ) -> Result<Answer, SparqlError> {
-    let not_acceptable = |offers: &[&str]| SparqlError::NotAcceptable {
-        accept: accept.unwrap_or("").to_string(),
-        available: offers.join(", "),
-    };
     match results {
         QueryResults::Boolean(value) => {
-            let offer = negotiate::choose(accept, RESULT_OFFERS)
-                .ok_or_else(|| not_acceptable(&negotiate::media_types(RESULT_OFFERS)))?;
+            let offer = choose(accept, RESULT_OFFERS)?;
             let body = QueryResultsSerializer::from_format(offer.value)
                 .serialize_boolean_to_writer(Vec::new(), value)
                 .map_err(|e| SparqlError::Internal(e.to_string()))?;
@@ -445,8 +451,7 @@ pub(crate) fn serialize_results(
             })
         }
         QueryResults::Solutions(solutions) => {
-            let offer = negotiate::choose(accept, RESULT_OFFERS)
-                .ok_or_else(|| not_acceptable(&negotiate::media_types(RESULT_OFFERS)))?;
+            let offer = choose(accept, RESULT_OFFERS)?;
             let variables = solutions.variables().to_vec();
             let mut writer = QueryResultsSerializer::from_format(offer.value)
                 .serialize_solutions_to_writer(Vec::new(), variables)
@@ -472,8 +477,7 @@ pub(crate) fn serialize_results(
             })
         }
         QueryResults::Graph(triples) => {
-            let offer = negotiate::choose(accept, RDF_OFFERS)
-                .ok_or_else(|| not_acceptable(&negotiate::media_types(RDF_OFFERS)))?;
+            let offer = choose(accept, RDF_OFFERS)?;
             let mut collected = Vec::new();
             for triple in triples {
                 collected.push(triple.map_err(evaluation_error)?);

@@ -12,7 +12,7 @@ import pytest
 from udn_conformance import proto
 from udn_conformance.compare import assert_same_rows, rows_of_arrow
 from udn_conformance.errors import flight_grpc_status
-from udn_conformance.node import RPC_TIMEOUT_S
+from udn_conformance.node import RPC_TIMEOUT_S, rss
 from udn_conformance.reference import Reference
 
 OPTIONS = flight.FlightCallOptions(timeout=RPC_TIMEOUT_S)
@@ -68,15 +68,6 @@ def test_do_get_streams_many_batches(main_node, main_ref):
     assert batches > 1, "250 000 rows arrived in one batch"
 
 
-def _rss(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
 
 
 @pytest.mark.spawns_node
@@ -88,7 +79,7 @@ def test_large_result_streams_in_bounded_memory(launcher, main_tables, main_ref)
     try:
         client = _client(node)
         _read_all(client, _flight_info(client, "SELECT * FROM nation"))  # warm up
-        base = _rss(node.process.pid)
+        base = rss(node.process.pid)
         if base is None:
             pytest.skip("cannot read the node's memory use (/proc/PID/status)")
         peak, stop = base, threading.Event()
@@ -96,7 +87,7 @@ def test_large_result_streams_in_bounded_memory(launcher, main_tables, main_ref)
         def sample():
             nonlocal peak
             while not stop.is_set():
-                peak = max(peak, _rss(node.process.pid) or 0)
+                peak = max(peak, rss(node.process.pid) or 0)
                 time.sleep(0.01)
 
         sampler = threading.Thread(target=sample, daemon=True)

@@ -21,7 +21,7 @@ from udn_conformance import flightsql as fs
 from udn_conformance.compare import assert_same_rows, rows_of_arrow
 from udn_conformance.errors import flight_grpc_status
 from udn_conformance.known import polder_gap
-from udn_conformance.node import with_catalog
+from udn_conformance.node import rss, with_catalog
 from udn_conformance.reference import Reference
 
 FLIGHT_ERRORS = (flight.FlightError, pa.ArrowException)
@@ -73,15 +73,6 @@ def _status_of(call) -> tuple[str, float, str]:
         return flight_grpc_status(e), time.monotonic() - started, str(e)
 
 
-def _rss(node) -> int | None:
-    try:
-        with open(f"/proc/{node.process.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
 
 
 class _PeakRss:
@@ -89,14 +80,14 @@ class _PeakRss:
 
     def __init__(self, node):
         self.node = node
-        self.base = _rss(node)
+        self.base = rss(node.process.pid)
         self.peak = self.base or 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
         while not self._stop.is_set():
-            self.peak = max(self.peak, _rss(self.node) or 0)
+            self.peak = max(self.peak, rss(self.node.process.pid) or 0)
             time.sleep(0.02)
 
     def __enter__(self):
@@ -215,9 +206,7 @@ def test_concurrent_query_limit_gives_resource_exhausted(limits_node):
     """With one query slot held by an open result stream, another query is refused."""
     node, ref = limits_node
     holder = fs.client(node)
-    info = holder.get_flight_info(
-        flight.FlightDescriptor.for_command(fs.proto.command_statement_query(BIG)), fs.OPTIONS
-    )
+    info = holder.get_flight_info(fs.descriptor_for_statement(BIG), fs.OPTIONS)
     reader = holder.do_get(info.endpoints[0].ticket, fs.OPTIONS)
     try:
         reader.read_chunk()  # the query runs, and holds its slot while the stream is open
@@ -268,13 +257,7 @@ def test_memory_limit_holds(limits_node):
 
         def run():
             nonlocal rows
-            info = c.get_flight_info(
-                flight.FlightDescriptor.for_command(fs.proto.command_statement_query(sql)),
-                fs.OPTIONS,
-            )
-            for endpoint in info.endpoints:
-                for chunk in c.do_get(endpoint.ticket, fs.OPTIONS):
-                    rows += chunk.data.num_rows
+            rows = fs.count_rows(c, sql)
 
         status, _, message = _status_of(run)
     assert status in ("OK", "ResourceExhausted"), f"{status}: {message[:500]}"
@@ -319,13 +302,7 @@ def test_ordinary_results_fit_the_message_limit(message_node):
 
         def run():
             nonlocal rows
-            info = c.get_flight_info(
-                flight.FlightDescriptor.for_command(fs.proto.command_statement_query(sql)),
-                fs.OPTIONS,
-            )
-            for endpoint in info.endpoints:
-                for chunk in c.do_get(endpoint.ticket, fs.OPTIONS):
-                    rows += chunk.data.num_rows
+            rows = fs.count_rows(c, sql)
 
         status, _, message = _status_of(run)
         assert status == "OK", f"{sql}: {status}: {message[:400]}"

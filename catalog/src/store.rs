@@ -230,12 +230,19 @@ pub fn serialize(triples: &[Triple], kind: RdfKind) -> Vec<u8> {
 /// The node's catalog: its triples, kept sorted for output, and a dataset for SPARQL.
 pub struct Catalog {
     triples: Vec<Triple>,
-    dataset: Arc<Dataset>,
+    evaluation: Evaluation,
     iris: Iris,
     extra_documents: Vec<(String, Vec<Triple>)>,
     limits: SparqlLimits,
     slots: Arc<Semaphore>,
-    worker: Option<(WorkerCommand, tempfile::NamedTempFile)>,
+}
+
+/// Where queries are evaluated.
+enum Evaluation {
+    /// On a blocking thread, over this dataset.
+    InProcess(Arc<Dataset>),
+    /// In worker processes, over the catalog written to this N-Triples file.
+    Worker(WorkerCommand, tempfile::NamedTempFile),
 }
 
 impl std::fmt::Debug for Catalog {
@@ -266,12 +273,11 @@ impl Catalog {
         let slots = Arc::new(Semaphore::new(limits.max_concurrent.max(1)));
         Ok(Self {
             triples,
-            dataset,
+            evaluation: Evaluation::InProcess(dataset),
             iris,
             extra_documents,
             limits,
             slots,
-            worker: None,
         })
     }
 
@@ -289,7 +295,7 @@ impl Catalog {
         file.write_all(&serialize(&self.triples, RdfKind::NTriples))
             .map_err(internal)?;
         file.flush().map_err(internal)?;
-        self.worker = Some((command, file));
+        self.evaluation = Evaluation::Worker(command, file);
         Ok(self)
     }
 
@@ -368,23 +374,25 @@ impl Catalog {
         .map_err(|_| SparqlError::Busy)?
         .map_err(|_| SparqlError::Internal("the endpoint is shutting down".into()))?;
 
-        if let Some((command, file)) = &self.worker {
-            let _permit = permit; // held until the worker has exited or been killed
-            let result = crate::worker::evaluate(
-                command,
-                file.path(),
-                query,
-                accept,
-                self.limits.max_results,
-                self.limits.timeout,
-            )
-            .await;
-            if let Err(SparqlError::Timeout(timeout)) = &result {
-                warn!(?timeout, "SPARQL query stopped at its time limit");
+        let dataset = match &self.evaluation {
+            Evaluation::InProcess(dataset) => Arc::clone(dataset),
+            Evaluation::Worker(command, file) => {
+                let _permit = permit; // held until the worker has exited or been killed
+                let result = crate::worker::evaluate(
+                    command,
+                    file.path(),
+                    query,
+                    accept,
+                    self.limits.max_results,
+                    self.limits.timeout,
+                )
+                .await;
+                if let Err(SparqlError::Timeout(timeout)) = &result {
+                    warn!(?timeout, "SPARQL query stopped at its time limit");
+                }
+                return result;
             }
-            return result;
-        }
-        let dataset = Arc::clone(&self.dataset);
+        };
         let max_results = self.limits.max_results;
         let accept = accept.map(str::to_string);
         let evaluation = tokio::task::spawn_blocking(move || {

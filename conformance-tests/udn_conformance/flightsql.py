@@ -60,10 +60,23 @@ def statement(
     c: flight.FlightClient, sql: str, options=OPTIONS
 ) -> tuple[flight.FlightInfo, pa.Table]:
     """`CommandStatementQuery`: an ad-hoc query, not prepared."""
-    info = c.get_flight_info(
-        flight.FlightDescriptor.for_command(proto.command_statement_query(sql)), options
-    )
+    info = c.get_flight_info(descriptor_for_statement(sql), options)
     return info, read_info(c, info, options)
+
+
+def count_rows(c: flight.FlightClient, sql: str, options=OPTIONS) -> int:
+    """Runs `sql` and counts the rows of every endpoint batch by batch, holding no result."""
+    info = c.get_flight_info(descriptor_for_statement(sql), options)
+    rows = 0
+    for endpoint in info.endpoints:
+        for chunk in c.do_get(endpoint.ticket, options):
+            rows += chunk.data.num_rows
+    return rows
+
+
+def descriptor_for_statement(sql: str) -> flight.FlightDescriptor:
+    """The descriptor of `CommandStatementQuery` for `sql`."""
+    return flight.FlightDescriptor.for_command(proto.command_statement_query(sql))
 
 
 def _action(c: flight.FlightClient, name: str, message: str, body: bytes) -> list[bytes]:

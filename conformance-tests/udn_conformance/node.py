@@ -256,3 +256,15 @@ def run_expecting_exit(cmd: list[str], log_dir: Path, timeout: float = 30) -> tu
             process.kill()
             process.wait()
     return process.returncode, err.read_text(errors="replace")
+
+
+def rss(pid: int) -> int | None:
+    """Resident memory of a process in bytes (Linux), None when it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None

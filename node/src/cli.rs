@@ -22,6 +22,10 @@ pub enum Command {
     Serve(ServeArgs),
     /// Write the synthetic sample city data (CSV, Parquet, GeoJSON) to a directory.
     DemoData(DemoDataArgs),
+    /// Query one or more nodes with SQL: one query, a script, or an interactive shell.
+    Sql(SqlArgs),
+    /// Start three sample cities as a federation, run example queries across them, keep serving.
+    Demo(DemoArgs),
 }
 
 /// Flags of `polder serve`; each overrides the config file.
@@ -47,6 +51,89 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub tables: Vec<String>,
+    /// Another node to federate, as NAME=URL (grpc://host:port); repeatable. Its tables become
+    /// the SQL catalog NAME for this node's clients.
+    #[arg(
+        long = "peer",
+        value_name = "NAME=URL",
+        env = "POLDER_PEERS",
+        value_delimiter = ','
+    )]
+    pub peers: Vec<String>,
+    /// A federation manifest (TOML, [[nodes]] name/url) whose nodes are all peers; this node's
+    /// own entry in it is skipped.
+    #[arg(long, value_name = "FILE", env = "POLDER_FEDERATION")]
+    pub federation: Option<PathBuf>,
+}
+
+/// Output formats of `polder sql`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// An aligned text table (the first `--max-rows` rows of each result).
+    Table,
+    /// CSV with a header row.
+    Csv,
+    /// Newline-delimited JSON, one object per row.
+    Json,
+    /// Parquet (needs `--output`).
+    Parquet,
+}
+
+/// Flags of `polder sql`.
+#[derive(Debug, Args)]
+pub struct SqlArgs {
+    /// A node to query, as NAME=URL (grpc://host:port); repeatable. NAME is its SQL catalog.
+    #[arg(
+        long = "node",
+        value_name = "NAME=URL",
+        env = "POLDER_NODES",
+        value_delimiter = ','
+    )]
+    pub nodes: Vec<String>,
+    /// A federation manifest (TOML, [[nodes]] name/url) listing the nodes to query.
+    #[arg(long, value_name = "FILE", env = "POLDER_FEDERATION")]
+    pub federation: Option<PathBuf>,
+    /// Run this SQL (one or more statements separated by ';') and exit.
+    #[arg(
+        short = 'c',
+        long = "command",
+        value_name = "SQL",
+        conflicts_with = "file"
+    )]
+    pub command: Option<String>,
+    /// Run the statements of this file and exit.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// How results are written.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: OutputFormat,
+    /// Write results to this file instead of standard output.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Rows of each result shown in `table` format (the rest are counted).
+    #[arg(long, default_value_t = 40)]
+    pub max_rows: usize,
+    /// How long a node may take to answer, and to send each next batch.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub peer_timeout: std::time::Duration,
+    /// Send every query whole to where its data lives (default). `--no-pushdown` scans remote
+    /// tables whole and computes here: only for measuring what pushdown gains.
+    #[arg(long = "no-pushdown", action = clap::ArgAction::SetFalse)]
+    pub pushdown: bool,
+}
+
+/// Flags of `polder demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Print the example queries' answers and exit instead of serving.
+    #[arg(long)]
+    pub once: bool,
+    /// Flight SQL port of the first city; the others take the next ports. 0 picks free ports.
+    #[arg(long, default_value_t = 50051)]
+    pub flight_port: u16,
+    /// HTTP port of the first city; the others take the next ports. 0 picks free ports.
+    #[arg(long, default_value_t = 8080)]
+    pub http_port: u16,
 }
 
 /// Flags of `polder demo-data`.

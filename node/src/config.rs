@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use polder_catalog::{CatalogConfig, DatasetConfig};
 use polder_connectors::FileTableConfig;
+use polder_federation::{FederationOptions, PeerConfig};
 use serde::Deserialize;
 
 /// Errors in the configuration; each names the file or key at fault.
@@ -55,6 +56,13 @@ pub struct NodeConfig {
     /// DCAT metadata of individual tables, by table name.
     #[serde(default)]
     pub datasets: BTreeMap<String, DatasetConfig>,
+    /// Other nodes (any Flight SQL server) this node federates: each peer's tables are the SQL
+    /// catalog named after it, so clients of this node can query the whole federation.
+    #[serde(default)]
+    pub peers: Vec<PeerConfig>,
+    /// Limits on talking to peers.
+    #[serde(default)]
+    pub federation: FederationOptions,
 }
 
 /// Identity and addresses of the node.
@@ -284,6 +292,30 @@ impl NodeConfig {
         if l.max_flight_data_bytes > l.max_message_bytes {
             return Err(ConfigError::Invalid(
                 "limits.max_flight_data_bytes must not exceed limits.max_message_bytes".into(),
+            ));
+        }
+        polder_federation::config::check_peers(&self.peers).map_err(ConfigError::Invalid)?;
+        if let Some(peer) = self.peers.iter().find(|p| p.name == self.node.name) {
+            return Err(ConfigError::Invalid(format!(
+                "the peer '{}' has the name of this node",
+                peer.name
+            )));
+        }
+        let f = &self.federation;
+        for (what, value) in [
+            ("federation.connect_timeout", f.connect_timeout),
+            ("federation.peer_timeout", f.peer_timeout),
+            ("federation.refresh_interval", f.refresh_interval),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::Invalid(format!(
+                    "{what} must be greater than 0"
+                )));
+            }
+        }
+        if f.max_message_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "federation.max_message_bytes must be greater than 0".into(),
             ));
         }
         Ok(())

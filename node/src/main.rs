@@ -4,7 +4,9 @@ mod catalog;
 mod cli;
 mod config;
 mod datasets;
+mod demo;
 mod http;
+mod sql;
 mod startup;
 
 use clap::Parser;
@@ -34,17 +36,24 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    // The client and the demo print answers; their log shows only what went wrong.
+    let default_level = match cli.command {
+        Command::Sql(_) | Command::Demo(_) => "warn",
+        _ => "info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_env("POLDER_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_env("POLDER_LOG").unwrap_or_else(|_| EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => startup::serve(args).await,
         Command::DemoData(args) => demo_data(&args.out),
+        Command::Sql(args) => sql::run(args).await,
+        Command::Demo(args) => demo::run(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

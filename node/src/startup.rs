@@ -9,9 +9,12 @@ use polder_connectors::GeoJsonOptions;
 use polder_flight_sql::{
     FlightSqlConfig, PolderFlightSqlService, QueryEngine, QueryLimits, QueryRuntime, ServerInfo,
 };
+use std::net::SocketAddr;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use tracing::info;
+
+use polder_federation::{FederatedSession, Manifest, PeerConfig};
+use tracing::{info, warn};
 
 use crate::cli::ServeArgs;
 use crate::config::NodeConfig;
@@ -37,6 +40,33 @@ pub fn effective_config(args: &ServeArgs) -> anyhow::Result<NodeConfig> {
     for spec in &args.tables {
         config.set_table(spec)?;
     }
+    if let Some(path) = &args.federation {
+        let manifest = Manifest::load(path).map_err(anyhow::Error::msg)?;
+        for peer in manifest.nodes {
+            if peer.name != config.node.name {
+                set_peer(&mut config.peers, peer);
+            }
+        }
+    }
+    for spec in &args.peers {
+        let peer =
+            PeerConfig::parse_flag(spec).map_err(|e| anyhow::anyhow!("invalid --peer: {e}"))?;
+        set_peer(&mut config.peers, peer);
+    }
+    complete(config)
+}
+
+/// A peer given again (on the command line after the file) replaces the earlier one.
+fn set_peer(peers: &mut Vec<PeerConfig>, peer: PeerConfig) {
+    match peers.iter_mut().find(|p| p.name == peer.name) {
+        Some(existing) => *existing = peer,
+        None => peers.push(peer),
+    }
+}
+
+/// Fills in the sample data when no datasets are configured, validates, and checks the catalog
+/// metadata before anything starts.
+pub fn complete(mut config: NodeConfig) -> anyhow::Result<NodeConfig> {
     let mut sample_metadata = false;
     if config.tables.is_empty() {
         let city = if polder_sample_data::is_city(&config.node.name) {
@@ -77,12 +107,58 @@ pub fn session(config: &NodeConfig) -> anyhow::Result<SessionContext> {
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_limit(config.limits.memory_limit_mib * 1024 * 1024, 1.0)
         .build_arc()?;
-    Ok(SessionContext::new_with_config_rt(session_config, runtime))
+    if config.peers.is_empty() {
+        Ok(SessionContext::new_with_config_rt(session_config, runtime))
+    } else {
+        let state = polder_federation::session_state(session_config, runtime, &config.federation);
+        Ok(SessionContext::new_with_state(state))
+    }
+}
+
+/// A node started in this process.
+#[derive(Debug)]
+pub struct RunningNode {
+    /// The node's name.
+    pub name: String,
+    /// Where its Flight SQL service listens.
+    pub flight_addr: SocketAddr,
+    /// Where its HTTP service listens.
+    pub http_addr: SocketAddr,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    flight: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+    http: tokio::task::JoinHandle<std::io::Result<()>>,
+    query_runtime: QueryRuntime,
+    samples: SampleFiles,
+    _federation: FederatedSession,
+}
+
+impl RunningNode {
+    /// Stops serving: in-flight requests finish, then the services and runtimes end.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        self.flight.await??;
+        self.http.await??;
+        drop(self.query_runtime);
+        drop(self.samples);
+        Ok(())
+    }
 }
 
 /// Runs `polder serve` until SIGINT or SIGTERM.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = effective_config(&args)?;
+    let node = start(config).await?;
+    println!(
+        "polder node {} listening flight=grpc://{} http=http://{}",
+        node.name, node.flight_addr, node.http_addr
+    );
+    shutdown_signal().await;
+    info!("shutting down");
+    node.stop().await
+}
+
+/// Starts a node with a complete configuration (see [`complete`]); returns once it is ready.
+pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     let ctx = session(&config)?;
     let schema = datasets::register_catalog(&ctx, &config.node.name);
 
@@ -181,22 +257,26 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     shared_catalog
         .set(catalog)
         .expect("the catalog is built once");
+    // Peers become catalogs of the session; one that cannot be reached now is retried in the
+    // background, and queries naming its tables fail with the reason until it answers.
+    let federation = FederatedSession::register(&ctx, &config.peers, &config.federation).await?;
+    for err in &federation.unavailable {
+        warn!(peer = %err.peer(), error = %err, "peer not reachable at startup; retrying in the background");
+    }
     readiness.write().expect("lock").ready = true;
+    info!(node = %config.node.name, %flight_addr, %http_addr, tables = config.tables.len(), peers = config.peers.len(), "node ready");
 
-    println!(
-        "polder node {} listening flight=grpc://{flight_addr} http=http://{http_addr}",
-        config.node.name
-    );
-    info!(node = %config.node.name, %flight_addr, %http_addr, tables = config.tables.len(), "node ready");
-
-    shutdown_signal().await;
-    info!("shutting down");
-    let _ = shutdown_tx.send(true);
-    flight.await??;
-    http.await??;
-    drop(query_runtime);
-    drop(samples);
-    Ok(())
+    Ok(RunningNode {
+        name: config.node.name.clone(),
+        flight_addr,
+        http_addr,
+        shutdown: shutdown_tx,
+        flight,
+        http,
+        query_runtime,
+        samples,
+        _federation: federation,
+    })
 }
 
 async fn shutdown_signal() {

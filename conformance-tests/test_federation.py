@@ -1,0 +1,336 @@
+"""Federation: peers as catalogs, pushdown, answers equal to one engine, explicit failures.
+
+Three nodes hold the TPC-H tables between them (lineitem and part; orders and customer;
+supplier, partsupp, nation and region). A fourth node, the coordinator, federates them with
+`--peer`; clients query it over Flight SQL with ADBC, naming tables `<node>.public.<table>`.
+`polder sql` is the analyst's client for the same federation.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from udn_conformance.client import describe, expect_error, query
+from udn_conformance.compare import assert_same_rows, rows_of_arrow
+from udn_conformance.errors import adbc_grpc_status
+
+QUERY_DIR = Path(__file__).parent / "tpch" / "queries"
+QUERIES = sorted(QUERY_DIR.glob("q*.sql"))
+
+PLACEMENT = {
+    "amsterdam": ["lineitem", "part"],
+    "utrecht": ["orders", "customer"],
+    "rotterdam": ["supplier", "partsupp", "nation", "region"],
+}
+HOME = {table: node for node, tables in PLACEMENT.items() for table in tables}
+PEER_TIMEOUT_S = 3
+
+
+def qualify(sql: str) -> str:
+    """`sql` with every table of a FROM list or JOIN named `<node>.public.<table>`."""
+    pattern = re.compile(
+        r"(?i)(\b(?:from|join)\s+|,\s*)(" + "|".join(HOME) + r")\b(?!\s*\()"
+    )
+    return pattern.sub(lambda m: f"{m.group(1)}{HOME[m.group(2).lower()]}.public.{m.group(2)}", sql)
+
+
+@pytest.fixture(scope="module")
+def cities(launcher, tpch):
+    """The three nodes holding the TPC-H tables, by name."""
+    return {
+        name: launcher.spawn(
+            [arg for t in tables for arg in ("--table", f"{t}={tpch[t]}")], name=name
+        )
+        for name, tables in PLACEMENT.items()
+    }
+
+
+def peer_args(nodes, flag="--peer") -> list[str]:
+    return [arg for name, n in nodes.items() for arg in (flag, f"{name}={n.flight_url}")]
+
+
+def federation_config(tmp_path: Path, peer_timeout_s: int = PEER_TIMEOUT_S) -> Path:
+    path = tmp_path / "coordinator.toml"
+    path.write_text(f'[federation]\npeer_timeout = "{peer_timeout_s}s"\nrefresh_interval = "5s"\n')
+    return path
+
+
+@pytest.fixture(scope="module")
+def coordinator(launcher, cities, tmp_path_factory):
+    config = federation_config(tmp_path_factory.mktemp("coordinator"))
+    return launcher.spawn(["--config", str(config), *peer_args(cities)], name="coordinator")
+
+
+@pytest.fixture(scope="module")
+def coord_conn(coordinator):
+    conn = coordinator.connect()
+    yield conn
+    conn.close()
+
+
+@pytest.fixture(scope="module")
+def tpch_ref(tpch):
+    from udn_conformance.reference import Reference
+
+    return Reference(tpch)
+
+
+def explain(conn, sql: str) -> str:
+    table = query(conn, "EXPLAIN " + sql)
+    plans = dict(zip(table.column("plan_type").to_pylist(), table.column("plan").to_pylist()))
+    return plans["physical_plan"]
+
+
+def remote_parts(physical_plan: str) -> dict[str, str]:
+    """Peer name -> SQL sent to it, from the `VirtualExecutionPlan` lines of a physical plan."""
+    parts = {}
+    for match in re.finditer(r"VirtualExecutionPlan name=(\S+) .*?base_sql=(.*)$", physical_plan, re.M):
+        assert match.group(1) not in parts, f"two remote parts for {match.group(1)}:\n{physical_plan}"
+        parts[match.group(1)] = match.group(2)
+    return parts
+
+
+@pytest.mark.requirement("UDN-FED-1")
+def test_each_peer_is_a_catalog_with_its_tables_and_schemas(coord_conn, cities):
+    objects = coord_conn.adbc_get_objects(depth="columns").read_all().to_pylist()
+    catalogs = {c["catalog_name"]: c for c in objects}
+    for name, node in cities.items():
+        assert name in catalogs, f"catalog {name} missing: {sorted(catalogs)}"
+        tables = {
+            t["table_name"]: [c["column_name"] for c in t["table_columns"] or []]
+            for s in catalogs[name]["catalog_db_schemas"]
+            if s["db_schema_name"] == "public"
+            for t in s["db_schema_tables"]
+        }
+        assert sorted(tables) == sorted(PLACEMENT[name])
+        with node.connect() as conn:
+            for table, columns in tables.items():
+                own = query(conn, f"SELECT * FROM {table} LIMIT 0").schema
+                assert columns == own.names, f"{name}.{table}"
+                remote = query(coord_conn, f"SELECT * FROM {name}.public.{table} LIMIT 0").schema
+                assert remote == own, f"{name}.{table}: {remote} != {own}"
+
+
+@pytest.mark.beyond_spec("suite self-check: table names are qualified, column aliases are not")
+def test_qualify_rewrites_tables_not_aliases():
+    sql = "select nation, o_year from part, nation n1 join region on true group by nation"
+    assert qualify(sql) == (
+        "select nation, o_year from amsterdam.public.part, rotterdam.public.nation n1 "
+        "join rotterdam.public.region on true group by nation"
+    )
+
+
+@pytest.mark.parametrize("path", QUERIES, ids=[q.stem for q in QUERIES])
+@pytest.mark.requirement("UDN-FED-3")
+def test_tpch_over_three_nodes_matches_duckdb(coord_conn, tpch_ref, path):
+    sql = path.read_text()
+    expected = tpch_ref.rows(sql)
+    table = query(coord_conn, qualify(sql))
+    assert table.column_names == tpch_ref.columns(sql), f"{path.stem} column names"
+    assert_same_rows(rows_of_arrow(table), expected, context=path.stem)
+
+
+@pytest.mark.requirement("UDN-FED-2")
+def test_a_subtree_on_one_node_runs_there_as_one_query(coord_conn):
+    sql = (
+        "SELECT o_orderpriority, count(*) AS n FROM utrecht.public.orders o "
+        "JOIN utrecht.public.customer c ON o.o_custkey = c.c_custkey "
+        "WHERE c.c_mktsegment = 'BUILDING' GROUP BY o_orderpriority ORDER BY n DESC LIMIT 3"
+    )
+    plan = explain(coord_conn, sql)
+    parts = remote_parts(plan)
+    assert list(parts) == ["utrecht"], plan
+    remote = parts["utrecht"].upper()
+    for piece in ("JOIN", "GROUP BY", "ORDER BY", "LIMIT 3", "'BUILDING'"):
+        assert piece in remote, f"{piece} not pushed to utrecht: {parts['utrecht']}"
+    # Nothing but the remote part (and its schema check) runs on the coordinator.
+    for local in ("HashJoinExec", "AggregateExec", "SortExec"):
+        assert local not in plan, plan
+
+
+@pytest.mark.requirement("UDN-FED-2")
+def test_scans_push_projection_filters_and_limits_to_each_node(coord_conn):
+    sql = (
+        "SELECT l.l_orderkey, o.o_orderdate FROM amsterdam.public.lineitem l "
+        "JOIN utrecht.public.orders o ON l.l_orderkey = o.o_orderkey "
+        "WHERE l.l_quantity > 45 AND o.o_orderstatus = 'F'"
+    )
+    parts = remote_parts(explain(coord_conn, sql))
+    assert sorted(parts) == ["amsterdam", "utrecht"]
+    assert "l_quantity > 45" in parts["amsterdam"] and "*" not in parts["amsterdam"]
+    assert "o_orderstatus = 'F'" in parts["utrecht"] and "*" not in parts["utrecht"]
+    assert "l_comment" not in parts["amsterdam"], "unused columns must not be fetched"
+    limited = remote_parts(explain(coord_conn, "SELECT l_orderkey FROM amsterdam.public.lineitem LIMIT 7"))
+    assert "LIMIT 7" in limited["amsterdam"].upper()
+
+
+@pytest.mark.requirement("UDN-FED-3")
+def test_parameters_bind_in_federated_queries(coord_conn, tpch_ref):
+    sql = "SELECT count(*) FROM {} WHERE l_quantity > ?"
+    got = query(coord_conn, sql.format("amsterdam.public.lineitem"), (45,))
+    assert rows_of_arrow(got) == tpch_ref.rows(sql.format("lineitem"), (45,))
+
+
+# --- failures -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def chaos_peers(cities, tmp_path_factory):
+    """Misbehaving peers in front of the amsterdam node, one per failure mode."""
+    procs = {}
+    log = tmp_path_factory.mktemp("chaos")
+    for mode in ("error", "hang", "exit", "drop-column"):
+        err = open(log / f"{mode}.log", "wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "udn_conformance.chaos_peer", "--upstream",
+             cities["amsterdam"].flight_url, "--mode", mode, "--after", "2"],
+            stdout=subprocess.PIPE, stderr=err, cwd=Path(__file__).parent, text=True,
+        )
+        line = proc.stdout.readline().strip()
+        assert line.startswith("listening "), f"chaos peer {mode} did not start: {line!r}"
+        procs[mode] = (proc, line.split()[1])
+    yield {mode: url for mode, (_, url) in procs.items()}
+    for proc, _ in procs.values():
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def chaos_coordinator(launcher, cities, chaos_peers, tmp_path_factory):
+    config = federation_config(tmp_path_factory.mktemp("chaos-coordinator"))
+    peers = {mode.replace("-", "_"): url for mode, url in chaos_peers.items()}
+    args = ["--config", str(config), "--peer", f"utrecht={cities['utrecht'].flight_url}"]
+    args += [a for name, url in peers.items() for a in ("--peer", f"{name}={url}")]
+    return launcher.spawn(args, name="coordinator")
+
+
+FAILURES = {
+    # mode: (gRPC status, words the message must hold)
+    "error": ("Unavailable", ["peer 'error'", "injected failure"]),
+    "hang": ("DeadlineExceeded", ["peer 'hang'", f"within {PEER_TIMEOUT_S} s"]),
+    "exit": ("Unavailable", ["peer 'exit'"]),
+    "drop_column": ("Unavailable", ["peer 'drop_column'", "expected schema", "columns"]),
+}
+
+
+@pytest.mark.parametrize("peer", list(FAILURES))
+@pytest.mark.requirement("UDN-FED-4", "UDN-FED-5")
+def test_a_failing_peer_fails_the_query_naming_it_and_the_node_keeps_serving(
+    chaos_coordinator, peer
+):
+    status, words = FAILURES[peer]
+    with chaos_coordinator.connect() as conn:
+        started = time.monotonic()
+        # Every column of lineitem, so that the answer spans several batches.
+        err = expect_error(conn, f"SELECT * FROM {peer}.public.lineitem")
+        elapsed = time.monotonic() - started
+        assert adbc_grpc_status(err) == status, describe(err)
+        for word in words:
+            assert word in str(err), describe(err)
+        assert elapsed < PEER_TIMEOUT_S + 20, f"took {elapsed:.1f} s"
+        assert query(conn, "SELECT count(*) AS n FROM utrecht.public.orders").column("n")[0].as_py() > 0
+    assert chaos_coordinator.alive()
+
+
+@pytest.mark.requirement("UDN-FED-4")
+def test_a_peer_down_at_startup_is_named_and_the_rest_still_works(launcher, cities, tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        free = s.getsockname()[1]
+    config = federation_config(tmp_path)
+    node = launcher.spawn(
+        ["--config", str(config), "--peer", f"ghost=grpc://127.0.0.1:{free}",
+         "--peer", f"utrecht={cities['utrecht'].flight_url}"],
+        name="coordinator",
+    )
+    with node.connect() as conn:
+        err = expect_error(conn, "SELECT * FROM ghost.public.anything")
+        assert "peer 'ghost' is unavailable" in str(err), describe(err)
+        assert query(conn, "SELECT count(*) AS n FROM utrecht.public.customer").num_rows == 1
+
+
+@pytest.mark.parametrize(
+    "peer, message",
+    [
+        ("Utrecht=grpc://127.0.0.1:1", "lower-case SQL identifier"),
+        ("utrecht=ftp://127.0.0.1:1", "grpc://"),
+        ("utrecht", "NAME=URL"),
+        ("coordinator=grpc://127.0.0.1:1", "name of this node"),
+    ],
+)
+@pytest.mark.beyond_spec("Polder's configuration checks")
+def test_bad_peer_configuration_stops_the_start(polder_bin, tmp_path, peer, message):
+    from udn_conformance.node import run_expecting_exit
+
+    code, stderr = run_expecting_exit(
+        [str(polder_bin), "serve", "--name", "coordinator", "--flight", "127.0.0.1:0",
+         "--http", "127.0.0.1:0", "--peer", peer],
+        tmp_path,
+    )
+    assert code != 0 and message in stderr, stderr
+
+
+# --- polder sql -----------------------------------------------------------------------------
+
+
+def polder_sql(polder_bin, cities, *args, timeout=120) -> subprocess.CompletedProcess:
+    cmd = [str(polder_bin), "sql", *peer_args(cities, "--node"), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("name", ["q03", "q05", "q18"])
+@pytest.mark.beyond_spec("polder sql, the analyst's client")
+def test_polder_sql_script_with_views_matches_duckdb(polder_bin, cities, tpch_ref, tmp_path, name):
+    sql = (QUERY_DIR / f"{name}.sql").read_text()
+    views = "".join(f"CREATE VIEW {t} AS SELECT * FROM {n}.public.{t};\n" for t, n in HOME.items())
+    script = tmp_path / "script.sql"
+    script.write_text(views + sql)
+    out = tmp_path / "answer.parquet"
+    done = polder_sql(polder_bin, cities, "-f", str(script), "--format", "parquet", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    table = pq.read_table(out)
+    assert table.column_names == tpch_ref.columns(sql)
+    assert_same_rows(rows_of_arrow(table), tpch_ref.rows(sql), context=name)
+
+
+@pytest.mark.beyond_spec("polder sql, the analyst's client")
+def test_polder_sql_formats_and_errors(polder_bin, cities, tpch_ref):
+    sql = "SELECT r_regionkey, r_name FROM rotterdam.public.region ORDER BY r_regionkey"
+    expected = tpch_ref.rows("SELECT r_regionkey, r_name FROM region ORDER BY r_regionkey")
+    csv = polder_sql(polder_bin, cities, "-c", sql, "--format", "csv")
+    assert csv.returncode == 0, csv.stderr
+    lines = csv.stdout.strip().splitlines()
+    assert lines[0] == "r_regionkey,r_name"
+    assert [tuple(line.split(",")) for line in lines[1:]] == [(str(int(k)), n) for k, n in expected]
+    json_out = polder_sql(polder_bin, cities, "-c", sql, "--format", "json")
+    assert json_out.returncode == 0, json_out.stderr
+    assert json_out.stdout.count("\n") == len(expected)
+    table = polder_sql(polder_bin, cities, "-c", sql, "--max-rows", "2")
+    assert "5 rows (first 2 shown)" in table.stdout, table.stdout
+    bad = polder_sql(polder_bin, cities, "-c", "SELECT * FROM rotterdam.public.nope")
+    assert bad.returncode != 0 and "not_found" in bad.stderr, bad.stderr
+    explain_out = polder_sql(
+        polder_bin, cities, "-c", "EXPLAIN SELECT count(*) FROM rotterdam.public.nation", "--max-rows", "100"
+    )
+    assert "name=rotterdam" in explain_out.stdout and "base_sql=" in explain_out.stdout
+
+
+@pytest.mark.beyond_spec("polder demo, the README's first command")
+def test_polder_demo_once_prints_answers_from_three_cities(polder_bin):
+    done = subprocess.run(
+        [str(polder_bin), "demo", "--once", "--flight-port", "0", "--http-port", "0"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    for city in ("amsterdam", "utrecht", "rotterdam"):
+        assert f"| {city}" in done.stdout, done.stdout[-3000:]
+    assert "24 rows" in done.stdout  # one row per hour of the day

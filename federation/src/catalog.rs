@@ -1,0 +1,237 @@
+//! A peer's tables as a SQL catalog of the local session.
+//!
+//! The peer's tables and schemas are discovered with Flight SQL `GetTables` when the catalog is
+//! made, and again every [`FederationOptions::refresh_interval`] in the background; a failed
+//! refresh keeps the last good view. Until a first discovery succeeds, every table of the
+//! catalog answers with the error that prevented it, naming the peer.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
+use datafusion::common::TableReference;
+use datafusion::error::Result;
+use datafusion_federation::FederatedTableProviderAdaptor;
+use datafusion_federation::sql::{RemoteTableRef, SQLFederationProvider, SQLTableSource};
+use tracing::{info, warn};
+
+use crate::config::{FederationOptions, PeerConfig};
+use crate::error::PeerError;
+use crate::peer::{Discovered, Peer};
+use crate::whole::{FederatedOnly, WholeTable};
+
+/// The local view of a peer: a catalog whose schemas and tables are the peer's.
+#[derive(Debug)]
+pub struct PeerCatalog {
+    peer: Peer,
+    provider: Arc<SQLFederationProvider>,
+    state: RwLock<View>,
+}
+
+#[derive(Debug)]
+enum View {
+    /// No discovery has succeeded yet; the last failure.
+    Pending(PeerError),
+    /// The peer's schemas as last discovered.
+    Ready {
+        schemas: BTreeMap<String, Arc<PeerSchema>>,
+        at: Instant,
+    },
+}
+
+impl PeerCatalog {
+    /// A catalog for `config`, after one discovery attempt (bounded by the peer timeout), and
+    /// refreshed in the background from then on. Returns the error of the first discovery when
+    /// it failed: the catalog still exists and keeps trying.
+    pub async fn connect(
+        config: PeerConfig,
+        options: FederationOptions,
+    ) -> Result<(Arc<Self>, Option<PeerError>), PeerError> {
+        let peer = Peer::new(config, options)?;
+        let provider = Arc::new(SQLFederationProvider::new(Arc::new(peer.clone())));
+        let catalog = Arc::new(Self {
+            peer,
+            provider,
+            state: RwLock::new(View::Pending(PeerError::Unavailable {
+                peer: String::new(),
+                url: String::new(),
+                message: "not discovered yet".into(),
+            })),
+        });
+        let first = catalog.refresh().await.err();
+        spawn_refresh(
+            Arc::downgrade(&catalog),
+            catalog.peer.options().refresh_interval,
+        );
+        Ok((catalog, first))
+    }
+
+    /// The peer behind the catalog.
+    pub fn peer(&self) -> &Peer {
+        &self.peer
+    }
+
+    /// How old the current view of the peer is; `None` before the first discovery.
+    pub fn age(&self) -> Option<Duration> {
+        match &*self.state.read().expect("lock") {
+            View::Ready { at, .. } => Some(at.elapsed()),
+            View::Pending(_) => None,
+        }
+    }
+
+    /// Discovers the peer's tables again and replaces the view; on failure the last good view
+    /// stays.
+    pub async fn refresh(&self) -> Result<(), PeerError> {
+        match self.peer.discover().await {
+            Ok(discovered) => {
+                let tables: usize = discovered.schemas.values().map(BTreeMap::len).sum();
+                let schemas = self.schemas_of(discovered);
+                *self.state.write().expect("lock") = View::Ready {
+                    schemas,
+                    at: Instant::now(),
+                };
+                info!(peer = %self.peer.name(), tables, "peer discovered");
+                Ok(())
+            }
+            Err(err) => {
+                let mut state = self.state.write().expect("lock");
+                if let View::Pending(last) = &mut *state {
+                    *last = err.clone();
+                }
+                warn!(peer = %self.peer.name(), error = %err, "peer discovery failed");
+                Err(err)
+            }
+        }
+    }
+
+    fn schemas_of(&self, discovered: Discovered) -> BTreeMap<String, Arc<PeerSchema>> {
+        let catalog = discovered.catalog;
+        discovered
+            .schemas
+            .into_iter()
+            .map(|(schema, tables)| {
+                let sources = tables
+                    .into_iter()
+                    .map(|(table, arrow_schema)| {
+                        // The remote part names the table as the peer knows it, fully qualified.
+                        let remote = RemoteTableRef::from(TableReference::full(
+                            catalog.as_str(),
+                            schema.as_str(),
+                            table.as_str(),
+                        ));
+                        let source = SQLTableSource::new_with_schema(
+                            Arc::clone(&self.provider),
+                            remote,
+                            arrow_schema,
+                        );
+                        (table, Arc::new(source))
+                    })
+                    .collect();
+                (
+                    schema,
+                    Arc::new(PeerSchema {
+                        tables: sources,
+                        pushdown: self.peer.options().pushdown,
+                    }),
+                )
+            })
+            .collect()
+    }
+}
+
+fn spawn_refresh(catalog: Weak<PeerCatalog>, interval: Duration) {
+    tokio::spawn(async move {
+        loop {
+            // Until the first discovery succeeds, try again sooner.
+            let pending = match catalog.upgrade() {
+                Some(c) => c.age().is_none(),
+                None => return,
+            };
+            let wait = if pending {
+                interval.min(Duration::from_secs(5))
+            } else {
+                interval
+            };
+            tokio::time::sleep(wait).await;
+            let Some(catalog) = catalog.upgrade() else {
+                return;
+            };
+            let _ = catalog.refresh().await;
+        }
+    });
+}
+
+impl CatalogProvider for PeerCatalog {
+    fn schema_names(&self) -> Vec<String> {
+        match &*self.state.read().expect("lock") {
+            View::Ready { schemas, .. } => schemas.keys().cloned().collect(),
+            View::Pending(_) => vec![],
+        }
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        match &*self.state.read().expect("lock") {
+            View::Ready { schemas, .. } => schemas
+                .get(name)
+                .map(|s| Arc::clone(s) as Arc<dyn SchemaProvider>),
+            View::Pending(err) => Some(Arc::new(UnavailableSchema(err.clone()))),
+        }
+    }
+}
+
+/// One schema of a peer.
+#[derive(Debug)]
+struct PeerSchema {
+    tables: BTreeMap<String, Arc<SQLTableSource>>,
+    pushdown: bool,
+}
+
+#[async_trait]
+impl SchemaProvider for PeerSchema {
+    fn table_names(&self) -> Vec<String> {
+        self.tables.keys().cloned().collect()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        Ok(self.tables.get(name).map(|source| {
+            if self.pushdown {
+                let only = Arc::new(FederatedOnly {
+                    source: Arc::clone(source),
+                });
+                Arc::new(FederatedTableProviderAdaptor::new_with_provider(
+                    Arc::clone(source) as Arc<_>,
+                    only,
+                )) as Arc<dyn TableProvider>
+            } else {
+                Arc::new(WholeTable {
+                    source: Arc::clone(source),
+                })
+            }
+        }))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.tables.contains_key(name)
+    }
+}
+
+/// The schema of a peer never discovered: each table lookup fails with the reason.
+#[derive(Debug)]
+struct UnavailableSchema(PeerError);
+
+#[async_trait]
+impl SchemaProvider for UnavailableSchema {
+    fn table_names(&self) -> Vec<String> {
+        vec![]
+    }
+
+    async fn table(&self, _name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        Err(self.0.clone().into())
+    }
+
+    fn table_exist(&self, _name: &str) -> bool {
+        false
+    }
+}

@@ -1,0 +1,177 @@
+//! The peers of a federation and the limits on talking to them.
+//!
+//! A federation manifest lists nodes by name and Flight SQL URL:
+//!
+//! ```toml
+//! [[nodes]]
+//! name = "utrecht"
+//! url = "grpc://utrecht.example.org:50051"
+//!
+//! [[nodes]]
+//! name = "rotterdam"
+//! url = "grpc://rotterdam.example.org:50051"
+//! catalog = "rdam"   # the peer's own catalog, when it is not named like the node
+//! ```
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::PeerError;
+
+/// One peer: a Flight SQL server and the name it has in SQL.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    /// The SQL catalog the peer's tables appear under, e.g. `utrecht`.
+    pub name: String,
+    /// The peer's Flight SQL endpoint, `grpc://host:port` (or `http://host:port`).
+    pub url: String,
+    /// The catalog on the peer to federate. Default: the catalog named like the peer, else the
+    /// peer's only catalog (a Polder node's catalog is its node name).
+    #[serde(default)]
+    pub catalog: Option<String>,
+}
+
+impl PeerConfig {
+    /// Parses `NAME=URL`, the form of `--peer` and `--node`.
+    pub fn parse_flag(spec: &str) -> Result<Self, String> {
+        let (name, url) = spec
+            .split_once('=')
+            .ok_or_else(|| format!("'{spec}' is not NAME=URL"))?;
+        let peer = Self {
+            name: name.trim().to_string(),
+            url: url.trim().to_string(),
+            catalog: None,
+        };
+        peer.validate().map_err(|e| e.to_string())?;
+        Ok(peer)
+    }
+
+    /// Checks the name is a plain SQL identifier and the URL one this connector speaks.
+    pub fn validate(&self) -> Result<(), PeerError> {
+        let bad = |detail: String| PeerError::Config {
+            peer: self.name.clone(),
+            detail,
+        };
+        let mut chars = self.name.chars();
+        let plain = matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
+            && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !plain {
+            return Err(bad(format!(
+                "the name '{}' must be a lower-case SQL identifier ([a-z_][a-z0-9_]*)",
+                self.name
+            )));
+        }
+        crate::peer::endpoint_uri(&self.url).map_err(bad)?;
+        Ok(())
+    }
+}
+
+/// A federation manifest: the nodes an analyst (or a coordinating node) queries together.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// The nodes, each a peer.
+    #[serde(default)]
+    pub nodes: Vec<PeerConfig>,
+}
+
+impl Manifest {
+    /// Reads and checks a manifest file.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read federation manifest {}: {e}", path.display()))?;
+        let manifest: Manifest = toml::from_str(&text)
+            .map_err(|e| format!("invalid federation manifest {}: {e}", path.display()))?;
+        check_peers(&manifest.nodes)
+            .map_err(|e| format!("invalid federation manifest {}: {e}", path.display()))?;
+        Ok(manifest)
+    }
+}
+
+/// Checks every peer, and that no two share a name.
+pub fn check_peers(peers: &[PeerConfig]) -> Result<(), String> {
+    let mut names = BTreeSet::new();
+    for peer in peers {
+        peer.validate().map_err(|e| e.to_string())?;
+        if !names.insert(peer.name.as_str()) {
+            return Err(format!("the peer name '{}' is used twice", peer.name));
+        }
+    }
+    Ok(())
+}
+
+/// Limits on talking to peers.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FederationOptions {
+    /// How long a connection to a peer may take to open.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// How long a peer may take to answer a request, and to send each next batch of a result.
+    #[serde(with = "humantime_serde")]
+    pub peer_timeout: Duration,
+    /// How often each peer's tables and schemas are discovered again: the bound on how stale
+    /// the local view of a peer may be.
+    #[serde(with = "humantime_serde")]
+    pub refresh_interval: Duration,
+    /// The largest gRPC message accepted from a peer, in bytes.
+    pub max_message_bytes: usize,
+    /// Push work to peers. Off, every remote table is scanned whole (all rows, all columns)
+    /// and the query runs here: only for measuring what pushdown gains.
+    pub pushdown: bool,
+}
+
+impl Default for FederationOptions {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            peer_timeout: Duration::from_secs(60),
+            refresh_interval: Duration::from_secs(60),
+            max_message_bytes: 64 * 1024 * 1024,
+            pushdown: true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_peer_flags() {
+        let peer = PeerConfig::parse_flag("utrecht=grpc://127.0.0.1:50052").unwrap();
+        assert_eq!(peer.name, "utrecht");
+        assert_eq!(peer.url, "grpc://127.0.0.1:50052");
+        assert!(
+            PeerConfig::parse_flag("utrecht")
+                .unwrap_err()
+                .contains("NAME=URL")
+        );
+        assert!(
+            PeerConfig::parse_flag("Utrecht=grpc://h:1")
+                .unwrap_err()
+                .contains("lower-case SQL identifier")
+        );
+        assert!(
+            PeerConfig::parse_flag("u=ftp://h:1")
+                .unwrap_err()
+                .contains("scheme")
+        );
+    }
+
+    #[test]
+    fn refuses_duplicate_names_and_unknown_keys() {
+        let peers = vec![
+            PeerConfig::parse_flag("a=grpc://h:1").unwrap(),
+            PeerConfig::parse_flag("a=grpc://h:2").unwrap(),
+        ];
+        assert!(check_peers(&peers).unwrap_err().contains("used twice"));
+        let err = toml::from_str::<Manifest>("[[nodes]]\nname='a'\nurl='grpc://h:1'\nport=3")
+            .unwrap_err();
+        assert!(err.to_string().contains("unknown field `port`"));
+    }
+}

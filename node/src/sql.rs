@@ -1,0 +1,392 @@
+//! `polder sql`: the analyst's client. Each node of a federation is a SQL catalog; a query
+//! runs here as a DataFusion plan whose single-node parts run on their nodes.
+
+use std::fs::File;
+use std::io::{BufWriter, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::DFParserBuilder;
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use futures::StreamExt;
+use parquet::arrow::ArrowWriter;
+use polder_federation::{FederatedSession, FederationOptions, Manifest, PeerConfig};
+
+use crate::cli::{OutputFormat, SqlArgs};
+
+/// The longest SQL script or statement accepted, in bytes.
+const MAX_SCRIPT_BYTES: usize = 16 * 1024 * 1024;
+/// Memory the client's own part of a query may use, in bytes; beyond it operators spill or
+/// the query fails with ResourceExhausted.
+const MEMORY_LIMIT_BYTES: usize = 4 * 1024 * 1024 * 1024;
+
+/// Runs `polder sql`.
+pub async fn run(args: SqlArgs) -> anyhow::Result<()> {
+    let peers = peers_of(&args.nodes, args.federation.as_deref())?;
+    let options = FederationOptions {
+        peer_timeout: args.peer_timeout,
+        pushdown: args.pushdown,
+        ..FederationOptions::default()
+    };
+    let (ctx, federation) = client_session(&peers, &options).await?;
+    for err in &federation.unavailable {
+        eprintln!("polder: warning: {err}");
+    }
+    if args.format == OutputFormat::Parquet && args.output.is_none() {
+        bail!("--format parquet writes a file: give it with --output FILE");
+    }
+    let mut out = Output::new(args.format, args.output.as_deref(), args.max_rows)?;
+    let script = match (&args.command, &args.file) {
+        (Some(sql), _) => Some(sql.clone()),
+        (None, Some(path)) => {
+            Some(read_limited(File::open(path).with_context(|| {
+                format!("cannot open the script {}", path.display())
+            })?)?)
+        }
+        (None, None) if !std::io::stdin().is_terminal() => Some(read_limited(std::io::stdin())?),
+        (None, None) => None,
+    };
+    match script {
+        Some(script) => {
+            run_script(&ctx, &script, &mut out).await?;
+            out.finish()
+        }
+        None => {
+            shell(&ctx, &mut out).await?;
+            out.finish()
+        }
+    }
+}
+
+/// The peers named by `--node` flags and a `--federation` manifest; a flag replaces a manifest
+/// entry of the same name.
+pub fn peers_of(flags: &[String], manifest: Option<&Path>) -> anyhow::Result<Vec<PeerConfig>> {
+    let mut peers = match manifest {
+        Some(path) => Manifest::load(path).map_err(anyhow::Error::msg)?.nodes,
+        None => vec![],
+    };
+    for spec in flags {
+        let peer =
+            PeerConfig::parse_flag(spec).map_err(|e| anyhow::anyhow!("invalid --node: {e}"))?;
+        match peers.iter_mut().find(|p| p.name == peer.name) {
+            Some(existing) => *existing = peer,
+            None => peers.push(peer),
+        }
+    }
+    if peers.is_empty() {
+        bail!("no nodes to query: give --node NAME=URL (repeatable) or --federation FILE");
+    }
+    polder_federation::config::check_peers(&peers).map_err(anyhow::Error::msg)?;
+    Ok(peers)
+}
+
+/// A client session with every peer as a catalog. Session-local views and tables go to the
+/// default catalog `datafusion.public`.
+pub async fn client_session(
+    peers: &[PeerConfig],
+    options: &FederationOptions,
+) -> anyhow::Result<(SessionContext, FederatedSession)> {
+    let config = polder_flight_sql::session_config().with_information_schema(true);
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_limit(MEMORY_LIMIT_BYTES, 1.0)
+        .build_arc()?;
+    let ctx =
+        SessionContext::new_with_state(polder_federation::session_state(config, runtime, options));
+    let federation = FederatedSession::register(&ctx, peers, options).await?;
+    Ok((ctx, federation))
+}
+
+/// Runs every statement of `script` in order; stops at the first failure.
+pub async fn run_script(
+    ctx: &SessionContext,
+    script: &str,
+    out: &mut Output,
+) -> anyhow::Result<()> {
+    let statements = DFParserBuilder::new(script)
+        .with_dialect(&GenericDialect {})
+        .build()?
+        .parse_statements()
+        .map_err(|e| anyhow::anyhow!("invalid_request: {e}"))?;
+    for statement in statements {
+        let plan = ctx
+            .state()
+            .statement_to_plan(statement)
+            .await
+            .map_err(explain_error)?;
+        run_plan(ctx, plan, out).await?;
+    }
+    Ok(())
+}
+
+async fn run_plan(ctx: &SessionContext, plan: LogicalPlan, out: &mut Output) -> anyhow::Result<()> {
+    let prints = !matches!(
+        plan,
+        LogicalPlan::Ddl(_) | LogicalPlan::Statement(_) | LogicalPlan::Dml(_)
+    );
+    let df = ctx
+        .execute_logical_plan(plan)
+        .await
+        .map_err(explain_error)?;
+    let mut stream = df.execute_stream().await.map_err(explain_error)?;
+    if !prints {
+        while let Some(batch) = stream.next().await {
+            batch.map_err(explain_error)?;
+        }
+        return Ok(());
+    }
+    let progress = Progress::start();
+    out.begin(stream.schema())?;
+    let result = async {
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(explain_error)?;
+            progress.add(batch.num_rows());
+            out.write(&batch)?;
+        }
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    progress.stop();
+    result?;
+    out.end()
+}
+
+/// An error as the node would report it: its kind, then what happened.
+fn explain_error(err: datafusion::error::DataFusionError) -> anyhow::Error {
+    let err = polder_flight_sql::Error::from_datafusion(err);
+    anyhow::anyhow!("{}: {err}", err.code())
+}
+
+fn read_limited(reader: impl Read) -> anyhow::Result<String> {
+    let mut text = String::new();
+    reader
+        .take(MAX_SCRIPT_BYTES as u64 + 1)
+        .read_to_string(&mut text)
+        .context("cannot read the SQL")?;
+    if text.len() > MAX_SCRIPT_BYTES {
+        bail!("the SQL is longer than {MAX_SCRIPT_BYTES} bytes");
+    }
+    Ok(text)
+}
+
+/// The interactive shell: statements end with `;` and may span lines; `\q` quits.
+async fn shell(ctx: &SessionContext, out: &mut Output) -> anyhow::Result<()> {
+    let mut editor = rustyline::DefaultEditor::new()?;
+    let history = std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".polder_history"));
+    if let Some(path) = &history {
+        let _ = editor.load_history(path);
+    }
+    eprintln!("polder sql: statements end with ';'. \\q quits.");
+    let mut buffer = String::new();
+    loop {
+        let prompt = if buffer.is_empty() {
+            "polder> "
+        } else {
+            "     -> "
+        };
+        match editor.readline(prompt) {
+            Ok(line) => {
+                let trimmed = line.trim();
+                if buffer.is_empty() && matches!(trimmed, "\\q" | "quit" | "exit") {
+                    break;
+                }
+                if trimmed.is_empty() && buffer.is_empty() {
+                    continue;
+                }
+                buffer.push_str(&line);
+                buffer.push('\n');
+                if trimmed.ends_with(';') {
+                    let _ = editor.add_history_entry(buffer.trim());
+                    if let Err(err) = run_script(ctx, &buffer, out).await {
+                        eprintln!("error: {err:#}");
+                    }
+                    buffer.clear();
+                }
+            }
+            Err(rustyline::error::ReadlineError::Interrupted) => buffer.clear(),
+            Err(rustyline::error::ReadlineError::Eof) => break,
+            Err(err) => return Err(err.into()),
+        }
+    }
+    if let Some(path) = &history {
+        let _ = editor.save_history(path);
+    }
+    Ok(())
+}
+
+/// Where results go, in which format. Every format streams batch by batch; `table` keeps only
+/// the rows it shows.
+pub struct Output {
+    format: OutputFormat,
+    sink: Box<dyn Write + Send>,
+    max_rows: usize,
+    shown: Vec<RecordBatch>,
+    rows: usize,
+    csv: Option<datafusion::arrow::csv::Writer<Box<dyn Write + Send>>>,
+    parquet: Option<ArrowWriter<File>>,
+    parquet_path: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Output")
+            .field("format", &self.format)
+            .finish()
+    }
+}
+
+impl Output {
+    /// Results in `format` to `path`, or standard output.
+    pub fn new(format: OutputFormat, path: Option<&Path>, max_rows: usize) -> anyhow::Result<Self> {
+        let sink: Box<dyn Write + Send> = match (format, path) {
+            (OutputFormat::Parquet, _) => Box::new(std::io::sink()),
+            (_, Some(path)) => Box::new(BufWriter::new(
+                File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+            )),
+            (_, None) => Box::new(std::io::stdout()),
+        };
+        Ok(Self {
+            format,
+            sink,
+            max_rows,
+            shown: vec![],
+            rows: 0,
+            csv: None,
+            parquet: None,
+            parquet_path: path.map(Path::to_path_buf),
+        })
+    }
+
+    fn begin(&mut self, schema: SchemaRef) -> anyhow::Result<()> {
+        self.rows = 0;
+        self.shown.clear();
+        match self.format {
+            OutputFormat::Csv => {
+                let sink = std::mem::replace(&mut self.sink, Box::new(std::io::sink()));
+                self.csv = Some(
+                    datafusion::arrow::csv::WriterBuilder::new()
+                        .with_header(true)
+                        .build(sink),
+                );
+            }
+            OutputFormat::Parquet => {
+                if self.parquet.is_some() {
+                    bail!("--format parquet holds one result; the script has more than one query");
+                }
+                let path = self.parquet_path.as_ref().expect("checked at start");
+                let file = File::create(path)
+                    .with_context(|| format!("cannot create {}", path.display()))?;
+                self.parquet = Some(ArrowWriter::try_new(file, schema, None)?);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> anyhow::Result<()> {
+        match self.format {
+            OutputFormat::Table => {
+                let room = self.max_rows.saturating_sub(self.rows);
+                if room > 0 {
+                    self.shown.push(batch.slice(0, room.min(batch.num_rows())));
+                }
+            }
+            OutputFormat::Csv => self.csv.as_mut().expect("begun").write(batch)?,
+            OutputFormat::Json => {
+                let mut writer = datafusion::arrow::json::LineDelimitedWriter::new(&mut self.sink);
+                writer.write(batch)?;
+                writer.finish()?;
+            }
+            OutputFormat::Parquet => self.parquet.as_mut().expect("begun").write(batch)?,
+        }
+        self.rows += batch.num_rows();
+        Ok(())
+    }
+
+    fn end(&mut self) -> anyhow::Result<()> {
+        match self.format {
+            OutputFormat::Table => {
+                if !self.shown.is_empty() {
+                    writeln!(self.sink, "{}", pretty_format_batches(&self.shown)?)?;
+                }
+                let shown: usize = self.shown.iter().map(RecordBatch::num_rows).sum();
+                if shown < self.rows {
+                    writeln!(self.sink, "{} rows (first {shown} shown)", self.rows)?;
+                } else {
+                    writeln!(
+                        self.sink,
+                        "{} row{}",
+                        self.rows,
+                        if self.rows == 1 { "" } else { "s" }
+                    )?;
+                }
+                self.shown.clear();
+            }
+            OutputFormat::Csv => {
+                if let Some(writer) = self.csv.take() {
+                    self.sink = writer.into_inner();
+                }
+            }
+            OutputFormat::Json | OutputFormat::Parquet => {}
+        }
+        self.sink.flush()?;
+        Ok(())
+    }
+
+    /// Completes the output (the Parquet footer).
+    pub fn finish(mut self) -> anyhow::Result<()> {
+        if let Some(writer) = self.parquet.take() {
+            writer.close()?;
+        }
+        self.sink.flush()?;
+        Ok(())
+    }
+}
+
+/// Elapsed time and rows so far on standard error, for queries that take more than a second,
+/// when standard error is a terminal.
+struct Progress {
+    rows: Arc<AtomicU64>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Progress {
+    fn start() -> Self {
+        let rows = Arc::new(AtomicU64::new(0));
+        let task = std::io::stderr().is_terminal().then(|| {
+            let rows = Arc::clone(&rows);
+            tokio::spawn(async move {
+                let started = Instant::now();
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                loop {
+                    eprint!(
+                        "\r\x1b[2K{:.1} s, {} rows",
+                        started.elapsed().as_secs_f64(),
+                        rows.load(Ordering::Relaxed)
+                    );
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            })
+        });
+        Self { rows, task }
+    }
+
+    fn add(&self, rows: usize) {
+        self.rows.fetch_add(rows as u64, Ordering::Relaxed);
+    }
+
+    fn stop(self) {
+        if let Some(task) = self.task {
+            task.abort();
+            eprint!("\r\x1b[2K");
+        }
+    }
+}

@@ -334,3 +334,64 @@ def test_polder_demo_once_prints_answers_from_three_cities(polder_bin):
     for city in ("amsterdam", "utrecht", "rotterdam"):
         assert f"| {city}" in done.stdout, done.stdout[-3000:]
     assert "24 rows" in done.stdout  # one row per hour of the day
+
+
+# --- another vendor's Flight SQL server as a peer ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def roapi_peer(tpch, tmp_path_factory):
+    """roapi (a DataFusion-based Flight SQL server, from PyPI) serving three TPC-H tables."""
+    import shutil
+    import socket
+
+    binary = shutil.which("roapi") or str(Path(sys.executable).parent / "roapi")
+    if not Path(binary).exists():
+        pytest.fail("roapi is not installed: pip install -r conformance-tests/requirements.txt")
+    ports = []
+    for _ in range(3):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    log = tmp_path_factory.mktemp("roapi") / "roapi.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [binary, "--addr-http", f"127.0.0.1:{ports[0]}", "--addr-flight-sql",
+             f"127.0.0.1:{ports[1]}", "--addr-postgres", f"127.0.0.1:{ports[2]}",
+             *[a for t in ("nation", "region", "supplier") for a in ("-t", f"{t}={tpch[t]}")]],
+            stdout=out, stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 60
+    while "for FlightSQL traffic" not in log.read_text(errors="replace"):
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+        time.sleep(0.1)
+    yield f"grpc://127.0.0.1:{ports[1]}"
+    proc.kill()
+    proc.wait()
+
+
+@pytest.mark.requirement("UDN-FED-2", "UDN-FED-3")
+def test_roapi_is_a_peer_with_pushdown(launcher, cities, roapi_peer, tpch_ref, tmp_path):
+    """A coordinator federates roapi next to Polder nodes: the roapi-only part runs on roapi as
+    one query, and the answer across roapi and a Polder node matches DuckDB."""
+    node = launcher.spawn(
+        ["--config", str(federation_config(tmp_path)), "--peer", f"ro={roapi_peer}",
+         "--peer", f"utrecht={cities['utrecht'].flight_url}"],
+        name="coordinator",
+    )
+    local = (
+        "SELECT n.n_name, count(*) AS customers, sum(c.c_acctbal) AS balance "
+        "FROM {nation} n JOIN {region} r ON n.n_regionkey = r.r_regionkey "
+        "JOIN {customer} c ON c.c_nationkey = n.n_nationkey "
+        "WHERE r.r_name = 'EUROPE' GROUP BY n.n_name"
+    )
+    federated = local.format(
+        nation="ro.public.nation", region="ro.public.region", customer="utrecht.public.customer"
+    )
+    with node.connect() as conn:
+        parts = remote_parts(explain(conn, federated))
+        assert sorted(parts) == ["ro", "utrecht"], parts
+        assert "JOIN" in parts["ro"].upper() and "'EUROPE'" in parts["ro"], parts["ro"]
+        got = query(conn, federated)
+    expected = tpch_ref.rows(local.format(nation="nation", region="region", customer="customer"))
+    assert_same_rows(rows_of_arrow(got), expected, context="roapi + utrecht")

@@ -8,7 +8,7 @@ use datafusion::error::Result;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::session_state::SessionState;
-use datafusion::logical_expr::{Expr, JoinType, LogicalPlan, LogicalPlanBuilder};
+use datafusion::logical_expr::{Expr, Extension, JoinType, LogicalPlan, LogicalPlanBuilder};
 use datafusion::optimizer::{Optimizer, OptimizerConfig, OptimizerRule};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_federation::{FederatedPlanNode, FederatedQueryPlanner, FederationOptimizerRule};
@@ -29,7 +29,8 @@ use crate::error::PeerError;
 ///    (a `FROM a, b` list), are left alone here.
 /// 2. Last, after DataFusion's own rules: the scans left over (those under joins across peers)
 ///    now carry their filters, the columns the query uses and their limits, and each becomes a
-///    remote query with all of that.
+///    remote query with all of that. Filters and column picks DataFusion pushed down to the
+///    edge of a part federated early move into it.
 ///
 /// Federating everything last instead gives wrong SQL for some decorrelated subqueries (TPC-H
 /// Q22 loses its filters); federating everything early asks peers for every row and column
@@ -123,8 +124,54 @@ impl OptimizerRule for FederateRemaining {
         } else {
             plan
         };
-        self.inner.rewrite(plan, config)
+        let federated = self.inner.rewrite(plan, config)?;
+        let was = federated.transformed;
+        let plan = federated.data.transform_up(absorb_into_part)?;
+        Ok(Transformed::new_transformed(
+            plan.data,
+            was || plan.transformed,
+        ))
     }
+}
+
+/// Moves what DataFusion pushed down to the edge of a part federated early (a join on one peer
+/// whose filter was in the WHERE clause of a query across peers) into that part, so that it
+/// runs on the peer: filters without subqueries (a subquery may read other peers), and
+/// projections that only pick columns (the columns the query uses).
+fn absorb_into_part(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
+    let (input, absorbable) = match &node {
+        LogicalPlan::Filter(filter) => (
+            &filter.input,
+            !filter.predicate.exists(|e| {
+                Ok(matches!(
+                    e,
+                    Expr::ScalarSubquery(_)
+                        | Expr::Exists(_)
+                        | Expr::InSubquery(_)
+                        | Expr::OuterReferenceColumn(..)
+                ))
+            })?,
+        ),
+        LogicalPlan::Projection(projection) => (
+            &projection.input,
+            projection.expr.iter().all(|e| matches!(e, Expr::Column(_))),
+        ),
+        _ => return Ok(Transformed::no(node)),
+    };
+    let LogicalPlan::Extension(extension) = input.as_ref() else {
+        return Ok(Transformed::no(node));
+    };
+    let Some(part) = extension.node.as_any().downcast_ref::<FederatedPlanNode>() else {
+        return Ok(Transformed::no(node));
+    };
+    if !absorbable {
+        return Ok(Transformed::no(node));
+    }
+    let inner = node.with_new_exprs(node.expressions(), vec![part.plan().clone()])?;
+    let absorbed = FederatedPlanNode::new(inner, Arc::clone(&part.planner));
+    Ok(Transformed::yes(LogicalPlan::Extension(Extension {
+        node: Arc::new(absorbed),
+    })))
 }
 
 /// A scan, perhaps aliased, perhaps under the projection of plain columns the federation rule

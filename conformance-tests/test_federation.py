@@ -287,10 +287,11 @@ def polder_sql(polder_bin, cities, *args, timeout=120) -> subprocess.CompletedPr
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.parametrize("name", ["q03", "q05", "q18"])
-@pytest.mark.beyond_spec("polder sql, the analyst's client")
-def test_polder_sql_script_with_views_matches_duckdb(polder_bin, cities, tpch_ref, tmp_path, name):
-    sql = (QUERY_DIR / f"{name}.sql").read_text()
+@pytest.mark.parametrize("path", QUERIES, ids=[q.stem for q in QUERIES])
+@pytest.mark.beyond_spec("polder sql, the analyst's client, with session views over the nodes")
+def test_polder_sql_script_with_views_matches_duckdb(polder_bin, cities, tpch_ref, tmp_path, path):
+    name = path.stem
+    sql = path.read_text()
     views = "".join(f"CREATE VIEW {t} AS SELECT * FROM {n}.public.{t};\n" for t, n in HOME.items())
     script = tmp_path / "script.sql"
     script.write_text(views + sql)

@@ -3,7 +3,10 @@
 //! - `polder-bench tpch-gen --sf 0.01 --out DIR`: TPC-H tables as Parquet.
 //! - `polder-bench flight-scan --sf 1`: scans TPC-H `lineitem` in-process with DataFusion and
 //!   through a Flight SQL node over loopback, in the same run, and prints rows/s and the ratio.
+//! - `polder-bench federation --sf 1`: the 22 TPC-H queries over three nodes, against one node
+//!   holding every table and against three nodes without pushdown, with the bytes moved.
 
+mod federation;
 mod tpch;
 
 use std::net::SocketAddr;
@@ -55,6 +58,21 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
+    /// TPC-H over three nodes, against one node and against no pushdown.
+    Federation {
+        /// TPC-H scale factor.
+        #[arg(long, default_value_t = 1.0)]
+        sf: f64,
+        /// Where the generated TPC-H files are kept between runs.
+        #[arg(long, default_value = "target/bench-data")]
+        data: PathBuf,
+        /// Timed runs of each query in each mode; the median is reported.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Only these queries (q01 ... q22), comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        queries: Vec<String>,
+    },
 }
 
 #[tokio::main]
@@ -67,6 +85,12 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::FlightScan { sf, data, runs } => flight_scan(sf, data, runs).await,
+        Command::Federation {
+            sf,
+            data,
+            runs,
+            queries,
+        } => federation::run(sf, data, runs, queries).await,
     }
 }
 

@@ -30,5 +30,5 @@ mod whole;
 pub use catalog::PeerCatalog;
 pub use config::{FederationOptions, Manifest, PeerConfig};
 pub use error::PeerError;
-pub use peer::Peer;
+pub use peer::{Peer, Traffic};
 pub use session::{FederatedSession, federated_state, session_state};

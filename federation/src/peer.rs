@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use arrow_flight::error::FlightError;
@@ -42,6 +43,25 @@ pub struct Peer {
     config: PeerConfig,
     options: FederationOptions,
     channel: Channel,
+    traffic: Arc<Counters>,
+}
+
+/// What a peer has sent for queries since the connection was made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Remote parts sent to the peer.
+    pub queries: u64,
+    /// Rows received.
+    pub rows: u64,
+    /// Arrow bytes received (the values of the decoded batches).
+    pub bytes: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    queries: AtomicU64,
+    rows: AtomicU64,
+    bytes: AtomicU64,
 }
 
 /// The tables a peer serves, by schema and name, as its `GetTables` listed them.
@@ -63,7 +83,17 @@ impl Peer {
             config,
             options,
             channel,
+            traffic: Arc::default(),
         })
+    }
+
+    /// What the peer has sent for queries so far.
+    pub fn traffic(&self) -> Traffic {
+        Traffic {
+            queries: self.traffic.queries.load(Ordering::Relaxed),
+            rows: self.traffic.rows.load(Ordering::Relaxed),
+            bytes: self.traffic.bytes.load(Ordering::Relaxed),
+        }
     }
 
     /// The peer's name, its SQL catalog.
@@ -318,8 +348,18 @@ impl SQLExecutor for Peer {
         let batches = stream::once(
             async move {
                 debug!("sending the remote part");
+                peer.traffic.queries.fetch_add(1, Ordering::Relaxed);
                 let batches = peer.query(sql).await?;
-                Ok::<_, PeerError>(batches.map(move |batch| conform(&peer, batch?, &expected)))
+                Ok::<_, PeerError>(batches.map(move |batch| {
+                    let batch = batch?;
+                    peer.traffic
+                        .rows
+                        .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                    peer.traffic
+                        .bytes
+                        .fetch_add(arrow_bytes(&batch), Ordering::Relaxed);
+                    conform(&peer, batch, &expected)
+                }))
             }
             .instrument(span),
         )
@@ -399,6 +439,16 @@ fn conform(
     let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
     RecordBatch::try_new_with_options(Arc::clone(expected), columns, &options)
         .map_err(|e| mismatch(e.to_string()))
+}
+
+/// The bytes of a batch's values: decoded Flight batches share their message's buffer, which
+/// `get_array_memory_size` would count once per column.
+fn arrow_bytes(batch: &RecordBatch) -> u64 {
+    batch
+        .columns()
+        .iter()
+        .map(|column| column.to_data().get_slice_memory_size().unwrap_or(0) as u64)
+        .sum()
 }
 
 /// Yields `Some(item)` for each item of `inner`, or one `None` (and then ends) when `timeout`

@@ -8,7 +8,9 @@ use datafusion::error::Result;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::session_state::SessionState;
-use datafusion::logical_expr::{Expr, Extension, JoinType, LogicalPlan, LogicalPlanBuilder};
+use datafusion::logical_expr::{
+    Expr, Extension, JoinType, LogicalPlan, LogicalPlanBuilder, SubqueryAlias,
+};
 use datafusion::optimizer::{Optimizer, OptimizerConfig, OptimizerRule};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_federation::{FederatedPlanNode, FederatedQueryPlanner, FederationOptimizerRule};
@@ -42,6 +44,7 @@ pub fn federated_state(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> Sessi
         .position(|rule| rule.name() == "scalar_subquery_to_join")
         .map_or(0, |i| i + 1);
     rules.insert(early, Arc::new(FederateSubtrees::default()));
+    rules.insert(0, Arc::new(CollapseAliases));
     rules.push(Arc::new(FederateRemaining::default()));
     SessionStateBuilder::new()
         .with_config(config)
@@ -50,6 +53,40 @@ pub fn federated_state(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> Sessi
         .with_query_planner(Arc::new(FederatedQueryPlanner::new()))
         .with_default_features()
         .build()
+}
+
+/// `SubqueryAlias(a, SubqueryAlias(b, x))` becomes `SubqueryAlias(a, x)`: the outer alias hides
+/// the inner one, so the plan means the same. A view used under an alias of its own (`FROM
+/// nation n1` where `nation` is a view) has such a pair; left in, filters pushed through both
+/// aliases end up qualified with the inner one, which the SQL unparsed for a peer no longer
+/// names (`FROM nation AS n1 WHERE nation.n_name = ...`).
+#[derive(Debug)]
+struct CollapseAliases;
+
+impl OptimizerRule for CollapseAliases {
+    fn name(&self) -> &str {
+        "collapse_nested_aliases"
+    }
+
+    fn supports_rewrite(&self) -> bool {
+        true
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        _config: &dyn OptimizerConfig,
+    ) -> Result<Transformed<LogicalPlan>> {
+        plan.transform_up(|node| {
+            if let LogicalPlan::SubqueryAlias(outer) = &node
+                && let LogicalPlan::SubqueryAlias(inner) = outer.input.as_ref()
+            {
+                let collapsed = SubqueryAlias::try_new(Arc::clone(&inner.input), outer.alias.clone())?;
+                return Ok(Transformed::yes(LogicalPlan::SubqueryAlias(collapsed)));
+            }
+            Ok(Transformed::no(node))
+        })
+    }
 }
 
 /// datafusion-federation's rule, minus the parts that are a bare scan: those are federated by

@@ -396,3 +396,22 @@ def test_roapi_is_a_peer_with_pushdown(launcher, cities, roapi_peer, tpch_ref, t
         got = query(conn, federated)
     expected = tpch_ref.rows(local.format(nation="nation", region="region", customer="customer"))
     assert_same_rows(rows_of_arrow(got), expected, context="roapi + utrecht")
+
+
+@pytest.mark.beyond_spec("Polder's planner estimates: row counts of peers' tables")
+def test_row_counts_of_peers_feed_the_planners_estimates(polder_bin, cities, tpch_ref, tmp_path):
+    nations = tpch_ref.rows("SELECT count(*) FROM nation")[0][0]
+    script = tmp_path / "stats.sql"
+    script.write_text(
+        "SET datafusion.explain.show_statistics = true;\n"
+        "EXPLAIN SELECT * FROM rotterdam.public.nation;\n"
+        "EXPLAIN SELECT * FROM rotterdam.public.nation WHERE n_regionkey = 1;\n"
+    )
+    done = polder_sql(polder_bin, cities, "-f", str(script), "--format", "csv")
+    assert done.returncode == 0, done.stderr
+    remote = [line for line in done.stdout.splitlines() if "VirtualExecutionPlan" in line]
+    assert len(remote) == 2, done.stdout
+    # The whole table: its row count; with one filter: a fifth of it (DataFusion's default
+    # selectivity), both as estimates.
+    assert f"Rows=Inexact({int(nations)})" in remote[0], remote[0]
+    assert f"Rows=Inexact({int(nations) // 5})" in remote[1], remote[1]

@@ -66,14 +66,26 @@ pub async fn run(sf: f64, data: PathBuf, runs: usize, only: Vec<String>) -> anyh
     );
     println!(
         "{:<5} {:>9} {:>9} {:>9} {:>10} {:>11} {:>12} {:>12}",
-        "query", "one node", "3 nodes", "no push", "3n/one", "nopush/3n", "bytes 3n", "bytes nopush"
+        "query",
+        "one node",
+        "3 nodes",
+        "no push",
+        "3n/one",
+        "nopush/3n",
+        "bytes 3n",
+        "bytes nopush"
     );
     let mut totals = [Duration::ZERO; 3];
     for (name, sql) in &queries {
         // Warm-up, which also checks that every mode returns as many rows.
         let mut rows = vec![];
         for mode in modes {
-            rows.push(mode.run(sql).await.with_context(|| format!("{name} ({})", mode.name))?.0);
+            rows.push(
+                mode.run(sql)
+                    .await
+                    .with_context(|| format!("{name} ({})", mode.name))?
+                    .0,
+            );
         }
         anyhow::ensure!(
             rows.iter().all(|r| *r == rows[0]),
@@ -144,12 +156,17 @@ struct Node {
 
 impl Node {
     async fn start(name: &str, tables: &[&str], dir: &Path) -> anyhow::Result<Self> {
-        let config = polder_flight_sql::session_config().with_default_catalog_and_schema(name, "public");
+        let config =
+            polder_flight_sql::session_config().with_default_catalog_and_schema(name, "public");
         let ctx = SessionContext::new_with_config(config);
         for table in tables {
             let path = dir.join(format!("{table}.parquet"));
-            ctx.register_parquet(*table, path.to_str().context("path")?, ParquetReadOptions::default())
-                .await?;
+            ctx.register_parquet(
+                *table,
+                path.to_str().context("path")?,
+                ParquetReadOptions::default(),
+            )
+            .await?;
         }
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -213,10 +230,12 @@ impl Mode {
         );
         for (table, home) in homes {
             let home = if single { ALL } else { home };
-            ctx.sql(&format!("CREATE VIEW {table} AS SELECT * FROM {home}.public.{table}"))
-                .await?
-                .collect()
-                .await?;
+            ctx.sql(&format!(
+                "CREATE VIEW {table} AS SELECT * FROM {home}.public.{table}"
+            ))
+            .await?
+            .collect()
+            .await?;
         }
         Ok(Self {
             name,

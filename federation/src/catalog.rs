@@ -28,7 +28,12 @@ pub struct PeerCatalog {
     peer: Peer,
     provider: Arc<SQLFederationProvider>,
     state: RwLock<View>,
+    /// The background task counting the rows of newly discovered tables.
+    counting: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
+
+/// How long making a catalog waits for the row counts of the peer's tables.
+const FIRST_COUNT_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Debug)]
 enum View {
@@ -59,8 +64,14 @@ impl PeerCatalog {
                 url: String::new(),
                 message: "not discovered yet".into(),
             })),
+            counting: Default::default(),
         });
         let first = catalog.refresh().await.err();
+        // Give the first row counts a moment, so that the first queries get estimates too.
+        let counting = catalog.counting.lock().expect("lock").take();
+        if let Some(counting) = counting {
+            let _ = tokio::time::timeout(FIRST_COUNT_WAIT, counting).await;
+        }
         spawn_refresh(
             Arc::downgrade(&catalog),
             catalog.peer.options().refresh_interval,
@@ -87,6 +98,24 @@ impl PeerCatalog {
         match self.peer.discover().await {
             Ok(discovered) => {
                 let tables: usize = discovered.schemas.values().map(BTreeMap::len).sum();
+                // Row counts for the planner's estimates, in the background: a peer with
+                // large tables in slow formats must not hold up the start.
+                let peer = self.peer.clone();
+                let names: Vec<(String, String, String)> = discovered
+                    .schemas
+                    .iter()
+                    .flat_map(|(schema, tables)| {
+                        tables
+                            .keys()
+                            .map(|t| (discovered.catalog.clone(), schema.clone(), t.clone()))
+                    })
+                    .collect();
+                let counting = tokio::spawn(async move {
+                    for (catalog, schema, table) in names {
+                        peer.count_rows_once(&catalog, &schema, &table).await;
+                    }
+                });
+                *self.counting.lock().expect("lock") = Some(counting);
                 let schemas = self.schemas_of(discovered);
                 *self.state.write().expect("lock") = View::Ready {
                     schemas,

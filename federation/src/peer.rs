@@ -7,10 +7,10 @@
 //! never a silently different answer. Every request, and every next message of a result stream,
 //! must arrive within [`FederationOptions::peer_timeout`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use arrow_flight::error::FlightError;
@@ -19,8 +19,11 @@ use arrow_flight::{FlightClient, FlightDescriptor, FlightEndpoint, FlightInfo};
 use async_trait::async_trait;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch, RecordBatchOptions};
 use datafusion::arrow::compute::{can_cast_types, cast};
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef};
+use datafusion::common::Statistics;
+use datafusion::common::stats::Precision;
 use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::{FetchType, JoinType, LogicalPlan};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{PhysicalExpr, SendableRecordBatchStream};
 use datafusion::sql::unparser::dialect::{DefaultDialect, Dialect};
@@ -34,6 +37,9 @@ use tracing::{Instrument, debug, info_span};
 use crate::config::{FederationOptions, PeerConfig};
 use crate::error::PeerError;
 
+/// The share of rows a filter is assumed to keep, as DataFusion assumes for `FilterExec`.
+const SELECTIVITY: f64 = 0.2;
+
 /// The location a Flight endpoint names to mean "the connection the FlightInfo came from".
 const REUSE_CONNECTION: &str = "arrow-flight-reuse-connection://?";
 
@@ -44,6 +50,8 @@ pub struct Peer {
     options: FederationOptions,
     channel: Channel,
     traffic: Arc<Counters>,
+    /// Row counts of the peer's tables by (schema, table), for the planner's estimates.
+    row_counts: Arc<RwLock<HashMap<(String, String), u64>>>,
 }
 
 /// What a peer has sent for queries since the connection was made.
@@ -84,7 +92,96 @@ impl Peer {
             options,
             channel,
             traffic: Arc::default(),
+            row_counts: Arc::default(),
         })
+    }
+
+    /// Counts the rows of a table on the peer (`SELECT count(*)`), once: the planner uses the
+    /// count to estimate the size of remote parts (which side of a join to build), so a count
+    /// that ages is still useful. Failures leave the table without an estimate.
+    pub async fn count_rows_once(&self, catalog: &str, schema: &str, table: &str) {
+        let key = (schema.to_string(), table.to_string());
+        if self.row_counts.read().expect("lock").contains_key(&key) {
+            return;
+        }
+        let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+        let sql = format!(
+            "SELECT count(*) FROM {}.{}.{}",
+            quote(catalog),
+            quote(schema),
+            quote(table)
+        );
+        let count = async {
+            let batches: Vec<RecordBatch> = self.query(sql).await?.try_collect().await?;
+            let column = batches
+                .first()
+                .filter(|b| b.num_rows() == 1 && b.num_columns() == 1)
+                .map(|b| cast(b.column(0), &DataType::Int64))
+                .transpose()
+                .map_err(|e| self.protocol(e.to_string()))?
+                .ok_or_else(|| self.protocol("count(*) did not answer one value".into()))?;
+            Ok::<_, PeerError>(column.as_primitive::<Int64Type>().value(0).max(0) as u64)
+        };
+        match count.await {
+            Ok(n) => {
+                self.row_counts.write().expect("lock").insert(key, n);
+            }
+            Err(err) => debug!(peer = %self.config.name, table, error = %err, "no row count"),
+        }
+    }
+
+    /// The estimated rows of a remote part, from the row counts of its tables: a fifth per
+    /// filter (DataFusion's default selectivity), at most its limit, a join as its larger side
+    /// (a foreign-key join), an aggregate as its input. Parts with other operators, or tables
+    /// not counted, get no estimate.
+    fn estimate_rows(&self, plan: &LogicalPlan) -> Option<usize> {
+        let counts = self.row_counts.read().expect("lock");
+        fn walk(plan: &LogicalPlan, counts: &HashMap<(String, String), u64>) -> Option<f64> {
+            match plan {
+                LogicalPlan::TableScan(scan) => {
+                    let key = (
+                        scan.table_name.schema()?.to_string(),
+                        scan.table_name.table().to_string(),
+                    );
+                    let mut rows = *counts.get(&key)? as f64;
+                    rows *= SELECTIVITY.powi(scan.filters.len() as i32);
+                    Some(scan.fetch.map_or(rows, |f| rows.min(f as f64)))
+                }
+                LogicalPlan::Filter(filter) => Some(walk(&filter.input, counts)? * SELECTIVITY),
+                LogicalPlan::Limit(limit) => {
+                    let rows = walk(&limit.input, counts)?;
+                    Some(match limit.get_fetch_type().ok()? {
+                        FetchType::Literal(Some(n)) => rows.min(n as f64),
+                        _ => rows,
+                    })
+                }
+                LogicalPlan::Projection(p) => walk(&p.input, counts),
+                LogicalPlan::SubqueryAlias(a) => walk(&a.input, counts),
+                LogicalPlan::Sort(s) => walk(&s.input, counts),
+                // At most the input's rows.
+                LogicalPlan::Aggregate(a) => walk(&a.input, counts),
+                LogicalPlan::Distinct(d) => walk(d.input(), counts),
+                LogicalPlan::Union(u) => u.inputs.iter().map(|i| walk(i, counts)).sum(),
+                // A join along a foreign key has the rows of its larger side; semi and anti
+                // joins at most those of the side they keep.
+                LogicalPlan::Join(join) => {
+                    let left = walk(&join.left, counts);
+                    let right = walk(&join.right, counts);
+                    let rows = match join.join_type {
+                        JoinType::LeftSemi | JoinType::LeftAnti | JoinType::LeftMark => left?,
+                        JoinType::RightSemi | JoinType::RightAnti | JoinType::RightMark => right?,
+                        _ => left?.max(right?),
+                    };
+                    Some(if join.filter.is_some() {
+                        rows * SELECTIVITY
+                    } else {
+                        rows
+                    })
+                }
+                _ => None,
+            }
+        }
+        walk(plan, &counts).map(|rows| rows.ceil() as usize)
     }
 
     /// What the peer has sent for queries so far.
@@ -366,6 +463,14 @@ impl SQLExecutor for Peer {
         .try_flatten()
         .map_err(DataFusionError::from);
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches)))
+    }
+
+    async fn statistics(&self, plan: &LogicalPlan) -> Result<Statistics> {
+        let unknown = Statistics::new_unknown(plan.schema().as_arrow());
+        Ok(match self.estimate_rows(plan) {
+            Some(rows) => unknown.with_num_rows(Precision::Inexact(rows)),
+            None => unknown,
+        })
     }
 
     async fn table_names(&self) -> Result<Vec<String>> {

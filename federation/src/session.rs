@@ -81,7 +81,8 @@ impl OptimizerRule for CollapseAliases {
             if let LogicalPlan::SubqueryAlias(outer) = &node
                 && let LogicalPlan::SubqueryAlias(inner) = outer.input.as_ref()
             {
-                let collapsed = SubqueryAlias::try_new(Arc::clone(&inner.input), outer.alias.clone())?;
+                let collapsed =
+                    SubqueryAlias::try_new(Arc::clone(&inner.input), outer.alias.clone())?;
                 return Ok(Transformed::yes(LogicalPlan::SubqueryAlias(collapsed)));
             }
             Ok(Transformed::no(node))

@@ -304,7 +304,7 @@ def test_polder_sql_script_with_views_matches_duckdb(polder_bin, cities, tpch_re
 
 
 @pytest.mark.beyond_spec("polder sql, the analyst's client")
-def test_polder_sql_formats_and_errors(polder_bin, cities, tpch_ref):
+def test_polder_sql_formats_and_errors(polder_bin, cities, tpch_ref, tmp_path):
     sql = "SELECT r_regionkey, r_name FROM rotterdam.public.region ORDER BY r_regionkey"
     expected = tpch_ref.rows("SELECT r_regionkey, r_name FROM region ORDER BY r_regionkey")
     csv = polder_sql(polder_bin, cities, "-c", sql, "--format", "csv")
@@ -319,6 +319,13 @@ def test_polder_sql_formats_and_errors(polder_bin, cities, tpch_ref):
     assert "5 rows (first 2 shown)" in table.stdout, table.stdout
     bad = polder_sql(polder_bin, cities, "-c", "SELECT * FROM rotterdam.public.nope")
     assert bad.returncode != 0 and "not_found" in bad.stderr, bad.stderr
+    # A failed query leaves no half-written Parquet file behind.
+    out = tmp_path / "failed.parquet"
+    failed = polder_sql(
+        polder_bin, cities, "-c", "SELECT CAST(r_name AS INT) FROM rotterdam.public.region",
+        "--format", "parquet", "-o", str(out),
+    )
+    assert failed.returncode != 0 and not out.exists(), failed.stderr
     explain_out = polder_sql(
         polder_bin, cities, "-c", "EXPLAIN SELECT count(*) FROM rotterdam.public.nation", "--max-rows", "100"
     )

@@ -30,7 +30,7 @@ pub const QUERIES: &[(&str, &str)] = &[
 ) ORDER BY pm2_5 DESC, city, neighbourhood LIMIT 10",
     ),
     (
-        "Amsterdam's car traffic against Utrecht's PM2.5, by hour of day (two nodes, joined here)",
+        "Amsterdam's car traffic against Utrecht's PM2.5, by hour of day in UTC (two nodes, joined here)",
         "SELECT t.hour_of_day, t.cars_per_count, a.pm2_5
 FROM (SELECT date_part('hour', hour) AS hour_of_day, round(avg(car), 1) AS cars_per_count
       FROM amsterdam.public.traffic_counts GROUP BY 1) t

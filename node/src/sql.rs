@@ -55,14 +55,18 @@ pub async fn run(args: SqlArgs) -> anyhow::Result<()> {
         (None, None) if !std::io::stdin().is_terminal() => Some(read_limited(std::io::stdin())?),
         (None, None) => None,
     };
-    match script {
-        Some(script) => {
-            run_script(&ctx, &script, &mut out).await?;
-            out.finish()
-        }
-        None => {
-            shell(&ctx, &mut out).await?;
-            out.finish()
+    let result = match script {
+        Some(script) => run_script(&ctx, &script, &mut out).await,
+        None => shell(&ctx, &mut out).await,
+    };
+    match result {
+        Ok(()) => out.finish(),
+        Err(err) => {
+            // A Parquet file without its footer is unreadable: leave none rather than that.
+            if let (OutputFormat::Parquet, Some(path)) = (args.format, &args.output) {
+                let _ = std::fs::remove_file(path);
+            }
+            Err(err)
         }
     }
 }

@@ -18,11 +18,7 @@ use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use futures::TryStreamExt;
 use polder_federation::{FederatedSession, FederationOptions, PeerConfig, Traffic};
-use polder_flight_sql::{
-    FlightSqlConfig, PolderFlightSqlService, QueryEngine, QueryLimits, QueryRuntime,
-};
-use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use polder_flight_sql::QueryRuntime;
 
 use crate::tpch;
 
@@ -168,18 +164,7 @@ impl Node {
             )
             .await?;
         }
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let runtime = QueryRuntime::new()?;
-        let service = PolderFlightSqlService::new(
-            QueryEngine::new(ctx, QueryLimits::default()).with_executor(runtime.handle()),
-            FlightSqlConfig::default(),
-        )?;
-        tokio::spawn(
-            PolderFlightSqlService::transport()
-                .add_service(service.into_server())
-                .serve_with_incoming(TcpListenerStream::new(listener)),
-        );
+        let (addr, runtime) = crate::serve(ctx).await?;
         Ok(Self {
             name: name.to_string(),
             addr,

@@ -111,19 +111,7 @@ async fn flight_scan(sf: f64, data: PathBuf, runs: usize) -> anyhow::Result<()> 
     .await?;
 
     // The node: the same session behind the Flight SQL service, on loopback.
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr: SocketAddr = listener.local_addr()?;
-    // As in the node: query plans run on a runtime of their own.
-    let query_runtime = QueryRuntime::new()?;
-    let service = PolderFlightSqlService::new(
-        QueryEngine::new(ctx.clone(), QueryLimits::default()).with_executor(query_runtime.handle()),
-        FlightSqlConfig::default(),
-    )?;
-    tokio::spawn(
-        PolderFlightSqlService::transport()
-            .add_service(service.into_server())
-            .serve_with_incoming(TcpListenerStream::new(listener)),
-    );
+    let (addr, query_runtime) = serve(ctx.clone()).await?;
     let channel = Channel::from_shared(format!("http://{addr}"))?
         .connect()
         .await?;
@@ -187,6 +175,24 @@ async fn over_flight(client: &mut FlightSqlServiceClient<Channel>) -> anyhow::Re
             .await?;
     }
     Ok(rows)
+}
+
+/// Serves `ctx` over Flight SQL on a free loopback port, as a node does: query plans run on a
+/// runtime of their own, which lives as long as the returned handle.
+async fn serve(ctx: SessionContext) -> anyhow::Result<(SocketAddr, QueryRuntime)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let runtime = QueryRuntime::new()?;
+    let service = PolderFlightSqlService::new(
+        QueryEngine::new(ctx, QueryLimits::default()).with_executor(runtime.handle()),
+        FlightSqlConfig::default(),
+    )?;
+    tokio::spawn(
+        PolderFlightSqlService::transport()
+            .add_service(service.into_server())
+            .serve_with_incoming(TcpListenerStream::new(listener)),
+    );
+    Ok((addr, runtime))
 }
 
 fn median(samples: &mut [Duration]) -> Duration {

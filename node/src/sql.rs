@@ -81,10 +81,7 @@ pub fn peers_of(flags: &[String], manifest: Option<&Path>) -> anyhow::Result<Vec
     for spec in flags {
         let peer =
             PeerConfig::parse_flag(spec).map_err(|e| anyhow::anyhow!("invalid --node: {e}"))?;
-        match peers.iter_mut().find(|p| p.name == peer.name) {
-            Some(existing) => *existing = peer,
-            None => peers.push(peer),
-        }
+        crate::startup::set_peer(&mut peers, peer);
     }
     if peers.is_empty() {
         bail!("no nodes to query: give --node NAME=URL (repeatable) or --federation FILE");

@@ -57,7 +57,7 @@ pub fn effective_config(args: &ServeArgs) -> anyhow::Result<NodeConfig> {
 }
 
 /// A peer given again (on the command line after the file) replaces the earlier one.
-fn set_peer(peers: &mut Vec<PeerConfig>, peer: PeerConfig) {
+pub fn set_peer(peers: &mut Vec<PeerConfig>, peer: PeerConfig) {
     match peers.iter_mut().find(|p| p.name == peer.name) {
         Some(existing) => *existing = peer,
         None => peers.push(peer),

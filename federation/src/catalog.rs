@@ -41,6 +41,8 @@ enum View {
     Pending(PeerError),
     /// The peer's schemas as last discovered.
     Ready {
+        /// The peer's catalog the schemas belong to.
+        catalog: String,
         schemas: BTreeMap<String, Arc<PeerSchema>>,
         at: Instant,
     },
@@ -116,8 +118,10 @@ impl PeerCatalog {
                     }
                 });
                 *self.counting.lock().expect("lock") = Some(counting);
+                let catalog = discovered.catalog.clone();
                 let schemas = self.schemas_of(discovered);
                 *self.state.write().expect("lock") = View::Ready {
+                    catalog,
                     schemas,
                     at: Instant::now(),
                 };
@@ -132,6 +136,32 @@ impl PeerCatalog {
                 warn!(peer = %self.peer.name(), error = %err, "peer discovery failed");
                 Err(err)
             }
+        }
+    }
+
+    /// This catalog as one caller sees it: every request to the peer carries the caller's
+    /// `token`, and each table is looked up on the peer with it, so the peer's own policy decides
+    /// what the caller reads (tables, columns) and refuses the rest with its reason.
+    pub fn for_caller(self: &Arc<Self>, token: &str) -> Arc<dyn CatalogProvider> {
+        let peer = self.peer.with_bearer(token);
+        let provider = Arc::new(SQLFederationProvider::new(Arc::new(peer.clone())));
+        Arc::new(CallerCatalog {
+            base: Arc::clone(self),
+            peer,
+            provider,
+        })
+    }
+
+    /// The peer's catalog name: as discovered, else as configured, else the peer's name.
+    fn remote_catalog(&self) -> String {
+        match &*self.state.read().expect("lock") {
+            View::Ready { catalog, .. } => catalog.clone(),
+            View::Pending(_) => self
+                .peer
+                .config()
+                .catalog
+                .clone()
+                .unwrap_or_else(|| self.peer.name().to_string()),
         }
     }
 
@@ -224,25 +254,101 @@ impl SchemaProvider for PeerSchema {
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        Ok(self.tables.get(name).map(|source| {
-            if self.pushdown {
-                let only = Arc::new(FederatedOnly {
-                    source: Arc::clone(source),
-                });
-                Arc::new(FederatedTableProviderAdaptor::new_with_provider(
-                    Arc::clone(source) as Arc<_>,
-                    only,
-                )) as Arc<dyn TableProvider>
-            } else {
-                Arc::new(WholeTable {
-                    source: Arc::clone(source),
-                })
-            }
-        }))
+        Ok(self
+            .tables
+            .get(name)
+            .map(|source| table_provider(Arc::clone(source), self.pushdown)))
     }
 
     fn table_exist(&self, name: &str) -> bool {
         self.tables.contains_key(name)
+    }
+}
+
+/// A remote table as the planner sees it: federated whole parts, or scanned whole without
+/// pushdown.
+fn table_provider(source: Arc<SQLTableSource>, pushdown: bool) -> Arc<dyn TableProvider> {
+    if pushdown {
+        let only = Arc::new(FederatedOnly {
+            source: Arc::clone(&source),
+        });
+        Arc::new(FederatedTableProviderAdaptor::new_with_provider(
+            source as Arc<_>,
+            only,
+        ))
+    } else {
+        Arc::new(WholeTable { source })
+    }
+}
+
+/// A peer's catalog for one caller (see [`PeerCatalog::for_caller`]). Listings are the node's
+/// own view of the peer; each table is looked up on the peer with the caller's token.
+#[derive(Debug)]
+struct CallerCatalog {
+    base: Arc<PeerCatalog>,
+    peer: Peer,
+    provider: Arc<SQLFederationProvider>,
+}
+
+impl CatalogProvider for CallerCatalog {
+    fn schema_names(&self) -> Vec<String> {
+        self.base.schema_names()
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        // A schema the node's own view lacks may still be the caller's to read.
+        let listed = match &*self.base.state.read().expect("lock") {
+            View::Ready { schemas, .. } => schemas.get(name).map(|s| s.table_names()),
+            View::Pending(_) => None,
+        };
+        Some(Arc::new(CallerSchema {
+            peer: self.peer.clone(),
+            provider: Arc::clone(&self.provider),
+            catalog: self.base.remote_catalog(),
+            schema: name.to_string(),
+            listed: listed.unwrap_or_default(),
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct CallerSchema {
+    peer: Peer,
+    provider: Arc<SQLFederationProvider>,
+    catalog: String,
+    schema: String,
+    listed: Vec<String>,
+}
+
+#[async_trait]
+impl SchemaProvider for CallerSchema {
+    fn table_names(&self) -> Vec<String> {
+        self.listed.clone()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        let Some(arrow_schema) = self
+            .peer
+            .table_schema(&self.catalog, &self.schema, name)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let remote = RemoteTableRef::from(TableReference::full(
+            self.catalog.as_str(),
+            self.schema.as_str(),
+            name,
+        ));
+        let source =
+            SQLTableSource::new_with_schema(Arc::clone(&self.provider), remote, arrow_schema);
+        Ok(Some(table_provider(
+            Arc::new(source),
+            self.peer.options().pushdown,
+        )))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.listed.iter().any(|t| t == name)
     }
 }
 

@@ -123,6 +123,19 @@ pub struct FederationOptions {
     /// Push work to peers. Off, every remote table is scanned whole (all rows, all columns)
     /// and the query runs here: only for measuring what pushdown gains.
     pub pushdown: bool,
+    /// A bearer token sent to every peer (`polder sql --token`); never read from a file.
+    #[serde(skip)]
+    pub bearer_token: Option<BearerToken>,
+}
+
+/// A bearer token: a credential, so never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BearerToken(pub String);
+
+impl std::fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BearerToken(..)")
+    }
 }
 
 impl Default for FederationOptions {
@@ -133,6 +146,7 @@ impl Default for FederationOptions {
             refresh_interval: Duration::from_secs(60),
             max_message_bytes: 64 * 1024 * 1024,
             pushdown: true,
+            bearer_token: None,
         }
     }
 }

@@ -76,13 +76,22 @@ impl PeerError {
     }
 }
 
-/// Into the query engine: a timeout stays a timeout (DEADLINE_EXCEEDED on the wire), every other
-/// peer failure is an upstream failure (UNAVAILABLE), with the peer named in the message.
+/// Into the query engine: a timeout stays a timeout (DEADLINE_EXCEEDED on the wire), a peer's
+/// refusal of the caller stays a refusal (UNAUTHENTICATED, PERMISSION_DENIED: the peer's policy
+/// decided), every other peer failure is an upstream failure (UNAVAILABLE); the message names
+/// the peer.
 impl From<PeerError> for DataFusionError {
     fn from(err: PeerError) -> Self {
+        use polder_flight_sql::Error;
         let ours = match &err {
-            PeerError::Timeout { .. } => polder_flight_sql::Error::Timeout(err.to_string()),
-            _ => polder_flight_sql::Error::Upstream(err.to_string()),
+            PeerError::Timeout { .. } => Error::Timeout(err.to_string()),
+            PeerError::Remote { code, .. } if code == "Unauthenticated" => {
+                Error::Unauthenticated(err.to_string())
+            }
+            PeerError::Remote { code, .. } if code == "PermissionDenied" => {
+                Error::Forbidden(err.to_string())
+            }
+            _ => Error::Upstream(err.to_string()),
         };
         DataFusionError::External(Box::new(ours))
     }

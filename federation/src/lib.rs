@@ -28,7 +28,7 @@ pub mod session;
 mod whole;
 
 pub use catalog::PeerCatalog;
-pub use config::{FederationOptions, Manifest, PeerConfig};
+pub use config::{BearerToken, FederationOptions, Manifest, PeerConfig};
 pub use error::PeerError;
 pub use peer::{Peer, Traffic};
 pub use session::{FederatedSession, federated_state, session_state};

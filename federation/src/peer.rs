@@ -212,7 +212,15 @@ impl Peer {
         let inner = arrow_flight::flight_service_client::FlightServiceClient::new(channel)
             .max_decoding_message_size(self.options.max_message_bytes)
             .max_encoding_message_size(self.options.max_message_bytes);
-        FlightClient::new_from_inner(inner)
+        let mut client = FlightClient::new_from_inner(inner);
+        if let Some(token) = &self.options.bearer_token
+            && let Err(err) = client.add_header("authorization", &format!("Bearer {}", token.0))
+        {
+            // Only a token with characters a header cannot carry gets here; the peer then
+            // answers Unauthenticated, which names the peer.
+            tracing::warn!(peer = %self.config.name, error = %err, "bearer token not sent");
+        }
+        client
     }
 
     /// Runs one request under the peer timeout.
@@ -305,6 +313,47 @@ impl Peer {
                 None => Err(peer.timeout()),
             })
             .boxed())
+    }
+
+    /// The same peer, sending `token` as the bearer token of every request: a coordinator
+    /// forwards its caller's token, so that the peer applies its own policy to the caller.
+    pub fn with_bearer(&self, token: &str) -> Peer {
+        let mut peer = self.clone();
+        peer.options.bearer_token = Some(crate::config::BearerToken(token.to_string()));
+        peer
+    }
+
+    /// The schema of one of the peer's tables as this peer connection may read it: the peer
+    /// plans `SELECT *` of it (without running it). `None` when the peer has no such table; a
+    /// table the caller may not read fails with the peer's refusal.
+    pub async fn table_schema(
+        &self,
+        catalog: &str,
+        schema: &str,
+        table: &str,
+    ) -> Result<Option<SchemaRef>, PeerError> {
+        let quote = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+        let command = CommandStatementQuery {
+            query: format!(
+                "SELECT * FROM {}.{}.{}",
+                quote(catalog),
+                quote(schema),
+                quote(table)
+            ),
+            transaction_id: None,
+        };
+        let mut client = self.client(self.channel.clone());
+        let descriptor = FlightDescriptor::new_cmd(command.as_any().encode_to_vec());
+        match self.timed(client.get_flight_info(descriptor)).await {
+            Ok(info) => {
+                let schema = info
+                    .try_decode_schema()
+                    .map_err(|e| self.protocol(format!("schema of {table}: {e}")))?;
+                Ok(Some(Arc::new(schema)))
+            }
+            Err(PeerError::Remote { code, .. }) if code == "NotFound" => Ok(None),
+            Err(err) => Err(err),
+        }
     }
 
     /// Runs `sql` on the peer and streams its answer.

@@ -8,7 +8,7 @@ use tonic::Status;
 ///
 /// Every variant carries a message for humans that names the problem; the variant decides the gRPC
 /// status code, so that clients can react to the kind of failure without parsing text.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     /// The request is malformed: SQL syntax, a type error, a bad ticket or handle, a bad parameter.
     #[error("{0}")]
@@ -16,7 +16,11 @@ pub enum Error {
     /// The request names a table, schema or column that does not exist.
     #[error("{0}")]
     NotFound(String),
-    /// The request is well formed but not allowed: the node is read-only.
+    /// The caller did not prove who they are, and what they asked for needs it.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The request is well formed but not allowed: the node is read-only, or its access
+    /// policy does not grant it to the caller.
     #[error("{0}")]
     Forbidden(String),
     /// A limit was reached: query length, memory, concurrent queries.
@@ -48,6 +52,7 @@ impl Error {
         match self {
             Error::InvalidRequest(_) => "invalid_request",
             Error::NotFound(_) => "not_found",
+            Error::Unauthenticated(_) => "unauthenticated",
             Error::Forbidden(_) => "forbidden",
             Error::ResourceExhausted(_) => "resource_exhausted",
             Error::Timeout(_) => "timeout",
@@ -143,6 +148,7 @@ impl From<Error> for Status {
         match err {
             Error::InvalidRequest(_) => Status::invalid_argument(message),
             Error::NotFound(_) => Status::not_found(message),
+            Error::Unauthenticated(_) => Status::unauthenticated(message),
             Error::Forbidden(_) => Status::permission_denied(message),
             Error::ResourceExhausted(_) => Status::resource_exhausted(message),
             Error::Timeout(_) => Status::deadline_exceeded(message),

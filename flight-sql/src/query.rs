@@ -88,6 +88,18 @@ impl Drop for QueryRuntime {
     }
 }
 
+/// Chooses the session each request is planned against. A node with an access policy gives
+/// every caller a session holding only what that caller may see; the identity comes from the
+/// request's extensions, put there by the authentication layer in front of the service.
+pub trait RequestSessions: Send + Sync + std::fmt::Debug + 'static {
+    /// The session for a request with `extensions`, derived from the node's `base` session.
+    fn session(
+        &self,
+        base: &SessionContext,
+        extensions: &tonic::Extensions,
+    ) -> Result<SessionContext>;
+}
+
 /// Plans and runs read-only SQL against the node's session.
 #[derive(Clone)]
 pub struct QueryEngine {
@@ -95,6 +107,7 @@ pub struct QueryEngine {
     limits: QueryLimits,
     slots: Arc<Semaphore>,
     executor: Option<tokio::runtime::Handle>,
+    sessions: Option<Arc<dyn RequestSessions>>,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -115,7 +128,27 @@ impl QueryEngine {
             limits,
             slots,
             executor: None,
+            sessions: None,
         }
+    }
+
+    /// Plans each request against the session `sessions` chooses for it (see
+    /// [`QueryEngine::for_request`]).
+    pub fn with_sessions(mut self, sessions: Arc<dyn RequestSessions>) -> Self {
+        self.sessions = Some(sessions);
+        self
+    }
+
+    /// The engine for one request: the same limits, query slots and executor, over the session
+    /// chosen for the request's caller.
+    pub fn for_request(&self, extensions: &tonic::Extensions) -> Result<QueryEngine> {
+        let Some(sessions) = &self.sessions else {
+            return Ok(self.clone());
+        };
+        Ok(QueryEngine {
+            ctx: sessions.session(&self.ctx, extensions)?,
+            ..self.clone()
+        })
     }
 
     /// Runs query plans on `executor`, a runtime of their own, instead of the caller's.

@@ -173,8 +173,10 @@ impl PolderFlightSqlService {
         }
     }
 
-    async fn table_names(&self) -> Result<Vec<(String, String, String, TableType, SchemaRef)>> {
-        let ctx = self.engine.session();
+    async fn table_names(
+        engine: &QueryEngine,
+    ) -> Result<Vec<(String, String, String, TableType, SchemaRef)>> {
+        let ctx = engine.session();
         let mut out = vec![];
         let mut catalogs = ctx.catalog_names();
         catalogs.sort();
@@ -311,7 +313,8 @@ impl FlightSqlService for PolderFlightSqlService {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let plan = self.engine.plan(&query.query).await?;
+        let engine = self.engine.for_request(request.extensions())?;
+        let plan = engine.plan(&query.query).await?;
         let handle = StatementHandle::new(query.query).encode();
         let ticket = TicketStatementQuery {
             statement_handle: handle,
@@ -323,11 +326,12 @@ impl FlightSqlService for PolderFlightSqlService {
     async fn do_get_statement(
         &self,
         ticket: TicketStatementQuery,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<FlightDataStream>, Status> {
+        let engine = self.engine.for_request(request.extensions())?;
         let handle = StatementHandle::decode(&ticket.statement_handle)?;
-        let plan = self.engine.plan(&handle.sql).await?;
-        let stream = self.engine.execute(plan, vec![]).await?;
+        let plan = engine.plan(&handle.sql).await?;
+        let stream = engine.execute(plan, vec![]).await?;
         Ok(Response::new(self.encode(stream.schema(), stream)))
     }
 
@@ -337,8 +341,9 @@ impl FlightSqlService for PolderFlightSqlService {
         cmd: CommandPreparedStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
+        let engine = self.engine.for_request(request.extensions())?;
         let handle = self.resolve(&cmd.prepared_statement_handle)?;
-        let plan = self.engine.plan(&handle.sql).await?;
+        let plan = engine.plan(&handle.sql).await?;
         let ticket = CommandPreparedStatementQuery {
             prepared_statement_handle: handle.encode(),
         };
@@ -349,11 +354,12 @@ impl FlightSqlService for PolderFlightSqlService {
     async fn do_get_prepared_statement(
         &self,
         cmd: CommandPreparedStatementQuery,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<FlightDataStream>, Status> {
+        let engine = self.engine.for_request(request.extensions())?;
         let handle = self.resolve(&cmd.prepared_statement_handle)?;
-        let plan = self.engine.plan(&handle.sql).await?;
-        let stream = self.engine.execute(plan, handle.params()?).await?;
+        let plan = engine.plan(&handle.sql).await?;
+        let stream = engine.execute(plan, handle.params()?).await?;
         Ok(Response::new(self.encode(stream.schema(), stream)))
     }
 
@@ -361,9 +367,10 @@ impl FlightSqlService for PolderFlightSqlService {
     async fn do_action_create_prepared_statement(
         &self,
         query: ActionCreatePreparedStatementRequest,
-        _request: Request<Action>,
+        request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        let plan = self.engine.plan(&query.query).await?;
+        let engine = self.engine.for_request(request.extensions())?;
+        let plan = engine.plan(&query.query).await?;
         let parameters = parameter_schema(&plan)?;
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: StatementHandle::new(query.query).encode(),
@@ -459,10 +466,11 @@ impl FlightSqlService for PolderFlightSqlService {
     async fn do_get_catalogs(
         &self,
         query: CommandGetCatalogs,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<FlightDataStream>, Status> {
+        let engine = self.engine.for_request(request.extensions())?;
         let mut builder = query.into_builder();
-        let mut names = self.engine.session().catalog_names();
+        let mut names = engine.session().catalog_names();
         names.sort();
         for name in names {
             builder.append(name);
@@ -482,10 +490,11 @@ impl FlightSqlService for PolderFlightSqlService {
     async fn do_get_schemas(
         &self,
         query: CommandGetDbSchemas,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<FlightDataStream>, Status> {
+        let engine = self.engine.for_request(request.extensions())?;
         let mut builder = query.into_builder();
-        let ctx = self.engine.session();
+        let ctx = engine.session();
         let mut catalogs = ctx.catalog_names();
         catalogs.sort();
         for catalog_name in catalogs {
@@ -512,10 +521,12 @@ impl FlightSqlService for PolderFlightSqlService {
     async fn do_get_tables(
         &self,
         query: CommandGetTables,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<FlightDataStream>, Status> {
+        let engine = self.engine.for_request(request.extensions())?;
         let mut builder = query.into_builder();
-        for (catalog, schema, table, table_type, table_schema) in self.table_names().await? {
+        for (catalog, schema, table, table_type, table_schema) in Self::table_names(&engine).await?
+        {
             builder
                 .append(
                     catalog,
@@ -601,13 +612,17 @@ impl FlightSqlService for PolderFlightSqlService {
     async fn do_get_primary_keys(
         &self,
         query: CommandGetPrimaryKeys,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<FlightDataStream>, Status> {
-        let exists = self.table_names().await?.iter().any(|(c, s, t, _, _)| {
-            query.catalog.as_ref().is_none_or(|q| q == c)
-                && query.db_schema.as_ref().is_none_or(|q| q == s)
-                && &query.table == t
-        });
+        let engine = self.engine.for_request(request.extensions())?;
+        let exists = Self::table_names(&engine)
+            .await?
+            .iter()
+            .any(|(c, s, t, _, _)| {
+                query.catalog.as_ref().is_none_or(|q| q == c)
+                    && query.db_schema.as_ref().is_none_or(|q| q == s)
+                    && &query.table == t
+            });
         if !exists {
             return Err(Error::NotFound(format!("table '{}' not found", query.table)).into());
         }

@@ -26,6 +26,67 @@ pub enum Command {
     Sql(SqlArgs),
     /// Start three sample cities as a federation, run example queries across them, keep serving.
     Demo(DemoArgs),
+    /// Development keys and tokens: `keygen` writes a key pair and its JWKS, `mint` signs a token.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+/// `polder token` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Write a new Ed25519 private key (PEM) and its public JWKS into a directory.
+    Keygen(KeygenArgs),
+    /// Print a token signed with a local private key, for development and tests.
+    Mint(Box<MintArgs>),
+}
+
+/// Flags of `polder token keygen`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Directory to write `token-key.pem` (private, mode 0600) and `jwks.json` (public) into.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The key id (`kid`) in the JWKS.
+    #[arg(long, default_value = "polder-dev")]
+    pub kid: String,
+}
+
+/// Flags of `polder token mint`.
+#[derive(Debug, Args)]
+pub struct MintArgs {
+    /// The PEM private key to sign with.
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// The key id (`kid`) put in the token's header.
+    #[arg(long, default_value = "polder-dev")]
+    pub kid: String,
+    /// The signature algorithm: EdDSA (keygen's keys), RS256, PS256, ES256, ...
+    #[arg(long, default_value = "EdDSA")]
+    pub alg: String,
+    /// The issuer (`iss`).
+    #[arg(long)]
+    pub issuer: String,
+    /// The audience (`aud`).
+    #[arg(long)]
+    pub audience: String,
+    /// The subject (`sub`).
+    #[arg(long)]
+    pub subject: String,
+    /// A group (`groups`); repeatable.
+    #[arg(long = "group", value_name = "GROUP")]
+    pub groups: Vec<String>,
+    /// A role (`roles`); repeatable.
+    #[arg(long = "role", value_name = "ROLE")]
+    pub roles: Vec<String>,
+    /// The organisation (`org`).
+    #[arg(long)]
+    pub org: Option<String>,
+    /// Why the data is asked for (`purpose`).
+    #[arg(long)]
+    pub purpose: Option<String>,
+    /// How long the token is valid.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub ttl: std::time::Duration,
 }
 
 /// Flags of `polder serve`; each overrides the config file.
@@ -64,6 +125,20 @@ pub struct ServeArgs {
     /// own entry in it is skipped.
     #[arg(long, value_name = "FILE", env = "POLDER_FEDERATION")]
     pub federation: Option<PathBuf>,
+    /// Require bearer tokens signed by a key of this JWKS (a file, or an https:// URL). With
+    /// --issuer and --audience it sets up [auth]; datasets are then readable only as the
+    /// access policy (--policy) allows.
+    #[arg(long, value_name = "FILE|URL", env = "POLDER_JWKS")]
+    pub jwks: Option<String>,
+    /// The one accepted token issuer (`iss`).
+    #[arg(long, value_name = "ISSUER", env = "POLDER_ISSUER")]
+    pub issuer: Option<String>,
+    /// The audience (`aud`) tokens must carry.
+    #[arg(long, value_name = "AUDIENCE", env = "POLDER_AUDIENCE")]
+    pub audience: Option<String>,
+    /// The access policy file (TOML; see docs/security-guide.md).
+    #[arg(long, value_name = "FILE", env = "POLDER_POLICY")]
+    pub policy: Option<PathBuf>,
 }
 
 /// Output formats of `polder sql`.
@@ -116,6 +191,14 @@ pub struct SqlArgs {
     /// How long a node may take to answer, and to send each next batch.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
     pub peer_timeout: std::time::Duration,
+    /// A bearer token sent to every node (for nodes that require authentication).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "POLDER_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
     /// Send every query whole to where its data lives (default). `--no-pushdown` scans remote
     /// tables whole and computes here: only for measuring what pushdown gains.
     #[arg(long = "no-pushdown", action = clap::ArgAction::SetFalse)]

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use std::collections::BTreeMap;
 
+use polder_access::AuthConfig;
 use polder_catalog::{CatalogConfig, DatasetConfig};
 use polder_connectors::FileTableConfig;
 use polder_federation::{FederationOptions, PeerConfig};
@@ -63,6 +64,9 @@ pub struct NodeConfig {
     /// Limits on talking to peers.
     #[serde(default)]
     pub federation: FederationOptions,
+    /// Bearer-token authentication and the access policy. Without it the node is open: every
+    /// caller reads every dataset.
+    pub auth: Option<AuthConfig>,
 }
 
 /// Identity and addresses of the node.
@@ -224,6 +228,12 @@ impl NodeConfig {
             for table in &mut config.tables {
                 table.location = resolve_relative(dir, &table.location);
             }
+            if let Some(auth) = &mut config.auth {
+                auth.jwks = resolve_relative(dir, &auth.jwks);
+                if let Some(policy) = &mut auth.policy {
+                    *policy = dir.join(&*policy);
+                }
+            }
         }
         Ok(config)
     }
@@ -318,6 +328,9 @@ impl NodeConfig {
                 "federation.max_message_bytes must be greater than 0".into(),
             ));
         }
+        if let Some(auth) = &self.auth {
+            auth.validate().map_err(ConfigError::Invalid)?;
+        }
         Ok(())
     }
 }
@@ -398,6 +411,40 @@ mod tests {
                 || reference.contains(&format!("{key}]]`"));
             assert!(listed, "docs/config-reference.md lacks `{key}`");
         }
+    }
+
+    #[test]
+    fn auth_section_is_typed_and_bounded() {
+        let text = "[auth]\njwks = 'keys/jwks.json'\nissuer = 'https://idp'\naudience = 'utrecht'\npolicy = 'policy.toml'\n";
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(&path, text).unwrap();
+        let config = NodeConfig::load(&path).unwrap();
+        let auth = config.auth.as_ref().unwrap();
+        // Files named in [auth] are relative to the config file, like table locations.
+        assert_eq!(
+            auth.jwks,
+            dir.path().join("keys/jwks.json").display().to_string()
+        );
+        assert_eq!(
+            auth.policy.as_deref(),
+            Some(dir.path().join("policy.toml").as_path())
+        );
+        assert_eq!(auth.leeway, Duration::from_secs(30));
+        config.validate().unwrap();
+
+        let lax = format!("{text}leeway = '5m'\n");
+        let config: NodeConfig = toml::from_str(&lax).unwrap();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("auth.leeway"), "{err}");
+        let err = toml::from_str::<NodeConfig>(&format!("{text}algorithm = 'HS256'\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("algorithm"), "{err}");
+        let err = toml::from_str::<NodeConfig>("[auth]\njwks = 'x'\nissuer = 'y'\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("audience"), "{err}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod demo;
 mod http;
 mod sql;
 mod startup;
+mod token;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -39,7 +40,7 @@ async fn run() -> std::process::ExitCode {
     let cli = Cli::parse();
     // The client and the demo print answers; their log shows only what went wrong.
     let default_level = match cli.command {
-        Command::Sql(_) | Command::Demo(_) => "warn",
+        Command::Sql(_) | Command::Demo(_) | Command::Token(_) => "warn",
         _ => "info",
     };
     tracing_subscriber::fmt()
@@ -54,6 +55,7 @@ async fn run() -> std::process::ExitCode {
         Command::DemoData(args) => demo_data(&args.out),
         Command::Sql(args) => sql::run(args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Token(command) => token::run(command),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

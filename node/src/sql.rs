@@ -19,7 +19,7 @@ use datafusion::sql::parser::DFParserBuilder;
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use futures::StreamExt;
 use parquet::arrow::ArrowWriter;
-use polder_federation::{FederatedSession, FederationOptions, Manifest, PeerConfig};
+use polder_federation::{BearerToken, FederatedSession, FederationOptions, Manifest, PeerConfig};
 
 use crate::cli::{OutputFormat, SqlArgs};
 
@@ -32,9 +32,15 @@ const MEMORY_LIMIT_BYTES: usize = 4 * 1024 * 1024 * 1024;
 /// Runs `polder sql`.
 pub async fn run(args: SqlArgs) -> anyhow::Result<()> {
     let peers = peers_of(&args.nodes, args.federation.as_deref())?;
+    if let Some(token) = &args.token
+        && (token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()))
+    {
+        bail!("--token must be a bearer token: visible ASCII characters, no spaces");
+    }
     let options = FederationOptions {
         peer_timeout: args.peer_timeout,
         pushdown: args.pushdown,
+        bearer_token: args.token.clone().map(BearerToken),
         ..FederationOptions::default()
     };
     let (ctx, federation) = client_session(&peers, &options).await?;

@@ -12,7 +12,9 @@ use polder_flight_sql::{
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::interceptor::InterceptedService;
 
+use polder_access::{AuthConfig, AuthInterceptor, Authenticator, Policy, PolicySessions};
 use polder_federation::{FederatedSession, Manifest, PeerConfig};
 use tracing::{info, warn};
 
@@ -53,7 +55,50 @@ pub fn effective_config(args: &ServeArgs) -> anyhow::Result<NodeConfig> {
             PeerConfig::parse_flag(spec).map_err(|e| anyhow::anyhow!("invalid --peer: {e}"))?;
         set_peer(&mut config.peers, peer);
     }
+    apply_auth_flags(&mut config, args)?;
     complete(config)
+}
+
+/// `--jwks`, `--issuer`, `--audience` and `--policy` override `[auth]`; without an `[auth]` in
+/// the file, the first three together set it up.
+fn apply_auth_flags(config: &mut NodeConfig, args: &ServeArgs) -> anyhow::Result<()> {
+    let any = args.jwks.is_some() || args.issuer.is_some() || args.audience.is_some();
+    if config.auth.is_none() {
+        if !any {
+            if args.policy.is_some() {
+                anyhow::bail!(
+                    "--policy needs authentication: give --jwks, --issuer and --audience (or [auth] in the config)"
+                );
+            }
+            return Ok(());
+        }
+        match (&args.jwks, &args.issuer, &args.audience) {
+            (Some(jwks), Some(issuer), Some(audience)) => {
+                config.auth = Some(AuthConfig::new(
+                    jwks.clone(),
+                    issuer.clone(),
+                    audience.clone(),
+                ));
+            }
+            _ => anyhow::bail!(
+                "authentication needs all of --jwks, --issuer and --audience (or [auth] in the config)"
+            ),
+        }
+    }
+    let auth = config.auth.as_mut().expect("set above");
+    if let Some(jwks) = &args.jwks {
+        auth.jwks = jwks.clone();
+    }
+    if let Some(issuer) = &args.issuer {
+        auth.issuer = issuer.clone();
+    }
+    if let Some(audience) = &args.audience {
+        auth.audience = audience.clone();
+    }
+    if let Some(policy) = &args.policy {
+        auth.policy = Some(policy.clone());
+    }
+    Ok(())
 }
 
 /// A peer given again (on the command line after the file) replaces the earlier one.
@@ -157,8 +202,36 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     node.stop().await
 }
 
+/// Authentication and the access policy of a node that has `[auth]`.
+struct Access {
+    authenticator: Arc<Authenticator>,
+    policy: Arc<Policy>,
+}
+
+impl Access {
+    /// Loads the policy and the JWKS; either failing stops the node from starting.
+    async fn load(auth: &AuthConfig) -> anyhow::Result<Self> {
+        let policy = match &auth.policy {
+            Some(path) => Policy::load(path)?,
+            None => {
+                warn!("[auth] without a policy: no dataset is readable (default deny)");
+                Policy::default()
+            }
+        };
+        let authenticator = Authenticator::start(auth, policy.has_public_datasets()).await?;
+        Ok(Self {
+            authenticator,
+            policy: Arc::new(policy),
+        })
+    }
+}
+
 /// Starts a node with a complete configuration (see [`complete`]); returns once it is ready.
 pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
+    let access = match &config.auth {
+        Some(auth) => Some(Access::load(auth).await?),
+        None => None,
+    };
     let ctx = session(&config)?;
     let schema = datasets::register_catalog(&ctx, &config.node.name);
 
@@ -220,16 +293,30 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     // Query plans run on a runtime of their own, so CPU-bound operators never stall the
     // gRPC and HTTP services or the timers that end queries at their deadline.
     let query_runtime = QueryRuntime::new().context("cannot start the query runtime")?;
-    let engine = QueryEngine::new(ctx.clone(), query_limits).with_executor(query_runtime.handle());
+    let mut engine =
+        QueryEngine::new(ctx.clone(), query_limits).with_executor(query_runtime.handle());
+    let sessions = access
+        .as_ref()
+        .map(|a| PolicySessions::new(Arc::clone(&a.policy), config.node.name.clone()));
+    if let Some(sessions) = &sessions {
+        engine = engine.with_sessions(Arc::new(sessions.clone()));
+    }
     let service = PolderFlightSqlService::new(engine, flight_config)?;
+    // With [auth], one interceptor in front of every RPC establishes who is asking.
+    let router = match &access {
+        Some(access) => PolderFlightSqlService::transport().add_service(InterceptedService::new(
+            service.into_server(),
+            AuthInterceptor::new(Arc::clone(&access.authenticator)),
+        )),
+        None => PolderFlightSqlService::transport().add_service(service.into_server()),
+    };
     let mut flight_shutdown = shutdown_rx.clone();
-    let flight = tokio::spawn(
-        PolderFlightSqlService::transport()
-            .add_service(service.into_server())
-            .serve_with_incoming_shutdown(TcpListenerStream::new(flight_listener), async move {
-                let _ = flight_shutdown.wait_for(|stop| *stop).await;
-            }),
-    );
+    let flight = tokio::spawn(router.serve_with_incoming_shutdown(
+        TcpListenerStream::new(flight_listener),
+        async move {
+            let _ = flight_shutdown.wait_for(|stop| *stop).await;
+        },
+    ));
 
     // Datasets load after the listeners are up, so /healthz answers and /readyz reports
     // progress; the node is ready once every dataset is loaded or skipped.
@@ -246,6 +333,15 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         &readiness,
     )
     .await?;
+    if let Some(access) = &access {
+        let mut tables = std::collections::BTreeMap::new();
+        for name in schema.table_names() {
+            if let Some(table) = schema.table(&name).await? {
+                tables.insert(name, table.schema());
+            }
+        }
+        access.policy.check(&tables)?;
+    }
     let mut catalog_config = config.catalog.clone().unwrap_or_default();
     if catalog_config.base_url.is_none() {
         // Only sample metadata gets here (checked at startup): IRIs under the HTTP address.
@@ -260,6 +356,17 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     // Peers become catalogs of the session; one that cannot be reached now is retried in the
     // background, and queries naming its tables fail with the reason until it answers.
     let federation = FederatedSession::register(&ctx, &config.peers, &config.federation).await?;
+    // An authenticated caller's queries reach each peer with the caller's own token, so each
+    // peer applies its own policy.
+    if let Some(sessions) = &sessions {
+        for catalog in &federation.catalogs {
+            let catalog = Arc::clone(catalog);
+            sessions.forward(
+                catalog.peer().name().to_string(),
+                Arc::new(move |token: &str| catalog.for_caller(token)),
+            );
+        }
+    }
     for err in &federation.unavailable {
         warn!(peer = %err.peer(), error = %err, "peer not reachable at startup; retrying in the background");
     }

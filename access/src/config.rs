@@ -1,0 +1,87 @@
+//! The `[auth]` section of a node's configuration.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The longest clock skew a node tolerates on `exp` and `nbf`.
+pub const MAX_LEEWAY: Duration = Duration::from_secs(60);
+
+/// How callers prove who they are, and what each may read.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Where the identity provider's public keys are: a JWKS file (a path or `file://` URL) or
+    /// an `https://` (or `http://`) URL.
+    pub jwks: String,
+    /// The one accepted `iss` claim.
+    pub issuer: String,
+    /// The `aud` value a token must carry (usually the node's own name or URL).
+    pub audience: String,
+    /// Tolerated clock skew on `exp` and `nbf`; at most 60 s.
+    #[serde(default = "default_leeway", with = "humantime_serde")]
+    pub leeway: Duration,
+    /// How often the JWKS is fetched again (keys rotate); the last good set is kept when a
+    /// fetch fails.
+    #[serde(default = "default_refresh_interval", with = "humantime_serde")]
+    pub refresh_interval: Duration,
+    /// Longest bearer token accepted, in bytes.
+    #[serde(default = "default_max_token_bytes")]
+    pub max_token_bytes: usize,
+    /// The access policy (TOML). Without one, nothing is readable: default deny.
+    pub policy: Option<PathBuf>,
+}
+
+fn default_leeway() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_refresh_interval() -> Duration {
+    Duration::from_secs(300)
+}
+
+fn default_max_token_bytes() -> usize {
+    8 * 1024
+}
+
+impl AuthConfig {
+    /// Settings with defaults for everything but the three required values.
+    pub fn new(jwks: String, issuer: String, audience: String) -> Self {
+        Self {
+            jwks,
+            issuer,
+            audience,
+            leeway: default_leeway(),
+            refresh_interval: default_refresh_interval(),
+            max_token_bytes: default_max_token_bytes(),
+            policy: None,
+        }
+    }
+
+    /// Checks ranges and required values; the message names the key at fault.
+    pub fn validate(&self) -> Result<(), String> {
+        for (key, value) in [
+            ("auth.jwks", &self.jwks),
+            ("auth.issuer", &self.issuer),
+            ("auth.audience", &self.audience),
+        ] {
+            if value.trim().is_empty() {
+                return Err(format!("{key} must not be empty"));
+            }
+        }
+        if self.leeway > MAX_LEEWAY {
+            return Err(format!(
+                "auth.leeway is {:?}; at most {MAX_LEEWAY:?} is allowed",
+                self.leeway
+            ));
+        }
+        if self.refresh_interval < Duration::from_secs(1) {
+            return Err("auth.refresh_interval must be at least 1s".into());
+        }
+        if self.max_token_bytes < 256 {
+            return Err("auth.max_token_bytes must be at least 256".into());
+        }
+        Ok(())
+    }
+}

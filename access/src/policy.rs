@@ -1,0 +1,415 @@
+//! The access policy: per dataset, who may read it and which of its columns.
+//!
+//! Modelled on Trino's file-based access control: per dataset an ordered list of rules, the
+//! first rule whose conditions match the caller's claims decides, and what no rule grants is
+//! denied. A dataset can be declared public (readable without a token) and bound to purposes
+//! (the token's `purpose` claim must be one of them).
+//!
+//! ```toml
+//! [[dataset]]
+//! name = "air_quality"
+//! public = true
+//!
+//! [[dataset]]
+//! name = "traffic_counts"
+//! purposes = ["mobility-planning", "research"]
+//!
+//!   [[dataset.rule]]
+//!   groups = ["mobility"]
+//!   access = "raw"
+//!
+//!   [[dataset.rule]]
+//!   organisations = ["gemeente-utrecht"]
+//!   access = "raw"
+//!   deny_columns = ["segment_id"]
+//! ```
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use polder_flight_sql::Error;
+use serde::Deserialize;
+
+use crate::auth::{Claims, Identity};
+use crate::error::PolicyError;
+
+/// A node's access policy, checked against its datasets.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    datasets: BTreeMap<String, DatasetPolicy>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    #[serde(default, rename = "dataset")]
+    datasets: Vec<DatasetPolicy>,
+}
+
+/// The policy of one dataset.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetPolicy {
+    /// The table's name on this node.
+    pub name: String,
+    /// Readable by anyone, also without a token, with all its columns.
+    #[serde(default)]
+    pub public: bool,
+    /// When not empty, a caller's token must carry one of these as its `purpose` claim.
+    #[serde(default)]
+    pub purposes: Vec<String>,
+    /// Ordered rules; the first that matches the caller decides.
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<Rule>,
+}
+
+/// One rule: conditions on the caller's claims, and what it grants.
+///
+/// Each condition given must hold (a caller matches a list when one of its values is in it); a
+/// rule without conditions matches every authenticated caller.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// `sub` values.
+    #[serde(default)]
+    pub subjects: Vec<String>,
+    /// Values of the `groups` claim.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Values of the `roles` claim.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Values of the `org` claim.
+    #[serde(default)]
+    pub organisations: Vec<String>,
+    /// What the rule grants.
+    pub access: Access,
+    /// Columns the caller does not see at all (not in metadata, not in `SELECT *`).
+    #[serde(default)]
+    pub deny_columns: Vec<String>,
+}
+
+/// What a rule grants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    /// Rows as stored, minus the denied columns.
+    Raw,
+    /// Nothing.
+    Deny,
+}
+
+impl Rule {
+    fn matches(&self, claims: &Claims) -> bool {
+        let any = |wanted: &[String], have: &[&str]| {
+            wanted.is_empty() || have.iter().any(|h| wanted.iter().any(|w| w == h))
+        };
+        let groups: Vec<&str> = claims.groups.iter().map(String::as_str).collect();
+        let roles: Vec<&str> = claims.roles.iter().map(String::as_str).collect();
+        let org: Vec<&str> = claims.org.iter().map(String::as_str).collect();
+        any(&self.subjects, &[claims.sub.as_str()])
+            && any(&self.groups, &groups)
+            && any(&self.roles, &roles)
+            && any(&self.organisations, &org)
+    }
+}
+
+/// What the policy decides for one caller and one dataset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// The caller reads the dataset without these columns.
+    Read {
+        /// Columns removed from the caller's view.
+        denied_columns: Vec<String>,
+    },
+    /// The caller may not read the dataset; the error says why.
+    Refuse(Error),
+}
+
+impl Policy {
+    /// Loads a policy file; unknown keys and wrong types fail with the line.
+    pub fn load(path: &Path) -> Result<Self, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|e| PolicyError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Self::parse(&text).map_err(|e| match e {
+            PolicyError::Parse { reason, .. } => PolicyError::Parse {
+                path: path.display().to_string(),
+                reason,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses a policy document.
+    pub fn parse(text: &str) -> Result<Self, PolicyError> {
+        let file: PolicyFile = toml::from_str(text).map_err(|e| PolicyError::Parse {
+            path: "<inline>".into(),
+            reason: e.to_string(),
+        })?;
+        let mut datasets = BTreeMap::new();
+        for dataset in file.datasets {
+            if dataset.public && !dataset.purposes.is_empty() {
+                return Err(PolicyError::Invalid(format!(
+                    "dataset '{}' is public and bound to purposes; anonymous callers have no purpose",
+                    dataset.name
+                )));
+            }
+            if dataset.purposes.iter().any(|p| p.trim().is_empty()) {
+                return Err(PolicyError::Invalid(format!(
+                    "dataset '{}' lists an empty purpose",
+                    dataset.name
+                )));
+            }
+            let name = dataset.name.clone();
+            if datasets.insert(name.clone(), dataset).is_some() {
+                return Err(PolicyError::Invalid(format!(
+                    "dataset '{name}' has two policies"
+                )));
+            }
+        }
+        Ok(Self { datasets })
+    }
+
+    /// Checks the policy against the node's tables: every dataset and every denied column must
+    /// exist, so that a typo cannot leave a column readable.
+    pub fn check(&self, tables: &BTreeMap<String, SchemaRef>) -> Result<(), PolicyError> {
+        for (name, dataset) in &self.datasets {
+            let Some(schema) = tables.get(name) else {
+                let known: Vec<&str> = tables.keys().map(String::as_str).collect();
+                return Err(PolicyError::Invalid(format!(
+                    "dataset '{name}' is not served by this node (its tables: {})",
+                    known.join(", ")
+                )));
+            };
+            for (index, rule) in dataset.rules.iter().enumerate() {
+                for column in &rule.deny_columns {
+                    if schema.field_with_name(column).is_err() {
+                        return Err(PolicyError::Invalid(format!(
+                            "rule {} of dataset '{name}' denies column '{column}', which the dataset does not have",
+                            index + 1
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether anyone may read something without a token.
+    pub fn has_public_datasets(&self) -> bool {
+        self.datasets.values().any(|d| d.public)
+    }
+
+    /// What `identity` may do with the dataset `name`.
+    pub fn decide(&self, identity: &Identity, name: &str) -> Decision {
+        let all = Decision::Read {
+            denied_columns: vec![],
+        };
+        let dataset = self.datasets.get(name);
+        let claims = match identity {
+            Identity::Anonymous => {
+                return match dataset {
+                    Some(d) if d.public => all,
+                    _ => Decision::Refuse(Error::Unauthenticated(format!(
+                        "unauthenticated: dataset '{name}' is not public; a bearer token is required"
+                    ))),
+                };
+            }
+            Identity::User { claims, .. } => claims,
+        };
+        let Some(dataset) = dataset else {
+            return refuse(name, "no rule of the access policy grants it");
+        };
+        if !dataset.purposes.is_empty() {
+            let ok = claims
+                .purpose
+                .as_ref()
+                .is_some_and(|p| dataset.purposes.contains(p));
+            if !ok {
+                return refuse(
+                    name,
+                    &format!(
+                        "it may be read only for the purposes {}, and the token's purpose claim is none of them",
+                        dataset.purposes.join(", ")
+                    ),
+                );
+            }
+        }
+        match dataset.rules.iter().position(|r| r.matches(claims)) {
+            Some(index) => {
+                let rule = &dataset.rules[index];
+                match rule.access {
+                    Access::Raw => Decision::Read {
+                        denied_columns: rule.deny_columns.clone(),
+                    },
+                    Access::Deny => refuse(name, &format!("rule {} denies it", index + 1)),
+                }
+            }
+            None if dataset.public => all,
+            None => refuse(name, "no rule of the access policy grants it"),
+        }
+    }
+
+    /// The datasets the policy names.
+    pub fn dataset_names(&self) -> HashSet<&str> {
+        self.datasets.keys().map(String::as_str).collect()
+    }
+}
+
+fn refuse(name: &str, why: &str) -> Decision {
+    Decision::Refuse(Error::Forbidden(format!(
+        "access to dataset '{name}' denied: {why}"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    const POLICY: &str = r#"
+        [[dataset]]
+        name = "air_quality"
+        public = true
+
+        [[dataset]]
+        name = "traffic_counts"
+        purposes = ["research"]
+
+          [[dataset.rule]]
+          subjects = ["mallory"]
+          access = "deny"
+
+          [[dataset.rule]]
+          groups = ["mobility", "analysts"]
+          access = "raw"
+
+          [[dataset.rule]]
+          organisations = ["gemeente-utrecht"]
+          access = "raw"
+          deny_columns = ["segment_id"]
+    "#;
+
+    fn user(sub: &str, groups: &[&str], org: Option<&str>, purpose: Option<&str>) -> Identity {
+        Identity::User {
+            claims: Arc::new(Claims {
+                sub: sub.into(),
+                iss: "https://idp.test".into(),
+                groups: groups.iter().map(|g| g.to_string()).collect(),
+                roles: vec![],
+                org: org.map(Into::into),
+                purpose: purpose.map(Into::into),
+            }),
+            token: Arc::from("t"),
+        }
+    }
+
+    fn read(columns: &[&str]) -> Decision {
+        Decision::Read {
+            denied_columns: columns.iter().map(|c| c.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn first_matching_rule_decides_and_default_is_deny() {
+        let policy = Policy::parse(POLICY).unwrap();
+        let analyst = user("alice", &["analysts"], None, Some("research"));
+        assert_eq!(policy.decide(&analyst, "traffic_counts"), read(&[]));
+        let clerk = user("bob", &[], Some("gemeente-utrecht"), Some("research"));
+        assert_eq!(
+            policy.decide(&clerk, "traffic_counts"),
+            read(&["segment_id"])
+        );
+        // Listed first, the deny rule wins over the group grant.
+        let mallory = user("mallory", &["analysts"], None, Some("research"));
+        assert!(matches!(
+            policy.decide(&mallory, "traffic_counts"),
+            Decision::Refuse(Error::Forbidden(m)) if m.contains("rule 1")
+        ));
+        // No rule matches; a dataset without policy; the wrong or no purpose.
+        let stranger = user("eve", &["other"], None, Some("research"));
+        assert!(matches!(
+            policy.decide(&stranger, "traffic_counts"),
+            Decision::Refuse(Error::Forbidden(_))
+        ));
+        assert!(matches!(
+            policy.decide(&analyst, "neighbourhoods"),
+            Decision::Refuse(Error::Forbidden(_))
+        ));
+        for purpose in [None, Some("marketing")] {
+            let analyst = user("alice", &["analysts"], None, purpose);
+            assert!(matches!(
+                policy.decide(&analyst, "traffic_counts"),
+                Decision::Refuse(Error::Forbidden(m)) if m.contains("purposes research")
+            ));
+        }
+    }
+
+    #[test]
+    fn anonymous_callers_read_public_datasets_only() {
+        let policy = Policy::parse(POLICY).unwrap();
+        assert!(policy.has_public_datasets());
+        assert_eq!(
+            policy.decide(&Identity::Anonymous, "air_quality"),
+            read(&[])
+        );
+        assert!(matches!(
+            policy.decide(&Identity::Anonymous, "traffic_counts"),
+            Decision::Refuse(Error::Unauthenticated(_))
+        ));
+        // Authenticated callers no rule matches read a public dataset too.
+        let stranger = user("eve", &[], None, None);
+        assert_eq!(policy.decide(&stranger, "air_quality"), read(&[]));
+    }
+
+    #[test]
+    fn refuses_bad_policies() {
+        for (text, expected) in [
+            ("[[dataset]]\nname = \"a\"\nsecret = true", "unknown field"),
+            (
+                "[[dataset]]\nname = \"a\"\n[[dataset.rule]]\naccess = \"aggregate-ish\"",
+                "unknown variant",
+            ),
+            (
+                "[[dataset]]\nname = \"a\"\n[[dataset.rule]]\ngroups = \"x\"\naccess = \"raw\"",
+                "invalid type",
+            ),
+            (
+                "[[dataset]]\nname = \"a\"\npublic = true\npurposes = [\"x\"]",
+                "public and bound to purposes",
+            ),
+            (
+                "[[dataset]]\nname = \"a\"\n[[dataset]]\nname = \"a\"",
+                "two policies",
+            ),
+        ] {
+            let err = Policy::parse(text).unwrap_err().to_string();
+            assert!(err.contains(expected), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn checks_datasets_and_columns_against_the_node() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("segment_id", DataType::Int64, false),
+            Field::new("count", DataType::Int64, false),
+        ]));
+        let mut tables = BTreeMap::new();
+        tables.insert("traffic_counts".to_string(), schema.clone());
+        tables.insert("air_quality".to_string(), schema);
+        Policy::parse(POLICY).unwrap().check(&tables).unwrap();
+
+        let typo = POLICY.replace("\"segment_id\"", "\"segmentid\"");
+        let err = Policy::parse(&typo).unwrap().check(&tables).unwrap_err();
+        assert!(err.to_string().contains("'segmentid'"), "{err}");
+        tables.remove("air_quality");
+        let err = Policy::parse(POLICY).unwrap().check(&tables).unwrap_err();
+        assert!(err.to_string().contains("'air_quality'"), "{err}");
+    }
+}

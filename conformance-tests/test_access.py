@@ -1,0 +1,512 @@
+"""Access control (UDN-AUTH): bearer tokens on every RPC, default deny, public datasets,
+ordered rules on claims, denied columns, purpose binding, and policy validation at startup.
+
+Two nodes serve the sample city "utrecht" with authentication. The strict node has no public
+dataset, so it refuses anonymous callers outright; the open node declares `air_quality` public
+and grants `traffic_counts` by rules. The suite plays identity provider: its RSA key's JWKS is
+the nodes' JWKS, and PyJWT signs the tokens.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import adbc_driver_flightsql as flightsql
+import adbc_driver_flightsql.dbapi
+import adbc_driver_manager
+import pyarrow as pa
+import pyarrow.flight as flight
+import pytest
+
+from udn_conformance import flightsql as fsql
+from udn_conformance import proto, tokens
+from udn_conformance.errors import adbc_grpc_status, flight_grpc_status
+from udn_conformance.node import NodeStartError
+
+AUDIENCE = "utrecht"
+OPTIONS = fsql.OPTIONS
+
+STRICT_POLICY = """
+[[dataset]]
+name = "traffic_counts"
+  [[dataset.rule]]
+  groups = ["mobility"]
+  access = "raw"
+"""
+
+OPEN_POLICY = """
+[[dataset]]
+name = "air_quality"
+public = true
+
+[[dataset]]
+name = "traffic_counts"
+purposes = ["research", "mobility-planning"]
+
+  [[dataset.rule]]
+  subjects = ["mallory"]
+  access = "deny"
+
+  [[dataset.rule]]
+  groups = ["mobility"]
+  access = "raw"
+  deny_columns = ["segment_id", "v85"]
+
+  [[dataset.rule]]
+  organisations = ["gemeente-utrecht"]
+  access = "raw"
+"""
+
+
+class Bearer(flight.ClientMiddlewareFactory):
+    """Sends the given `authorization` header value(s) on every call."""
+
+    def __init__(self, *values: str):
+        self.values = list(values)
+
+    def start_call(self, info):
+        values = self.values
+
+        class _Middleware(flight.ClientMiddleware):
+            def sending_headers(self):
+                return {"authorization": values} if values else {}
+
+        return _Middleware()
+
+
+def client(node, *values: str) -> flight.FlightClient:
+    return flight.FlightClient(node.flight_url, middleware=[Bearer(*values)])
+
+
+def adbc(node, token: str | None):
+    options = {flightsql.DatabaseOptions.TIMEOUT_QUERY.value: "60"}
+    if token is not None:
+        options[flightsql.DatabaseOptions.AUTHORIZATION_HEADER.value] = f"Bearer {token}"
+    return adbc_driver_flightsql.dbapi.connect(node.flight_url, db_kwargs=options, autocommit=True)
+
+
+@pytest.fixture(scope="module")
+def idp(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("idp")
+    signer = tokens.Signer.new()
+    return signer, signer.write_jwks(directory / "jwks.json"), directory
+
+
+def auth_args(idp, policy_text: str, name: str, audience: str = AUDIENCE) -> list[str]:
+    _, jwks, directory = idp
+    policy = directory / f"{name}.toml"
+    policy.write_text(policy_text)
+    return [
+        "--jwks", str(jwks), "--issuer", tokens.ISSUER, "--audience", audience,
+        "--policy", str(policy),
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def strict_node(launcher, idp):
+    return launcher.spawn(auth_args(idp, STRICT_POLICY, "strict"), name="utrecht")
+
+
+@pytest.fixture(scope="module")
+def open_node(launcher, idp):
+    return launcher.spawn(auth_args(idp, OPEN_POLICY, "open"), name="utrecht")
+
+
+def token(idp, audience: str | list[str] = AUDIENCE, **claims) -> str:
+    signer, _, _ = idp
+    return signer.token(audience, **claims)
+
+
+def bad_tokens(idp) -> dict[str, list[str]]:
+    """Each refused credential as the `authorization` header values it is sent as."""
+    signer, _, _ = idp
+    foreign = tokens.Signer.new(kid=signer.kid)  # same kid, another key
+    unknown_kid = tokens.Signer(signer.key, kid="not-in-the-jwks")
+    valid = signer.token(AUDIENCE, groups=["mobility"])
+    t = int(time.time())
+    return {
+        "missing token": [],
+        "garbage": ["Bearer not-a-jwt"],
+        "not a bearer scheme": [f"Basic {valid}"],
+        "alg none": [f"Bearer {tokens.alg_none(AUDIENCE)}"],
+        "HS256 keyed with the RSA public key": [
+            f"Bearer {tokens.hs256_with_public_key(signer, AUDIENCE)}"
+        ],
+        "unknown kid": [f"Bearer {unknown_kid.token(AUDIENCE)}"],
+        "foreign key": [f"Bearer {foreign.token(AUDIENCE)}"],
+        "expired": [f"Bearer {signer.token(AUDIENCE, exp=t - 3600, nbf=t - 7200)}"],
+        "not yet valid": [f"Bearer {signer.token(AUDIENCE, nbf=t + 3600, exp=t + 7200)}"],
+        "wrong issuer": [f"Bearer {signer.token(AUDIENCE, iss='https://evil.example')}"],
+        "wrong audience": [f"Bearer {signer.token('rotterdam')}"],
+        "no exp": [f"Bearer {signer.token(AUDIENCE, exp=None)}"],
+        "no sub": [f"Bearer {signer.token(AUDIENCE, sub=None)}"],
+        "exp as a string": [f"Bearer {signer.token(AUDIENCE, exp=str(t + 600))}"],
+        "groups as a string": [f"Bearer {signer.token(AUDIENCE, groups='mobility')}"],
+        "oversized token": [f"Bearer {signer.token(AUDIENCE, pad='x' * 7_000)}"],
+        "two authorization headers": [f"Bearer {valid}", f"Bearer {valid}"],
+    }
+
+
+def rpcs(c: flight.FlightClient, ticket: flight.Ticket, handle: bytes):
+    """One call of every kind a Flight SQL client makes, each a thunk."""
+    statement = fsql.descriptor_for_statement("SELECT count(*) FROM traffic_counts")
+    prepared = fsql.descriptor("CommandPreparedStatementQuery", [(1, handle)])
+    create = flight.Action(
+        "CreatePreparedStatement",
+        proto.pack_any(
+            "ActionCreatePreparedStatementRequest",
+            proto.encode([(1, "SELECT count(*) FROM traffic_counts")]),
+        ),
+    )
+
+    def do_put():
+        schema = pa.schema([("p", pa.int64())])
+        writer, reader = c.do_put(prepared, schema, OPTIONS)
+        writer.write_batch(pa.record_batch([pa.array([1])], schema=schema))
+        writer.done_writing()
+        reader.read()
+        writer.close()
+
+    return {
+        "GetFlightInfo(CommandStatementQuery)": lambda: c.get_flight_info(statement, OPTIONS),
+        "GetFlightInfo(CommandGetTables)": lambda: c.get_flight_info(
+            fsql.descriptor("CommandGetTables", []), OPTIONS
+        ),
+        "GetFlightInfo(CommandGetSqlInfo)": lambda: c.get_flight_info(
+            fsql.descriptor("CommandGetSqlInfo", []), OPTIONS
+        ),
+        "GetSchema": lambda: c.get_schema(statement, OPTIONS),
+        "DoGet": lambda: c.do_get(ticket, OPTIONS).read_all(),
+        "DoAction(CreatePreparedStatement)": lambda: list(c.do_action(create, OPTIONS)),
+        "DoPut": do_put,
+        "ListFlights": lambda: list(c.list_flights(options=OPTIONS)),
+        "ListActions": lambda: c.list_actions(OPTIONS),
+        "Handshake": lambda: c.authenticate_basic_token("alice", "secret", OPTIONS),
+    }
+
+
+@pytest.mark.requirement("UDN-AUTH-1")
+def test_every_rpc_refuses_every_bad_token(strict_node, idp):
+    good = client(strict_node, f"Bearer {token(idp, groups=['mobility'])}")
+    info = good.get_flight_info(
+        fsql.descriptor_for_statement("SELECT count(*) FROM traffic_counts"), OPTIONS
+    )
+    ticket = info.endpoints[0].ticket
+    handle = fsql.Prepared(good, "SELECT count(*) FROM traffic_counts WHERE car > ?").handle
+    failures = []
+    for case, headers in bad_tokens(idp).items():
+        c = client(strict_node, *headers)
+        for rpc, call in rpcs(c, ticket, handle).items():
+            try:
+                call()
+            except Exception as err:  # noqa: BLE001 - the status is what is checked
+                status = flight_grpc_status(err)
+                text = str(err)
+                if status != "Unauthenticated":
+                    failures.append(f"{case} / {rpc}: {status}: {text[:200]}")
+                elif "a valid bearer token is required" not in text:
+                    failures.append(f"{case} / {rpc}: unexpected message {text[:200]}")
+                elif any(h.split(" ", 1)[-1][:40] in text for h in headers):
+                    failures.append(f"{case} / {rpc}: the message echoes the token")
+            else:
+                failures.append(f"{case} / {rpc}: served")
+        c.close()
+    assert not failures, "\n".join(failures)
+    # The node kept serving: the valid token still works, over ADBC too.
+    assert good.do_get(ticket, OPTIONS).read_all().num_rows == 1
+    with adbc(strict_node, token(idp, groups=["mobility"])) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM traffic_counts WHERE car > ?", parameters=(0,))
+        assert cur.fetchone()[0] > 0
+    assert strict_node.alive()
+
+
+@pytest.mark.requirement("UDN-AUTH-1")
+def test_a_valid_token_is_served_through_adbc(strict_node, idp):
+    with adbc(strict_node, token(idp, groups=["mobility"])) as conn:
+        objects = conn.adbc_get_objects(depth="tables").read_all().to_pylist()
+        tables = {
+            t["table_name"]
+            for catalog in objects
+            for schema in catalog["catalog_db_schemas"] or []
+            for t in schema["db_schema_tables"] or []
+            if schema["db_schema_name"] == "public"
+        }
+        assert tables == {"traffic_counts"}
+        schema = conn.adbc_get_table_schema("traffic_counts", db_schema_filter="public")
+        assert "car" in schema.names
+        with conn.cursor() as cur:
+            cur.execute("SELECT sum(car) FROM traffic_counts")
+            assert cur.fetchone()[0] > 0
+
+
+@pytest.mark.requirement("UDN-AUTH-2")
+def test_anonymous_callers_read_public_datasets_only(open_node, idp):
+    with adbc(open_node, None) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM air_quality")
+        assert cur.fetchone()[0] > 0
+        cur.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+        )
+        assert {r[0] for r in cur.fetchall()} == {"air_quality"}
+        cur.execute("SHOW TABLES")
+        listed = {r[2] for r in cur.fetchall() if r[1] == "public"}
+        assert listed == {"air_quality"}
+        for sql in ["SELECT * FROM traffic_counts", "SELECT count(*) FROM neighbourhoods"]:
+            with pytest.raises(adbc_driver_manager.Error) as err:
+                cur.execute(sql)
+                cur.fetchall()
+            assert adbc_grpc_status(err.value) == "Unauthenticated", str(err.value)
+
+
+@pytest.mark.requirement("UDN-AUTH-2")
+def test_datasets_without_a_grant_are_denied_and_unlisted(open_node, idp):
+    stranger = token(idp, sub="eve", groups=["parks"], purpose="research")
+    with adbc(open_node, stranger) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+        )
+        assert {r[0] for r in cur.fetchall()} == {"air_quality"}
+        objects = conn.adbc_get_objects(depth="tables").read_all().to_pylist()
+        names = {
+            t["table_name"]
+            for catalog in objects
+            for schema in catalog["catalog_db_schemas"] or []
+            for t in schema["db_schema_tables"] or []
+        }
+        assert "traffic_counts" not in names and "neighbourhoods" not in names
+        for sql in [
+            "SELECT count(*) FROM traffic_counts",
+            "SELECT * FROM utrecht.public.neighbourhoods",
+            "EXPLAIN SELECT * FROM traffic_counts",
+            "SELECT a.pm2_5 FROM air_quality a JOIN traffic_counts t ON a.timestamp = t.hour",
+        ]:
+            with pytest.raises(adbc_driver_manager.Error) as err:
+                cur.execute(sql)
+                cur.fetchall()
+            assert adbc_grpc_status(err.value) == "PermissionDenied", sql
+            assert "traffic_counts" in str(err.value) or "neighbourhoods" in str(err.value)
+
+
+@pytest.mark.requirement("UDN-AUTH-3")
+def test_first_matching_rule_decides(open_node, idp):
+    # mallory is in the group too, but the deny rule comes first.
+    mallory = token(idp, sub="mallory", groups=["mobility"], purpose="research")
+    with adbc(open_node, mallory) as conn, conn.cursor() as cur:
+        with pytest.raises(adbc_driver_manager.Error) as err:
+            cur.execute("SELECT count(*) FROM traffic_counts")
+            cur.fetchall()
+        assert adbc_grpc_status(err.value) == "PermissionDenied"
+        assert "rule 1" in str(err.value)
+    clerk = token(idp, sub="bob", org="gemeente-utrecht", purpose="research")
+    with adbc(open_node, clerk) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(DISTINCT segment_id) FROM traffic_counts")
+        assert cur.fetchone()[0] > 0
+
+
+@pytest.mark.requirement("UDN-AUTH-3")
+def test_denied_columns_exist_nowhere(open_node, idp):
+    analyst = token(idp, sub="alice", groups=["mobility"], purpose="research")
+    denied = {"segment_id", "v85"}
+    with adbc(open_node, analyst) as conn:
+        schema = conn.adbc_get_table_schema("traffic_counts", db_schema_filter="public")
+        assert not denied & set(schema.names) and "car" in schema.names
+        with conn.cursor() as cur:
+            cur.execute("SELECT * FROM traffic_counts LIMIT 5")
+            assert not denied & {d[0] for d in cur.description}
+            cur.fetchall()
+            cur.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_name = 'traffic_counts'"
+            )
+            assert not denied & {r[0] for r in cur.fetchall()}
+            cur.execute("EXPLAIN SELECT * FROM traffic_counts")
+            plan = " ".join(str(v) for row in cur.fetchall() for v in row)
+            assert "segment_id" not in plan and "v85" not in plan, plan
+            for sql in [
+                "SELECT segment_id FROM traffic_counts",
+                "SELECT count(*) FROM traffic_counts WHERE v85 > 30",
+                "SELECT car FROM traffic_counts ORDER BY segment_id",
+            ]:
+                with pytest.raises(adbc_driver_manager.Error) as err:
+                    cur.execute(sql)
+                    cur.fetchall()
+                assert adbc_grpc_status(err.value) in {"NotFound", "InvalidArgument"}, sql
+            # Visible columns answer as usual, filters included.
+            cur.execute("SELECT sum(car) FROM traffic_counts WHERE bike > 0")
+            assert cur.fetchone()[0] > 0
+
+
+@pytest.mark.requirement("UDN-AUTH-4")
+def test_purpose_binding(open_node, idp):
+    for purpose in [None, "marketing"]:
+        t = token(idp, sub="alice", groups=["mobility"], purpose=purpose)
+        with adbc(open_node, t) as conn, conn.cursor() as cur:
+            with pytest.raises(adbc_driver_manager.Error) as err:
+                cur.execute("SELECT count(*) FROM traffic_counts")
+                cur.fetchall()
+            assert adbc_grpc_status(err.value) == "PermissionDenied"
+            assert "purposes" in str(err.value)
+            # The public dataset needs no purpose.
+            cur.execute("SELECT count(*) FROM air_quality")
+            assert cur.fetchone()[0] > 0
+    t = token(idp, sub="alice", groups=["mobility"], purpose="mobility-planning")
+    with adbc(open_node, t) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM traffic_counts")
+        assert cur.fetchone()[0] > 0
+
+
+@pytest.mark.requirement("UDN-AUTH-5")
+@pytest.mark.parametrize(
+    "policy, expected",
+    [
+        ('[[dataset]]\nname = "traffic_counts"\nsecret = true\n', "unknown field `secret`"),
+        ('[[dataset]]\nname = "parking"\n', "dataset 'parking' is not served"),
+        (
+            '[[dataset]]\nname = "traffic_counts"\n[[dataset.rule]]\naccess = "raw"\n'
+            'deny_columns = ["segmentid"]\n',
+            "column 'segmentid'",
+        ),
+        ('[[dataset]]\nname = "air_quality"\npublic = true\npurposes = ["x"]\n', "purposes"),
+    ],
+    ids=["unknown key", "unknown dataset", "unknown column", "public with purposes"],
+)
+def test_a_bad_policy_stops_the_node(launcher, idp, policy, expected):
+    with pytest.raises(NodeStartError) as err:
+        launcher.spawn(auth_args(idp, policy, "bad"), name="utrecht")
+    assert err.value.returncode not in (0, None)
+    assert expected in err.value.stderr, err.value.stderr[-2000:]
+
+
+@pytest.mark.requirement("UDN-AUTH-5")
+@pytest.mark.parametrize(
+    "jwks, expected",
+    [
+        (None, "cannot read the JWKS"),
+        ("not json", "is not valid"),
+        ('{"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "hmac"}]}', "no usable signing key"),
+    ],
+    ids=["missing JWKS", "not a JWKS", "only an HMAC key"],
+)
+def test_a_bad_jwks_stops_the_node(launcher, tmp_path, jwks, expected):
+    path = tmp_path / "jwks.json"
+    if jwks is not None:
+        path.write_text(jwks)
+    policy = tmp_path / "policy.toml"
+    policy.write_text(STRICT_POLICY)
+    args = ["--jwks", str(path), "--issuer", tokens.ISSUER, "--audience", AUDIENCE,
+            "--policy", str(policy)]  # fmt: skip
+    with pytest.raises(NodeStartError) as err:
+        launcher.spawn(args, name="utrecht")
+    assert expected in err.value.stderr, err.value.stderr[-2000:]
+
+
+@pytest.mark.requirement("UDN-AUTH-5")
+def test_incomplete_authentication_flags_stop_the_node(launcher, idp):
+    _, jwks, _ = idp
+    with pytest.raises(NodeStartError) as err:
+        launcher.spawn(["--jwks", str(jwks), "--issuer", tokens.ISSUER], name="utrecht")
+    assert "--audience" in err.value.stderr, err.value.stderr[-2000:]
+
+
+@pytest.mark.requirement("UDN-AUTH-1")
+def test_polder_token_mints_tokens_a_node_accepts(polder_bin, launcher, tmp_path):
+    if polder_bin is None:
+        pytest.skip("needs the polder binary")
+    keys = tmp_path / "keys"
+    subprocess.run([polder_bin, "token", "keygen", "--out", keys], check=True, timeout=60)
+    policy = tmp_path / "policy.toml"
+    policy.write_text(STRICT_POLICY)
+    node = launcher.spawn(
+        ["--jwks", str(keys / "jwks.json"), "--issuer", "https://dev.test", "--audience",
+         "utrecht", "--policy", str(policy)],
+        name="utrecht",
+    )  # fmt: skip
+    minted = subprocess.run(
+        [polder_bin, "token", "mint", "--key", keys / "token-key.pem", "--issuer",
+         "https://dev.test", "--audience", "utrecht", "--subject", "dev", "--group", "mobility"],
+        check=True, capture_output=True, text=True, timeout=60,
+    ).stdout.strip()  # fmt: skip
+    with adbc(node, minted) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM traffic_counts")
+        assert cur.fetchone()[0] > 0
+    # polder sql passes the token too; without it the node refuses.
+    sql = [polder_bin, "sql", "--node", f"utrecht={node.flight_url}", "--format", "csv", "-c",
+           "SELECT count(*) AS n FROM utrecht.public.traffic_counts"]  # fmt: skip
+    ok = subprocess.run([*sql, "--token", minted], capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert int(ok.stdout.splitlines()[1]) > 0
+    refused = subprocess.run(sql, capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0
+    # A key already there is never overwritten.
+    again = subprocess.run(
+        [polder_bin, "token", "keygen", "--out", keys], capture_output=True, text=True, timeout=60
+    )
+    assert again.returncode != 0 and "existing key is kept" in again.stderr
+
+
+COORDINATOR_POLICY = """
+[[dataset]]
+name = "air_quality"
+public = true
+"""
+
+BOTH = ["amsterdam", "utrecht"]
+
+
+@pytest.fixture(scope="module")
+def coordinator(launcher, idp, strict_node):
+    """amsterdam, with authentication of its own, federating the strict utrecht node."""
+    args = auth_args(idp, COORDINATOR_POLICY, "coordinator", audience="amsterdam")
+    return launcher.spawn([*args, "--peer", f"utrecht={strict_node.flight_url}"], name="amsterdam")
+
+
+def query_one(node, t: str | None, sql: str):
+    with adbc(node, t) as conn, conn.cursor() as cur:
+        cur.execute(sql)
+        return cur.fetchall(), [d[0] for d in cur.description]
+
+
+def refused(node, t: str | None, sql: str) -> adbc_driver_manager.Error:
+    with adbc(node, t) as conn, conn.cursor() as cur:
+        with pytest.raises(adbc_driver_manager.Error) as err:
+            cur.execute(sql)
+            cur.fetchall()
+    return err.value
+
+
+@pytest.mark.requirement("UDN-AUTH-6")
+def test_a_coordinator_forwards_the_callers_token(coordinator, strict_node, idp):
+    analyst = token(idp, audience=BOTH, groups=["mobility"])
+    sql = "SELECT count(*), sum(car) FROM utrecht.public.traffic_counts WHERE bike > 2"
+    direct, _ = query_one(strict_node, token(idp, groups=["mobility"]), sql)
+    through, _ = query_one(coordinator, analyst, sql)
+    assert through == direct and direct[0][0] > 0
+    # The caller's own data and the peer's, in one query.
+    joined, _ = query_one(
+        coordinator,
+        analyst,
+        "SELECT count(*) FROM (SELECT date_trunc('hour', timestamp) AS h, avg(pm2_5) AS p "
+        "FROM amsterdam.public.air_quality GROUP BY 1) a JOIN (SELECT hour, sum(car) AS c "
+        "FROM utrecht.public.traffic_counts GROUP BY 1) t ON a.h = t.hour",
+    )
+    assert joined[0][0] > 0
+
+
+@pytest.mark.requirement("UDN-AUTH-6")
+def test_the_peers_policy_decides_through_a_coordinator(coordinator, idp):
+    # Not in the group utrecht grants: utrecht refuses, and says so through amsterdam.
+    outsider = token(idp, audience=BOTH, groups=["parks"])
+    err = refused(coordinator, outsider, "SELECT count(*) FROM utrecht.public.traffic_counts")
+    assert adbc_grpc_status(err) == "PermissionDenied", str(err)
+    assert "utrecht" in str(err)
+    # A token for amsterdam alone is not valid at utrecht.
+    local = token(idp, audience="amsterdam", groups=["mobility"])
+    err = refused(coordinator, local, "SELECT count(*) FROM utrecht.public.traffic_counts")
+    assert adbc_grpc_status(err) == "Unauthenticated", str(err)
+    assert "utrecht" in str(err)
+    # Without a token, amsterdam's public data only; utrecht's needs one.
+    rows, _ = query_one(coordinator, None, "SELECT count(*) FROM amsterdam.public.air_quality")
+    assert rows[0][0] > 0
+    err = refused(coordinator, None, "SELECT count(*) FROM utrecht.public.traffic_counts")
+    assert adbc_grpc_status(err) == "Unauthenticated", str(err)

@@ -1,0 +1,78 @@
+//! `polder token`: development keys and tokens, so a node with authentication can be tried
+//! without an identity provider.
+
+use std::path::Path;
+use std::str::FromStr;
+
+use anyhow::Context;
+use polder_access::mint::{self, TokenRequest};
+
+use crate::cli::{KeygenArgs, MintArgs, TokenCommand};
+
+/// Runs `polder token keygen` or `polder token mint`.
+pub fn run(command: TokenCommand) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::Keygen(args) => keygen(&args),
+        TokenCommand::Mint(args) => {
+            println!("{}", mint_token(&args)?);
+            Ok(())
+        }
+    }
+}
+
+fn keygen(args: &KeygenArgs) -> anyhow::Result<()> {
+    let (pem, jwks) = mint::generate_key(&args.kid).map_err(anyhow::Error::msg)?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let key_path = args.out.join("token-key.pem");
+    let jwks_path = args.out.join("jwks.json");
+    write_private(&key_path, pem.as_bytes())?;
+    std::fs::write(&jwks_path, jwks)
+        .with_context(|| format!("cannot write {}", jwks_path.display()))?;
+    println!("private key: {}", key_path.display());
+    println!("public JWKS: {}", jwks_path.display());
+    Ok(())
+}
+
+/// Writes a private key readable by its owner only; an existing key is never overwritten.
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot create {} (an existing key is kept)", path.display()))?;
+    file.write_all(bytes)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+fn mint_token(args: &MintArgs) -> anyhow::Result<String> {
+    let algorithm = jsonwebtoken_algorithm(&args.alg)?;
+    let key = std::fs::read(&args.key)
+        .with_context(|| format!("cannot read the key {}", args.key.display()))?;
+    let request = TokenRequest {
+        subject: args.subject.clone(),
+        issuer: args.issuer.clone(),
+        audience: args.audience.clone(),
+        groups: args.groups.clone(),
+        roles: args.roles.clone(),
+        organisation: args.org.clone(),
+        purpose: args.purpose.clone(),
+        ttl: args.ttl,
+        kid: args.kid.clone(),
+        algorithm,
+    };
+    mint::mint(&request, &key).map_err(anyhow::Error::msg)
+}
+
+fn jsonwebtoken_algorithm(name: &str) -> anyhow::Result<mint::Algorithm> {
+    mint::Algorithm::from_str(name).map_err(|_| {
+        anyhow::anyhow!("unknown algorithm '{name}': use EdDSA, RS256, RS384, RS512, PS256, PS384, PS512, ES256 or ES384")
+    })
+}

@@ -10,6 +10,7 @@ the nodes' JWKS, and PyJWT signs the tokens.
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 import time
 
 import adbc_driver_flightsql as flightsql
@@ -510,3 +511,107 @@ def test_the_peers_policy_decides_through_a_coordinator(coordinator, idp):
     assert rows[0][0] > 0
     err = refused(coordinator, None, "SELECT count(*) FROM utrecht.public.traffic_counts")
     assert adbc_grpc_status(err) == "Unauthenticated", str(err)
+
+
+AUDITED_POLICY = """
+[[dataset]]
+name = "air_quality"
+public = true
+
+[[dataset]]
+name = "traffic_counts"
+personal = true
+  [[dataset.rule]]
+  groups = ["mobility"]
+  access = "raw"
+  deny_columns = ["v85"]
+"""
+
+
+def audited_node(launcher, idp, polder_bin, directory, log_path):
+    keys = directory / "audit-keys"
+    if not (keys / "jwks.json").exists():
+        subprocess.run([polder_bin, "token", "keygen", "--out", keys, "--kid", "audit"],
+                       check=True, timeout=60)  # fmt: skip
+    args = auth_args(idp, AUDITED_POLICY, "audited")
+    args += ["--audit-log", str(log_path), "--audit-key", str(keys / "token-key.pem")]
+    return launcher.spawn(args, name="utrecht"), keys / "jwks.json"
+
+
+def verify(polder_bin, log_path, jwks):
+    return subprocess.run(
+        [polder_bin, "audit", "verify", "--log", log_path, "--jwks", jwks],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+@pytest.mark.requirement("UDN-AUTH-7")
+def test_every_query_is_audited_without_its_literals(launcher, idp, polder_bin, tmp_path):
+    if polder_bin is None:
+        pytest.skip("needs the polder binary")
+    import hashlib
+    import json
+    import signal
+
+    log_path = tmp_path / "audit" / "audit.jsonl"
+    node, jwks = audited_node(launcher, idp, polder_bin, tmp_path, log_path)
+    secret = "BU0344SECRET"
+    sql = f"SELECT count(*) FROM traffic_counts WHERE neighbourhood_code <> '{secret}' AND car > 3"
+    analyst = token(idp, sub="alice", groups=["mobility"], purpose="research")
+    rows, _ = query_one(node, analyst, sql)
+    assert rows[0][0] > 0
+    refused(node, token(idp, sub="eve", groups=["parks"]), "SELECT * FROM traffic_counts")
+    query_one(node, None, "SELECT count(*) FROM air_quality")
+    assert node.stop(signal.SIGTERM) == 0
+
+    text = log_path.read_text()
+    assert secret not in text
+    records = [json.loads(line) for line in text.splitlines()]
+    started = [r for r in records if r["kind"] == "query" and r["subject"] == "alice"]
+    assert len(started) == 1, records
+    query = started[0]
+    assert query["purpose"] == "research"
+    assert query["statement_sha256"] == hashlib.sha256(sql.encode()).hexdigest()
+    assert "?" in query["statement"] and "3" not in query["statement"]
+    [dataset] = query["datasets"]
+    assert dataset["dataset"] == "utrecht.public.traffic_counts"
+    assert dataset["rule"] == 1 and dataset["denied_columns"] == ["v85"]
+    assert dataset["personal"] is True
+    [end] = [r for r in records if r["kind"] == "query_end" and r["query"] == query["seq"]]
+    assert end["outcome"] == "ok" and end["rows_out"] == 1
+    assert any(r["kind"] == "refused" and r["subject"] == "eve" and r["outcome"] == "forbidden"
+               for r in records)  # fmt: skip
+    assert any(r["kind"] == "query" and r["subject"] == "anonymous" for r in records)
+    assert records[-1]["kind"] == "checkpoint"
+
+    ok = verify(polder_bin, log_path, jwks)
+    assert ok.returncode == 0 and "intact" in ok.stdout, ok.stderr
+    lines = text.splitlines(keepends=True)
+    tampered = {
+        "changed": text.replace('"subject":"eve"', '"subject":"bob"'),
+        "removed": "".join(lines[:1] + lines[2:]),
+        "cut off": "".join(lines[:2]),
+    }
+    for case, content in tampered.items():
+        assert content != text, case
+        log_path.write_text(content)
+        bad = verify(polder_bin, log_path, jwks)
+        assert bad.returncode != 0 and "damaged at line" in bad.stderr, (case, bad.stderr)
+    log_path.write_text(text)
+    assert verify(polder_bin, log_path, jwks).returncode == 0
+
+
+@pytest.mark.requirement("UDN-AUTH-7")
+def test_personal_data_is_refused_when_the_audit_cannot_be_written(
+    launcher, idp, polder_bin, tmp_path
+):
+    if polder_bin is None or not Path("/dev/full").exists():
+        pytest.skip("needs the polder binary and /dev/full")
+    node, _ = audited_node(launcher, idp, polder_bin, tmp_path, Path("/dev/full"))
+    analyst = token(idp, sub="alice", groups=["mobility"])
+    err = refused(node, analyst, "SELECT count(*) FROM traffic_counts")
+    assert adbc_grpc_status(err) == "Unavailable" and "audit log" in str(err), str(err)
+    # Data that is not personal is still served, and the node keeps serving.
+    rows, _ = query_one(node, analyst, "SELECT count(*) FROM air_quality")
+    assert rows[0][0] > 0
+    assert node.alive()

@@ -85,3 +85,33 @@ impl AuthConfig {
         Ok(())
     }
 }
+
+/// The `[audit]` section: where every query is recorded.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// The append-only log file (JSON lines); created when missing, continued when present
+    /// (after checking it).
+    pub log: PathBuf,
+    /// The Ed25519 private key (PKCS#8 PEM) that signs checkpoints, e.g. from
+    /// `polder token keygen`. Keep its public JWKS for `polder audit verify`.
+    pub signing_key: PathBuf,
+    /// A signed checkpoint after this many records (and when the node stops).
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: u64,
+}
+
+fn default_checkpoint_every() -> u64 {
+    1000
+}
+
+impl AuditConfig {
+    /// An audit section with the default checkpoint interval.
+    pub fn new(log: PathBuf, signing_key: PathBuf) -> Self {
+        Self {
+            log,
+            signing_key,
+            checkpoint_every: default_checkpoint_every(),
+        }
+    }
+}

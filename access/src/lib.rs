@@ -18,6 +18,7 @@
 //!
 //! [`mint`] signs development tokens for `polder token`.
 
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod error;
@@ -26,8 +27,9 @@ pub mod mint;
 pub mod policy;
 pub mod session;
 
+pub use audit::AuditLog;
 pub use auth::{AuthInterceptor, Authenticator, Claims, Identity};
-pub use config::AuthConfig;
+pub use config::{AuditConfig, AuthConfig};
 pub use error::{AuthError, JwksError, PolicyError};
 pub use jwks::{JwksSource, KeySet};
 pub use policy::{Decision, Policy};

@@ -24,7 +24,7 @@
 //!   deny_columns = ["segment_id"]
 //! ```
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use datafusion::arrow::datatypes::SchemaRef;
@@ -56,6 +56,9 @@ pub struct DatasetPolicy {
     /// Readable by anyone, also without a token, with all its columns.
     #[serde(default)]
     pub public: bool,
+    /// Holds personal data: a query on it is refused when the audit log cannot record it.
+    #[serde(default)]
+    pub personal: bool,
     /// When not empty, a caller's token must carry one of these as its `purpose` claim.
     #[serde(default)]
     pub purposes: Vec<String>,
@@ -122,6 +125,8 @@ pub enum Decision {
     Read {
         /// Columns removed from the caller's view.
         denied_columns: Vec<String>,
+        /// The rule that granted it (1-based); none when the dataset is public.
+        rule: Option<usize>,
     },
     /// The caller may not read the dataset; the error says why.
     Refuse(Error),
@@ -207,6 +212,7 @@ impl Policy {
     pub fn decide(&self, identity: &Identity, name: &str) -> Decision {
         let all = Decision::Read {
             denied_columns: vec![],
+            rule: None,
         };
         let dataset = self.datasets.get(name);
         let claims = match identity {
@@ -244,6 +250,7 @@ impl Policy {
                 match rule.access {
                     Access::Raw => Decision::Read {
                         denied_columns: rule.deny_columns.clone(),
+                        rule: Some(index + 1),
                     },
                     Access::Deny => refuse(name, &format!("rule {} denies it", index + 1)),
                 }
@@ -253,9 +260,9 @@ impl Policy {
         }
     }
 
-    /// The datasets the policy names.
-    pub fn dataset_names(&self) -> HashSet<&str> {
-        self.datasets.keys().map(String::as_str).collect()
+    /// Whether the policy marks the dataset `name` as personal data.
+    pub fn is_personal(&self, name: &str) -> bool {
+        self.datasets.get(name).is_some_and(|d| d.personal)
     }
 }
 
@@ -310,9 +317,10 @@ mod tests {
         }
     }
 
-    fn read(columns: &[&str]) -> Decision {
+    fn read(columns: &[&str], rule: Option<usize>) -> Decision {
         Decision::Read {
             denied_columns: columns.iter().map(|c| c.to_string()).collect(),
+            rule,
         }
     }
 
@@ -320,11 +328,14 @@ mod tests {
     fn first_matching_rule_decides_and_default_is_deny() {
         let policy = Policy::parse(POLICY).unwrap();
         let analyst = user("alice", &["analysts"], None, Some("research"));
-        assert_eq!(policy.decide(&analyst, "traffic_counts"), read(&[]));
+        assert_eq!(
+            policy.decide(&analyst, "traffic_counts"),
+            read(&[], Some(2))
+        );
         let clerk = user("bob", &[], Some("gemeente-utrecht"), Some("research"));
         assert_eq!(
             policy.decide(&clerk, "traffic_counts"),
-            read(&["segment_id"])
+            read(&["segment_id"], Some(3))
         );
         // Listed first, the deny rule wins over the group grant.
         let mallory = user("mallory", &["analysts"], None, Some("research"));
@@ -357,7 +368,7 @@ mod tests {
         assert!(policy.has_public_datasets());
         assert_eq!(
             policy.decide(&Identity::Anonymous, "air_quality"),
-            read(&[])
+            read(&[], None)
         );
         assert!(matches!(
             policy.decide(&Identity::Anonymous, "traffic_counts"),
@@ -365,7 +376,7 @@ mod tests {
         ));
         // Authenticated callers no rule matches read a public dataset too.
         let stranger = user("eve", &[], None, None);
-        assert_eq!(policy.decide(&stranger, "air_quality"), read(&[]));
+        assert_eq!(policy.decide(&stranger, "air_quality"), read(&[], None));
     }
 
     #[test]

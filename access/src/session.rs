@@ -8,7 +8,9 @@
 //! `EXPLAIN`, not in a filter. Peers' catalogs pass through: each peer applies its own policy.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde_json::{Map, Value, json};
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
@@ -21,7 +23,10 @@ use datafusion::execution::SessionStateBuilder;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
-use polder_flight_sql::{Error, RequestSessions};
+use polder_flight_sql::{Error, QueryAudit, RequestSessions};
+use tracing::error;
+
+use crate::audit::{self, AuditLog};
 
 use crate::auth::Identity;
 use crate::policy::{Decision, Policy};
@@ -38,6 +43,7 @@ pub struct PolicySessions {
     policy: Arc<Policy>,
     node: String,
     forwarding: Arc<RwLock<HashMap<String, Forward>>>,
+    audit: Option<Arc<AuditLog>>,
 }
 
 impl std::fmt::Debug for PolicySessions {
@@ -56,7 +62,14 @@ impl PolicySessions {
             policy,
             node: node.into(),
             forwarding: Arc::default(),
+            audit: None,
         }
+    }
+
+    /// Records every query in `log` (see [`crate::audit`]).
+    pub fn with_audit(mut self, log: Arc<AuditLog>) -> Self {
+        self.audit = Some(log);
+        self
     }
 
     /// From now on, an authenticated caller's requests see the catalog `name` as `forward`
@@ -75,7 +88,7 @@ impl RequestSessions for PolicySessions {
         &self,
         base: &SessionContext,
         extensions: &tonic::Extensions,
-    ) -> polder_flight_sql::Result<SessionContext> {
+    ) -> polder_flight_sql::Result<(SessionContext, Option<Arc<dyn QueryAudit>>)> {
         // Fail closed: without an identity from the authentication layer nothing is readable.
         let identity = extensions.get::<Identity>().cloned().ok_or_else(|| {
             Error::Unauthenticated("unauthenticated: no identity established".into())
@@ -91,31 +104,63 @@ impl RequestSessions for PolicySessions {
                 .collect(),
             Identity::Anonymous => HashMap::new(),
         };
+        let view = Arc::new(View {
+            policy: Arc::clone(&self.policy),
+            identity,
+            node: self.node.clone(),
+            decisions: Mutex::default(),
+        });
         let catalogs = Arc::new(PolicyCatalogList {
             inner: Arc::clone(state.catalog_list()),
             forwarded,
-            view: Arc::new(View {
-                policy: Arc::clone(&self.policy),
-                identity,
-                node: self.node.clone(),
-            }),
+            view: Arc::clone(&view),
         });
         let state = SessionStateBuilder::new_from_existing(state)
             .with_catalog_list(catalogs)
             .build();
-        Ok(SessionContext::new_with_state(state))
+        let audit = self.audit.as_ref().map(|log| {
+            Arc::new(AuditRecorder {
+                log: Arc::clone(log),
+                view,
+                query: Mutex::default(),
+            }) as Arc<dyn QueryAudit>
+        });
+        Ok((SessionContext::new_with_state(state), audit))
     }
 }
 
-/// One caller's view of the node's datasets.
+/// One caller's view of the node's datasets, and what the policy decided for it.
 #[derive(Debug)]
 struct View {
     policy: Arc<Policy>,
     identity: Identity,
     node: String,
+    /// Each dataset the request's query named, with the grant (rule, denied columns) or none.
+    decisions: Mutex<Vec<Value>>,
 }
 
 impl View {
+    fn record(&self, schema: &str, table: &str, grant: Option<(Option<usize>, &[String])>) {
+        let entry = match grant {
+            Some((rule, denied)) => json!({
+                "dataset": format!("{}.{schema}.{table}", self.node),
+                "access": "raw",
+                "rule": rule,
+                "denied_columns": denied,
+                "personal": self.policy.is_personal(table),
+            }),
+            None => json!({
+                "dataset": format!("{}.{schema}.{table}", self.node),
+                "access": "refused",
+                "personal": self.policy.is_personal(table),
+            }),
+        };
+        let mut decisions = self.decisions.lock().expect("lock");
+        if !decisions.contains(&entry) {
+            decisions.push(entry);
+        }
+    }
+
     fn decide(&self, schema: &str, table: &str) -> Decision {
         if schema == DATASET_SCHEMA {
             self.policy.decide(&self.identity, table)
@@ -123,6 +168,93 @@ impl View {
             // Nothing outside the dataset schema is granted by the policy.
             self.policy
                 .decide(&self.identity, &format!("{schema}.{table}"))
+        }
+    }
+}
+
+/// Writes one request's query to the audit log: who, why, which datasets under which grant,
+/// the statement's shape and hash, the outcome and the rows sent.
+#[derive(Debug)]
+struct AuditRecorder {
+    log: Arc<AuditLog>,
+    view: Arc<View>,
+    /// The sequence number of the query's start record.
+    query: Mutex<Option<u64>>,
+}
+
+impl AuditRecorder {
+    fn base(&self, kind: &str, sql: &str) -> Map<String, Value> {
+        let (subject, purpose) = match &self.view.identity {
+            Identity::Anonymous => ("anonymous".to_string(), None),
+            Identity::User { claims, .. } => (claims.sub.clone(), claims.purpose.clone()),
+        };
+        let mut record = Map::new();
+        record.insert("kind".into(), json!(kind));
+        record.insert(
+            "time".into(),
+            json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+        );
+        record.insert("subject".into(), json!(subject));
+        record.insert("purpose".into(), json!(purpose));
+        record.insert(
+            "datasets".into(),
+            Value::Array(self.view.decisions.lock().expect("lock").clone()),
+        );
+        record.insert("statement".into(), json!(audit::strip_literals(sql)));
+        record.insert("statement_sha256".into(), json!(audit::statement_hash(sql)));
+        record
+    }
+
+    fn personal(&self) -> bool {
+        self.view
+            .decisions
+            .lock()
+            .expect("lock")
+            .iter()
+            .any(|d| d.get("personal") == Some(&Value::Bool(true)))
+    }
+}
+
+impl QueryAudit for AuditRecorder {
+    fn refused(&self, sql: &str, error: &Error) {
+        let mut record = self.base("refused", sql);
+        record.insert("outcome".into(), json!(error.code()));
+        if let Err(err) = self.log.append(record) {
+            error!(error = %err, "cannot write to the audit log");
+        }
+    }
+
+    fn started(&self, sql: &str) -> polder_flight_sql::Result<()> {
+        match self.log.append(self.base("query", sql)) {
+            Ok(seq) => {
+                *self.query.lock().expect("lock") = Some(seq);
+                Ok(())
+            }
+            Err(err) => {
+                error!(error = %err, "cannot write to the audit log");
+                if self.personal() {
+                    Err(Error::Upstream(
+                        "the audit log cannot be written: queries on personal data are refused until it can".into(),
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    fn finished(&self, rows: u64, failure: Option<&Error>) {
+        let mut record = Map::new();
+        record.insert("kind".into(), json!("query_end"));
+        record.insert(
+            "time".into(),
+            json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+        );
+        record.insert("query".into(), json!(*self.query.lock().expect("lock")));
+        record.insert("outcome".into(), json!(failure.map_or("ok", Error::code)));
+        record.insert("rows_out".into(), json!(rows));
+        if let Err(err) = self.log.append(record) {
+            error!(error = %err, "cannot write to the audit log");
         }
     }
 }
@@ -207,11 +339,22 @@ impl SchemaProvider for PolicySchema {
             return Ok(None);
         };
         match decision {
-            Decision::Read { denied_columns } if denied_columns.is_empty() => Ok(Some(table)),
-            Decision::Read { denied_columns } => {
-                Ok(Some(Arc::new(RestrictedTable::new(table, &denied_columns))))
+            Decision::Read {
+                denied_columns,
+                rule,
+            } => {
+                self.view
+                    .record(&self.name, name, Some((rule, &denied_columns)));
+                if denied_columns.is_empty() {
+                    Ok(Some(table))
+                } else {
+                    Ok(Some(Arc::new(RestrictedTable::new(table, &denied_columns))))
+                }
             }
-            Decision::Refuse(err) => Err(DataFusionError::External(Box::new(err))),
+            Decision::Refuse(err) => {
+                self.view.record(&self.name, name, None);
+                Err(DataFusionError::External(Box::new(err)))
+            }
         }
     }
 
@@ -371,7 +514,8 @@ mod tests {
 
         let anonymous = sessions
             .session(&base, &extensions(Some(Identity::Anonymous)))
-            .unwrap();
+            .unwrap()
+            .0;
         let tables = rows(
             &anonymous,
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'",
@@ -388,7 +532,8 @@ mod tests {
 
         let alice = sessions
             .session(&base, &extensions(Some(member())))
-            .unwrap();
+            .unwrap()
+            .0;
         let all = rows(&alice, "SELECT * FROM traffic ORDER BY hour")
             .await
             .unwrap();

@@ -22,7 +22,7 @@ pub mod service;
 pub use error::{Error, Result};
 pub use handle::StatementHandle;
 pub use metadata::ServerInfo;
-pub use query::{QueryEngine, QueryLimits, QueryRuntime, RequestSessions};
+pub use query::{QueryAudit, QueryEngine, QueryLimits, QueryRuntime, RequestSessions};
 pub use service::{FlightSqlConfig, PolderFlightSqlService};
 
 /// The DataFusion settings a node's session needs for Flight SQL clients: strings and binary

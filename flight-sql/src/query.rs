@@ -92,12 +92,23 @@ impl Drop for QueryRuntime {
 /// every caller a session holding only what that caller may see; the identity comes from the
 /// request's extensions, put there by the authentication layer in front of the service.
 pub trait RequestSessions: Send + Sync + std::fmt::Debug + 'static {
-    /// The session for a request with `extensions`, derived from the node's `base` session.
+    /// The session for a request with `extensions`, derived from the node's `base` session,
+    /// and where to record what the request's query releases.
     fn session(
         &self,
         base: &SessionContext,
         extensions: &tonic::Extensions,
-    ) -> Result<SessionContext>;
+    ) -> Result<(SessionContext, Option<Arc<dyn QueryAudit>>)>;
+}
+
+/// Records what one request's query does (an audit log): called by [`QueryEngine::run`].
+pub trait QueryAudit: Send + Sync + std::fmt::Debug {
+    /// Planning refused the statement.
+    fn refused(&self, sql: &str, error: &Error);
+    /// The statement is planned and about to run; an error refuses it before any row is sent.
+    fn started(&self, sql: &str) -> Result<()>;
+    /// The result ended: all rows sent, failed, or abandoned by the client (`error` says which).
+    fn finished(&self, rows: u64, error: Option<&Error>);
 }
 
 /// Plans and runs read-only SQL against the node's session.
@@ -108,6 +119,7 @@ pub struct QueryEngine {
     slots: Arc<Semaphore>,
     executor: Option<tokio::runtime::Handle>,
     sessions: Option<Arc<dyn RequestSessions>>,
+    audit: Option<Arc<dyn QueryAudit>>,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -129,6 +141,7 @@ impl QueryEngine {
             slots,
             executor: None,
             sessions: None,
+            audit: None,
         }
     }
 
@@ -145,10 +158,49 @@ impl QueryEngine {
         let Some(sessions) = &self.sessions else {
             return Ok(self.clone());
         };
+        let (ctx, audit) = sessions.session(&self.ctx, extensions)?;
         Ok(QueryEngine {
-            ctx: sessions.session(&self.ctx, extensions)?,
+            ctx,
+            audit,
             ..self.clone()
         })
+    }
+
+    /// Plans `sql` as [`QueryEngine::plan`] does; a statement refused while planning is
+    /// recorded in the request's audit.
+    pub async fn plan_audited(&self, sql: &str) -> Result<LogicalPlan> {
+        let planned = self.plan(sql).await;
+        if let (Err(err), Some(audit)) = (&planned, &self.audit) {
+            audit.refused(sql, err);
+        }
+        planned
+    }
+
+    /// Plans and runs `sql` (once per parameter row), recording it in the request's audit:
+    /// a refusal, the start (whose failure refuses the query) and the end with the rows sent.
+    pub async fn run(
+        &self,
+        sql: &str,
+        params: Vec<RecordBatch>,
+    ) -> Result<SendableRecordBatchStream> {
+        let plan = self.plan_audited(sql).await?;
+        let Some(audit) = self.audit.clone() else {
+            return self.execute(plan, params).await;
+        };
+        audit.started(sql)?;
+        let stream = match self.execute(plan, params).await {
+            Ok(stream) => stream,
+            Err(err) => {
+                audit.finished(0, Some(&err));
+                return Err(err);
+            }
+        };
+        Ok(Box::pin(AuditedStream {
+            schema: stream.schema(),
+            inner: stream,
+            audit: Some(audit),
+            rows: 0,
+        }))
     }
 
     /// Runs query plans on `executor`, a runtime of their own, instead of the caller's.
@@ -456,6 +508,62 @@ impl Stream for LimitedStream {
             self.permit = None;
         }
         next
+    }
+}
+
+/// Counts the rows a result sends and reports its end to the audit exactly once.
+struct AuditedStream {
+    schema: SchemaRef,
+    inner: SendableRecordBatchStream,
+    audit: Option<Arc<dyn QueryAudit>>,
+    rows: u64,
+}
+
+impl Stream for AuditedStream {
+    type Item = datafusion::error::Result<RecordBatch>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let next = self.inner.as_mut().poll_next(cx);
+        match &next {
+            Poll::Ready(Some(Ok(batch))) => self.rows += batch.num_rows() as u64,
+            Poll::Ready(Some(Err(err))) => {
+                // Ours (a timeout, a peer's refusal) keeps its kind; the rest is reported as is.
+                let err = match err.find_root() {
+                    DataFusionError::External(inner) => inner.downcast_ref::<Error>().cloned(),
+                    _ => None,
+                }
+                .unwrap_or_else(|| Error::Internal(err.strip_backtrace()));
+                if let Some(audit) = self.audit.take() {
+                    audit.finished(self.rows, Some(&err));
+                }
+            }
+            Poll::Ready(None) => {
+                if let Some(audit) = self.audit.take() {
+                    audit.finished(self.rows, None);
+                }
+            }
+            Poll::Pending => {}
+        }
+        next
+    }
+}
+
+impl Drop for AuditedStream {
+    fn drop(&mut self) {
+        if let Some(audit) = self.audit.take() {
+            audit.finished(
+                self.rows,
+                Some(&Error::InvalidRequest(
+                    "the client stopped reading the result".into(),
+                )),
+            );
+        }
+    }
+}
+
+impl datafusion::physical_plan::RecordBatchStream for AuditedStream {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
     }
 }
 

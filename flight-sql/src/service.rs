@@ -314,7 +314,7 @@ impl FlightSqlService for PolderFlightSqlService {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let engine = self.engine.for_request(request.extensions())?;
-        let plan = engine.plan(&query.query).await?;
+        let plan = engine.plan_audited(&query.query).await?;
         let handle = StatementHandle::new(query.query).encode();
         let ticket = TicketStatementQuery {
             statement_handle: handle,
@@ -330,8 +330,7 @@ impl FlightSqlService for PolderFlightSqlService {
     ) -> Result<Response<FlightDataStream>, Status> {
         let engine = self.engine.for_request(request.extensions())?;
         let handle = StatementHandle::decode(&ticket.statement_handle)?;
-        let plan = engine.plan(&handle.sql).await?;
-        let stream = engine.execute(plan, vec![]).await?;
+        let stream = engine.run(&handle.sql, vec![]).await?;
         Ok(Response::new(self.encode(stream.schema(), stream)))
     }
 
@@ -343,7 +342,7 @@ impl FlightSqlService for PolderFlightSqlService {
     ) -> Result<Response<FlightInfo>, Status> {
         let engine = self.engine.for_request(request.extensions())?;
         let handle = self.resolve(&cmd.prepared_statement_handle)?;
-        let plan = engine.plan(&handle.sql).await?;
+        let plan = engine.plan_audited(&handle.sql).await?;
         let ticket = CommandPreparedStatementQuery {
             prepared_statement_handle: handle.encode(),
         };
@@ -358,8 +357,7 @@ impl FlightSqlService for PolderFlightSqlService {
     ) -> Result<Response<FlightDataStream>, Status> {
         let engine = self.engine.for_request(request.extensions())?;
         let handle = self.resolve(&cmd.prepared_statement_handle)?;
-        let plan = engine.plan(&handle.sql).await?;
-        let stream = engine.execute(plan, handle.params()?).await?;
+        let stream = engine.run(&handle.sql, handle.params()?).await?;
         Ok(Response::new(self.encode(stream.schema(), stream)))
     }
 
@@ -370,7 +368,7 @@ impl FlightSqlService for PolderFlightSqlService {
         request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
         let engine = self.engine.for_request(request.extensions())?;
-        let plan = engine.plan(&query.query).await?;
+        let plan = engine.plan_audited(&query.query).await?;
         let parameters = parameter_schema(&plan)?;
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: StatementHandle::new(query.query).encode(),

@@ -29,6 +29,27 @@ pub enum Command {
     /// Development keys and tokens: `keygen` writes a key pair and its JWKS, `mint` signs a token.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// The audit log: `verify` checks that no record was changed, removed or cut off.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// `polder audit` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check a log's hash chain and its checkpoints' signatures; exits non-zero when broken.
+    Verify(VerifyArgs),
+}
+
+/// Flags of `polder audit verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The audit log file.
+    #[arg(long)]
+    pub log: PathBuf,
+    /// The public JWKS of the signing key (as `polder token keygen` wrote it).
+    #[arg(long, value_name = "FILE")]
+    pub jwks: PathBuf,
 }
 
 /// `polder token` subcommands.
@@ -139,6 +160,22 @@ pub struct ServeArgs {
     /// The access policy file (TOML; see docs/security-guide.md).
     #[arg(long, value_name = "FILE", env = "POLDER_POLICY")]
     pub policy: Option<PathBuf>,
+    /// Record every query in this append-only, hash-chained audit log (needs --audit-key).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "POLDER_AUDIT_LOG",
+        requires = "audit_key"
+    )]
+    pub audit_log: Option<PathBuf>,
+    /// The Ed25519 private key (PEM) that signs the audit log's checkpoints.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "POLDER_AUDIT_KEY",
+        requires = "audit_log"
+    )]
+    pub audit_key: Option<PathBuf>,
 }
 
 /// Output formats of `polder sql`.

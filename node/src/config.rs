@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use std::collections::BTreeMap;
 
-use polder_access::AuthConfig;
+use polder_access::{AuditConfig, AuthConfig};
 use polder_catalog::{CatalogConfig, DatasetConfig};
 use polder_connectors::FileTableConfig;
 use polder_federation::{FederationOptions, PeerConfig};
@@ -67,6 +67,8 @@ pub struct NodeConfig {
     /// Bearer-token authentication and the access policy. Without it the node is open: every
     /// caller reads every dataset.
     pub auth: Option<AuthConfig>,
+    /// The audit log of every query (needs `[auth]`).
+    pub audit: Option<AuditConfig>,
 }
 
 /// Identity and addresses of the node.
@@ -228,6 +230,10 @@ impl NodeConfig {
             for table in &mut config.tables {
                 table.location = resolve_relative(dir, &table.location);
             }
+            if let Some(audit) = &mut config.audit {
+                audit.log = dir.join(&audit.log);
+                audit.signing_key = dir.join(&audit.signing_key);
+            }
             if let Some(auth) = &mut config.auth {
                 auth.jwks = resolve_relative(dir, &auth.jwks);
                 if let Some(policy) = &mut auth.policy {
@@ -330,6 +336,19 @@ impl NodeConfig {
         }
         if let Some(auth) = &self.auth {
             auth.validate().map_err(ConfigError::Invalid)?;
+        }
+        if let Some(audit) = &self.audit {
+            if self.auth.is_none() {
+                return Err(ConfigError::Invalid(
+                    "[audit] records who asked: it needs [auth] (or --jwks, --issuer, --audience)"
+                        .into(),
+                ));
+            }
+            if audit.checkpoint_every == 0 {
+                return Err(ConfigError::Invalid(
+                    "audit.checkpoint_every must be greater than 0".into(),
+                ));
+            }
         }
         Ok(())
     }

@@ -40,7 +40,7 @@ async fn run() -> std::process::ExitCode {
     let cli = Cli::parse();
     // The client and the demo print answers; their log shows only what went wrong.
     let default_level = match cli.command {
-        Command::Sql(_) | Command::Demo(_) | Command::Token(_) => "warn",
+        Command::Sql(_) | Command::Demo(_) | Command::Token(_) | Command::Audit(_) => "warn",
         _ => "info",
     };
     tracing_subscriber::fmt()
@@ -56,6 +56,7 @@ async fn run() -> std::process::ExitCode {
         Command::Sql(args) => sql::run(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Token(command) => token::run(command),
+        Command::Audit(command) => token::audit(command),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

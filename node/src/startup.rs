@@ -14,7 +14,9 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::interceptor::InterceptedService;
 
-use polder_access::{AuthConfig, AuthInterceptor, Authenticator, Policy, PolicySessions};
+use polder_access::{
+    AuditConfig, AuditLog, AuthConfig, AuthInterceptor, Authenticator, Policy, PolicySessions,
+};
 use polder_federation::{FederatedSession, Manifest, PeerConfig};
 use tracing::{info, warn};
 
@@ -65,9 +67,9 @@ fn apply_auth_flags(config: &mut NodeConfig, args: &ServeArgs) -> anyhow::Result
     let any = args.jwks.is_some() || args.issuer.is_some() || args.audience.is_some();
     if config.auth.is_none() {
         if !any {
-            if args.policy.is_some() {
+            if args.policy.is_some() || args.audit_log.is_some() {
                 anyhow::bail!(
-                    "--policy needs authentication: give --jwks, --issuer and --audience (or [auth] in the config)"
+                    "--policy and --audit-log need authentication: give --jwks, --issuer and --audience (or [auth] in the config)"
                 );
             }
             return Ok(());
@@ -97,6 +99,9 @@ fn apply_auth_flags(config: &mut NodeConfig, args: &ServeArgs) -> anyhow::Result
     }
     if let Some(policy) = &args.policy {
         auth.policy = Some(policy.clone());
+    }
+    if let (Some(log), Some(key)) = (&args.audit_log, &args.audit_key) {
+        config.audit = Some(AuditConfig::new(log.clone(), key.clone()));
     }
     Ok(())
 }
@@ -206,11 +211,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 struct Access {
     authenticator: Arc<Authenticator>,
     policy: Arc<Policy>,
+    audit: Option<Arc<AuditLog>>,
 }
 
 impl Access {
     /// Loads the policy and the JWKS; either failing stops the node from starting.
-    async fn load(auth: &AuthConfig) -> anyhow::Result<Self> {
+    async fn load(auth: &AuthConfig, audit: Option<&AuditConfig>) -> anyhow::Result<Self> {
         let policy = match &auth.policy {
             Some(path) => Policy::load(path)?,
             None => {
@@ -219,9 +225,18 @@ impl Access {
             }
         };
         let authenticator = Authenticator::start(auth, policy.has_public_datasets()).await?;
+        let audit = match audit {
+            Some(audit) => Some(Arc::new(AuditLog::open(
+                &audit.log,
+                &audit.signing_key,
+                audit.checkpoint_every,
+            )?)),
+            None => None,
+        };
         Ok(Self {
             authenticator,
             policy: Arc::new(policy),
+            audit,
         })
     }
 }
@@ -229,7 +244,7 @@ impl Access {
 /// Starts a node with a complete configuration (see [`complete`]); returns once it is ready.
 pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     let access = match &config.auth {
-        Some(auth) => Some(Access::load(auth).await?),
+        Some(auth) => Some(Access::load(auth, config.audit.as_ref()).await?),
         None => None,
     };
     let ctx = session(&config)?;
@@ -295,9 +310,13 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     let query_runtime = QueryRuntime::new().context("cannot start the query runtime")?;
     let mut engine =
         QueryEngine::new(ctx.clone(), query_limits).with_executor(query_runtime.handle());
-    let sessions = access
-        .as_ref()
-        .map(|a| PolicySessions::new(Arc::clone(&a.policy), config.node.name.clone()));
+    let sessions = access.as_ref().map(|a| {
+        let sessions = PolicySessions::new(Arc::clone(&a.policy), config.node.name.clone());
+        match &a.audit {
+            Some(log) => sessions.with_audit(Arc::clone(log)),
+            None => sessions,
+        }
+    });
     if let Some(sessions) = &sessions {
         engine = engine.with_sessions(Arc::new(sessions.clone()));
     }

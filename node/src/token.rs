@@ -1,5 +1,5 @@
 //! `polder token`: development keys and tokens, so a node with authentication can be tried
-//! without an identity provider.
+//! without an identity provider; and `polder audit verify`.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -7,7 +7,7 @@ use std::str::FromStr;
 use anyhow::Context;
 use polder_access::mint::{self, TokenRequest};
 
-use crate::cli::{KeygenArgs, MintArgs, TokenCommand};
+use crate::cli::{AuditCommand, KeygenArgs, MintArgs, TokenCommand};
 
 /// Runs `polder token keygen` or `polder token mint`.
 pub fn run(command: TokenCommand) -> anyhow::Result<()> {
@@ -18,6 +18,29 @@ pub fn run(command: TokenCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Runs `polder audit verify`: prints what it checked, fails naming the first broken record.
+pub fn audit(command: AuditCommand) -> anyhow::Result<()> {
+    let AuditCommand::Verify(args) = command;
+    let jwks = std::fs::read_to_string(&args.jwks)
+        .with_context(|| format!("cannot read {}", args.jwks.display()))?;
+    let key = polder_access::audit::verifying_key_from_jwks(&jwks)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.jwks.display()))?;
+    let verified = polder_access::audit::verify(&args.log, Some(&key))?;
+    println!(
+        "{}: intact: {} records, {} signed checkpoints, {} records after the last checkpoint, last hash {}",
+        args.log.display(),
+        verified.records,
+        verified.checkpoints,
+        verified.unsigned_tail,
+        hex_of(&verified.last_hash)
+    );
+    Ok(())
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn keygen(args: &KeygenArgs) -> anyhow::Result<()> {

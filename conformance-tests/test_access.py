@@ -615,3 +615,102 @@ def test_personal_data_is_refused_when_the_audit_cannot_be_written(
     rows, _ = query_one(node, analyst, "SELECT count(*) FROM air_quality")
     assert rows[0][0] > 0
     assert node.alive()
+
+
+def aggregate_policy(k: int) -> str:
+    return f"""
+[[dataset]]
+name = "air_quality"
+personal = true
+  [dataset.aggregate]
+  unit = "sensor_id"
+  min_group_size = {k}
+  dimensions = ["neighbourhood_code", "sensor_type", "timestamp"]
+  functions = ["count", "avg", "sum"]
+  [[dataset.rule]]
+  groups = ["research"]
+  access = "aggregate"
+"""
+
+
+K_SENSORS = 2
+
+
+@pytest.fixture(scope="module")
+def sensor_files(polder_bin, tmp_path_factory):
+    """The sample data as files, so DuckDB sees exactly what the node serves."""
+    if polder_bin is None:
+        pytest.skip("needs the polder binary")
+    out = tmp_path_factory.mktemp("sample")
+    subprocess.run([polder_bin, "demo-data", "--out", out], check=True, capture_output=True,
+                   timeout=120)  # fmt: skip
+    return out / "utrecht" / "air_quality.csv"
+
+
+@pytest.fixture(scope="module")
+def aggregate_node(launcher, idp, sensor_files):
+    args = auth_args(idp, aggregate_policy(K_SENSORS), "aggregate")
+    return launcher.spawn([*args, "--table", f"air_quality={sensor_files}"], name="utrecht")
+
+
+def duckdb_groups(path, k: int) -> tuple[dict, set]:
+    import duckdb
+
+    con = duckdb.connect()
+    rows = con.sql(
+        f"SELECT neighbourhood_code, count(*), count(DISTINCT sensor_id) FROM "
+        f"read_csv_auto('{path}') GROUP BY 1"
+    ).fetchall()
+    return {zone: n for zone, n, units in rows if units >= k}, {zone for zone, _, u in rows if u < k}
+
+
+PER_NEIGHBOURHOOD = (
+    "SELECT neighbourhood_code, count(*) AS n FROM air_quality GROUP BY neighbourhood_code"
+)
+
+
+@pytest.mark.requirement("UDN-AUTH-8")
+def test_aggregate_only_releases_exactly_the_large_groups(aggregate_node, idp, sensor_files):
+    released, small = duckdb_groups(sensor_files, K_SENSORS)
+    assert released and small, "the sample data must have groups on both sides of k"
+    researcher = token(idp, groups=["research"])
+    rows, _ = query_one(aggregate_node, researcher, PER_NEIGHBOURHOOD)
+    assert dict(rows) == released
+    # HAVING cannot bring a small group back.
+    rows, _ = query_one(aggregate_node, researcher, PER_NEIGHBOURHOOD + " HAVING count(*) < 1000")
+    assert not {zone for zone, _ in rows} & small
+
+
+@pytest.mark.requirement("UDN-AUTH-8")
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT * FROM air_quality LIMIT 5",
+        "SELECT sensor_id, count(*) FROM air_quality GROUP BY sensor_id",
+        "SELECT neighbourhood_code, max(pm2_5) FROM air_quality GROUP BY 1",
+        "SELECT DISTINCT neighbourhood_code FROM air_quality",
+        "SELECT lat, count(*) FROM air_quality GROUP BY lat",
+        "EXPLAIN ANALYZE " + PER_NEIGHBOURHOOD,
+    ],
+    ids=["raw rows", "group by the unit", "max", "distinct", "not a dimension", "explain analyze"],
+)
+def test_aggregate_only_refuses_what_could_single_out(aggregate_node, idp, sql):
+    err = refused(aggregate_node, token(idp, groups=["research"]), sql)
+    assert adbc_grpc_status(err) == "PermissionDenied", str(err)
+    assert "air_quality" in str(err)
+
+
+@pytest.mark.requirement("UDN-AUTH-8")
+def test_aggregate_only_holds_through_a_coordinator(launcher, idp, aggregate_node, sensor_files):
+    args = auth_args(idp, COORDINATOR_POLICY, "aggregate-coordinator", audience="amsterdam")
+    coordinator = launcher.spawn(
+        [*args, "--peer", f"utrecht={aggregate_node.flight_url}"], name="amsterdam"
+    )
+    released, _ = duckdb_groups(sensor_files, K_SENSORS)
+    t = token(idp, audience=BOTH, groups=["research"])
+    rows, _ = query_one(coordinator, t, PER_NEIGHBOURHOOD.replace(
+        "FROM air_quality", "FROM utrecht.public.air_quality"))  # fmt: skip
+    assert dict(rows) == released
+    err = refused(coordinator, t, "SELECT * FROM utrecht.public.air_quality LIMIT 5")
+    assert adbc_grpc_status(err) == "PermissionDenied", str(err)
+    assert "utrecht" in str(err)

@@ -18,6 +18,7 @@
 //!
 //! [`mint`] signs development tokens for `polder token`.
 
+pub mod aggregate;
 pub mod audit;
 pub mod auth;
 pub mod config;

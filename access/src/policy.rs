@@ -65,6 +65,23 @@ pub struct DatasetPolicy {
     /// Ordered rules; the first that matches the caller decides.
     #[serde(default, rename = "rule")]
     pub rules: Vec<Rule>,
+    /// What aggregate-only access (`access = "aggregate"`) allows.
+    pub aggregate: Option<AggregateSpec>,
+}
+
+/// Aggregate-only access: rows never leave the node, only groups of at least
+/// `min_group_size` distinct privacy units.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggregateSpec {
+    /// The column that identifies a person (or another privacy unit).
+    pub unit: String,
+    /// The least number of distinct units a released group describes.
+    pub min_group_size: u64,
+    /// Columns a query may group by (also inside functions such as `date_trunc`).
+    pub dimensions: Vec<String>,
+    /// Aggregate functions a query may use, e.g. `["count", "sum", "avg"]`.
+    pub functions: Vec<String>,
 }
 
 /// One rule: conditions on the caller's claims, and what it grants.
@@ -99,6 +116,8 @@ pub struct Rule {
 pub enum Access {
     /// Rows as stored, minus the denied columns.
     Raw,
+    /// Only aggregates over groups of at least the minimum size (see [`AggregateSpec`]).
+    Aggregate,
     /// Nothing.
     Deny,
 }
@@ -127,6 +146,13 @@ pub enum Decision {
         denied_columns: Vec<String>,
         /// The rule that granted it (1-based); none when the dataset is public.
         rule: Option<usize>,
+    },
+    /// The caller reads only aggregates of the dataset.
+    Aggregate {
+        /// What may be grouped and computed, and the minimum group size.
+        spec: AggregateSpec,
+        /// The rule that granted it (1-based).
+        rule: usize,
     },
     /// The caller may not read the dataset; the error says why.
     Refuse(Error),
@@ -168,6 +194,34 @@ impl Policy {
                     dataset.name
                 )));
             }
+            let aggregated = dataset.rules.iter().any(|r| r.access == Access::Aggregate);
+            match &dataset.aggregate {
+                None if aggregated => {
+                    return Err(PolicyError::Invalid(format!(
+                        "dataset '{}' has a rule with access = \"aggregate\" but no [dataset.aggregate] section",
+                        dataset.name
+                    )));
+                }
+                Some(spec) if spec.min_group_size < 2 => {
+                    return Err(PolicyError::Invalid(format!(
+                        "dataset '{}': aggregate.min_group_size must be at least 2",
+                        dataset.name
+                    )));
+                }
+                Some(spec) if spec.dimensions.contains(&spec.unit) => {
+                    return Err(PolicyError::Invalid(format!(
+                        "dataset '{}': the privacy unit '{}' cannot be a dimension",
+                        dataset.name, spec.unit
+                    )));
+                }
+                _ => {}
+            }
+            if dataset.public && aggregated {
+                return Err(PolicyError::Invalid(format!(
+                    "dataset '{}' is public, so its raw rows are readable by anyone; aggregate-only rules would protect nothing",
+                    dataset.name
+                )));
+            }
             let name = dataset.name.clone();
             if datasets.insert(name.clone(), dataset).is_some() {
                 return Err(PolicyError::Invalid(format!(
@@ -180,7 +234,11 @@ impl Policy {
 
     /// Checks the policy against the node's tables: every dataset and every denied column must
     /// exist, so that a typo cannot leave a column readable.
-    pub fn check(&self, tables: &BTreeMap<String, SchemaRef>) -> Result<(), PolicyError> {
+    pub fn check(
+        &self,
+        tables: &BTreeMap<String, SchemaRef>,
+        aggregate_functions: &[String],
+    ) -> Result<(), PolicyError> {
         for (name, dataset) in &self.datasets {
             let Some(schema) = tables.get(name) else {
                 let known: Vec<&str> = tables.keys().map(String::as_str).collect();
@@ -189,6 +247,22 @@ impl Policy {
                     known.join(", ")
                 )));
             };
+            if let Some(spec) = &dataset.aggregate {
+                for column in std::iter::once(&spec.unit).chain(&spec.dimensions) {
+                    if schema.field_with_name(column).is_err() {
+                        return Err(PolicyError::Invalid(format!(
+                            "the aggregate access of dataset '{name}' names column '{column}', which the dataset does not have"
+                        )));
+                    }
+                }
+                for function in &spec.functions {
+                    if !aggregate_functions.iter().any(|f| f == function) {
+                        return Err(PolicyError::Invalid(format!(
+                            "the aggregate access of dataset '{name}' allows function '{function}', which is not an aggregate function of this node"
+                        )));
+                    }
+                }
+            }
             for (index, rule) in dataset.rules.iter().enumerate() {
                 for column in &rule.deny_columns {
                     if schema.field_with_name(column).is_err() {
@@ -251,6 +325,14 @@ impl Policy {
                     Access::Raw => Decision::Read {
                         denied_columns: rule.deny_columns.clone(),
                         rule: Some(index + 1),
+                    },
+                    Access::Aggregate => match &dataset.aggregate {
+                        Some(spec) => Decision::Aggregate {
+                            spec: spec.clone(),
+                            rule: index + 1,
+                        },
+                        // Checked at load; fail closed all the same.
+                        None => refuse(name, "its aggregate access is not configured"),
                     },
                     Access::Deny => refuse(name, &format!("rule {} denies it", index + 1)),
                 }
@@ -414,13 +496,19 @@ mod tests {
         let mut tables = BTreeMap::new();
         tables.insert("traffic_counts".to_string(), schema.clone());
         tables.insert("air_quality".to_string(), schema);
-        Policy::parse(POLICY).unwrap().check(&tables).unwrap();
+        Policy::parse(POLICY).unwrap().check(&tables, &[]).unwrap();
 
         let typo = POLICY.replace("\"segment_id\"", "\"segmentid\"");
-        let err = Policy::parse(&typo).unwrap().check(&tables).unwrap_err();
+        let err = Policy::parse(&typo)
+            .unwrap()
+            .check(&tables, &[])
+            .unwrap_err();
         assert!(err.to_string().contains("'segmentid'"), "{err}");
         tables.remove("air_quality");
-        let err = Policy::parse(POLICY).unwrap().check(&tables).unwrap_err();
+        let err = Policy::parse(POLICY)
+            .unwrap()
+            .check(&tables, &[])
+            .unwrap_err();
         assert!(err.to_string().contains("'air_quality'"), "{err}");
     }
 }

@@ -26,10 +26,11 @@ use datafusion::prelude::SessionContext;
 use polder_flight_sql::{Error, QueryAudit, RequestSessions};
 use tracing::error;
 
+use crate::aggregate::{AggregateOnlyRule, AggregateOnlyTable};
 use crate::audit::{self, AuditLog};
 
 use crate::auth::Identity;
-use crate::policy::{Decision, Policy};
+use crate::policy::{AggregateSpec, Decision, Policy};
 
 /// The schema a node's datasets live in.
 const DATASET_SCHEMA: &str = "public";
@@ -117,6 +118,7 @@ impl RequestSessions for PolicySessions {
         });
         let state = SessionStateBuilder::new_from_existing(state)
             .with_catalog_list(catalogs)
+            .with_analyzer_rule(Arc::new(AggregateOnlyRule))
             .build();
         let audit = self.audit.as_ref().map(|log| {
             Arc::new(AuditRecorder {
@@ -155,6 +157,20 @@ impl View {
                 "personal": self.policy.is_personal(table),
             }),
         };
+        self.push(entry);
+    }
+
+    fn record_aggregate(&self, schema: &str, table: &str, rule: usize, spec: &AggregateSpec) {
+        self.push(json!({
+            "dataset": format!("{}.{schema}.{table}", self.node),
+            "access": "aggregate",
+            "rule": rule,
+            "min_group_size": spec.min_group_size,
+            "personal": self.policy.is_personal(table),
+        }));
+    }
+
+    fn push(&self, entry: Value) {
         let mut decisions = self.decisions.lock().expect("lock");
         if !decisions.contains(&entry) {
             decisions.push(entry);
@@ -329,7 +345,12 @@ impl SchemaProvider for PolicySchema {
         self.inner
             .table_names()
             .into_iter()
-            .filter(|t| matches!(self.view.decide(&self.name, t), Decision::Read { .. }))
+            .filter(|t| {
+                matches!(
+                    self.view.decide(&self.name, t),
+                    Decision::Read { .. } | Decision::Aggregate { .. }
+                )
+            })
             .collect()
     }
 
@@ -350,6 +371,13 @@ impl SchemaProvider for PolicySchema {
                 } else {
                     Ok(Some(Arc::new(RestrictedTable::new(table, &denied_columns))))
                 }
+            }
+            Decision::Aggregate { spec, rule } => {
+                self.view.record_aggregate(&self.name, name, rule, &spec);
+                let dataset = format!("{}.{}.{name}", self.view.node, self.name);
+                Ok(Some(Arc::new(AggregateOnlyTable::new(
+                    table, dataset, spec,
+                ))))
             }
             Decision::Refuse(err) => {
                 self.view.record(&self.name, name, None);

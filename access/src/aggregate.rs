@@ -1,0 +1,347 @@
+//! Aggregate-only access with a minimum group size.
+//!
+//! A dataset the policy grants a caller as `aggregate` is an [`AggregateOnlyTable`] in the
+//! caller's session. [`AggregateOnlyRule`], an analyzer rule of that session, runs on every plan
+//! before anything executes (`EXPLAIN` included) and:
+//!
+//! 1. accepts such a table only directly under an `Aggregate` (through filters, column
+//!    renames and aliases, nothing else: no join, window, `DISTINCT` or computed column in
+//!    between), whose grouping expressions use only the allowed dimensions and whose aggregate
+//!    functions are allowed (the privacy unit only inside `count`);
+//! 2. rewrites that aggregate to also count the distinct privacy units of each group and keeps
+//!    only the groups with at least `min_group_size` of them;
+//! 3. refuses the query if any scan of such a table is not covered by step 2: raw rows never
+//!    leave the node.
+//!
+//! The filter sits directly on the aggregate, below any `HAVING`, so no later clause can bring a
+//! small group back.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::Column;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TreeNodeRecursion};
+use datafusion::datasource::source_as_provider;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::functions_aggregate::count::count_distinct;
+use datafusion::logical_expr::{
+    Aggregate, Expr, LogicalPlan, LogicalPlanBuilder, TableProviderFilterPushDown, TableType, col,
+    lit,
+};
+use datafusion::optimizer::AnalyzerRule;
+use datafusion::physical_plan::ExecutionPlan;
+use polder_flight_sql::Error;
+
+use crate::policy::AggregateSpec;
+
+/// The column the rule adds to count each group's distinct privacy units.
+const UNITS: &str = "__polder_units";
+
+/// A dataset the caller may only aggregate.
+#[derive(Debug)]
+pub struct AggregateOnlyTable {
+    inner: Arc<dyn TableProvider>,
+    dataset: String,
+    spec: AggregateSpec,
+}
+
+impl AggregateOnlyTable {
+    /// Wraps `inner`, the dataset `dataset`, under `spec`.
+    pub fn new(inner: Arc<dyn TableProvider>, dataset: String, spec: AggregateSpec) -> Self {
+        Self {
+            inner,
+            dataset,
+            spec,
+        }
+    }
+}
+
+#[async_trait]
+impl TableProvider for AggregateOnlyTable {
+    fn schema(&self) -> SchemaRef {
+        self.inner.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        self.inner.table_type()
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        self.inner.supports_filters_pushdown(filters)
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        self.inner.scan(state, projection, filters, limit).await
+    }
+}
+
+/// Enforces aggregate-only access on every plan of a session (see the module docs).
+#[derive(Debug, Default)]
+pub struct AggregateOnlyRule;
+
+impl AnalyzerRule for AggregateOnlyRule {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        if protected_scans(&plan)? == 0 {
+            return Ok(plan);
+        }
+        // EXPLAIN ANALYZE reports every operator's row count, the groups before the size
+        // filter among them.
+        let mut analyzed = false;
+        plan.apply_with_subqueries(|node| {
+            analyzed |= matches!(node, LogicalPlan::Analyze(_));
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        if analyzed {
+            let name = first_protected(&plan)?.unwrap_or_default();
+            return Err(refuse(format!(
+                "EXPLAIN ANALYZE is not allowed on dataset '{name}': its row counts describe groups smaller than the minimum size"
+            )));
+        }
+        let mut covered = 0usize;
+        let rewritten = plan
+            .transform_up_with_subqueries(|node| match node {
+                LogicalPlan::Aggregate(aggregate) => match protected_input(&aggregate.input)? {
+                    Some(path) => {
+                        covered += 1;
+                        Ok(Transformed::yes(protect(aggregate, &path)?))
+                    }
+                    None => Ok(Transformed::no(LogicalPlan::Aggregate(aggregate))),
+                },
+                other => Ok(Transformed::no(other)),
+            })?
+            .data;
+        let scans = protected_scans(&rewritten)?;
+        if covered < scans {
+            let name = first_protected(&rewritten)?.unwrap_or_default();
+            return Err(refuse(format!(
+                "dataset '{name}' may only be aggregated: use GROUP BY over its allowed dimensions with allowed aggregate functions, directly on the dataset (no join, window or DISTINCT before aggregating)"
+            )));
+        }
+        Ok(rewritten)
+    }
+
+    fn name(&self) -> &str {
+        "polder_aggregate_only"
+    }
+}
+
+fn refuse(message: String) -> DataFusionError {
+    DataFusionError::External(Box::new(Error::Forbidden(message)))
+}
+
+fn aggregate_only(plan: &LogicalPlan) -> Option<Arc<dyn TableProvider>> {
+    let LogicalPlan::TableScan(scan) = plan else {
+        return None;
+    };
+    let provider = source_as_provider(&scan.source).ok()?;
+    let any: &dyn Any = provider.as_ref();
+    any.is::<AggregateOnlyTable>().then_some(provider)
+}
+
+fn protected_scans(plan: &LogicalPlan) -> Result<usize> {
+    let mut count = 0;
+    plan.apply_with_subqueries(|node| {
+        if aggregate_only(node).is_some() {
+            count += 1;
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    Ok(count)
+}
+
+fn first_protected(plan: &LogicalPlan) -> Result<Option<String>> {
+    let mut found = None;
+    plan.apply_with_subqueries(|node| {
+        if let Some(provider) = aggregate_only(node) {
+            let any: &dyn Any = provider.as_ref();
+            found = any
+                .downcast_ref::<AggregateOnlyTable>()
+                .map(|t| t.dataset.clone());
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    Ok(found)
+}
+
+/// An aggregate's input that reads an aggregate-only dataset: its spec, and for each column
+/// name of the aggregate's input, the dataset column it is.
+struct ProtectedPath {
+    dataset: String,
+    spec: AggregateSpec,
+    base_names: HashMap<String, String>,
+}
+
+/// Follows `input` down through filters, aliases and column-only projections to a scan; the
+/// path when that scan is aggregate-only, `None` when it is not (other aggregates are no concern
+/// of this rule), an error when an aggregate-only scan is reached through anything else.
+fn protected_input(input: &LogicalPlan) -> Result<Option<ProtectedPath>> {
+    // Name at the aggregate's input -> name at the current level.
+    let mut names: HashMap<String, String> = input
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| (f.name().clone(), f.name().clone()))
+        .collect();
+    let mut node = input;
+    loop {
+        match node {
+            LogicalPlan::Filter(filter) => node = filter.input.as_ref(),
+            LogicalPlan::SubqueryAlias(alias) => node = alias.input.as_ref(),
+            LogicalPlan::Projection(projection) => {
+                let mut below = HashMap::new();
+                for expr in &projection.expr {
+                    let (out, inner) = match expr {
+                        Expr::Column(c) => (c.name.clone(), c.name.clone()),
+                        Expr::Alias(alias) => match alias.expr.as_ref() {
+                            Expr::Column(c) => (alias.name.clone(), c.name.clone()),
+                            _ => return computed_before_aggregate(&projection.input),
+                        },
+                        _ => return computed_before_aggregate(&projection.input),
+                    };
+                    below.insert(out, inner);
+                }
+                names = names
+                    .into_iter()
+                    .filter_map(|(top, current)| below.get(&current).map(|b| (top, b.clone())))
+                    .collect();
+                node = projection.input.as_ref();
+            }
+            LogicalPlan::TableScan(_) => {
+                let Some(provider) = aggregate_only(node) else {
+                    return Ok(None);
+                };
+                let any: &dyn Any = provider.as_ref();
+                let table = any
+                    .downcast_ref::<AggregateOnlyTable>()
+                    .expect("checked by aggregate_only");
+                return Ok(Some(ProtectedPath {
+                    dataset: table.dataset.clone(),
+                    spec: table.spec.clone(),
+                    base_names: names,
+                }));
+            }
+            // A join, window, union, distinct, ... : this aggregate is not directly over one
+            // dataset. If an aggregate-only dataset is below, it stays uncovered and the query
+            // is refused as a whole.
+            _ => return Ok(None),
+        }
+    }
+}
+
+/// A computed column between an aggregate-only scan and its aggregate could smuggle a
+/// personal value into a dimension; refused when the scan below is aggregate-only.
+fn computed_before_aggregate(below: &LogicalPlan) -> Result<Option<ProtectedPath>> {
+    match protected_input(below)? {
+        Some(path) => Err(refuse(format!(
+            "dataset '{}' may only be aggregated: compute expressions inside GROUP BY or the aggregate functions, not in a subquery before them",
+            path.dataset
+        ))),
+        None => Ok(None),
+    }
+}
+
+/// Checks the aggregate against the spec and returns it with the group-size filter on top.
+fn protect(aggregate: Aggregate, path: &ProtectedPath) -> Result<LogicalPlan> {
+    let spec = &path.spec;
+    let base = |column: &Column| path.base_names.get(&column.name).cloned();
+    let dataset = &path.dataset;
+    for expr in &aggregate.group_expr {
+        if matches!(expr, Expr::GroupingSet(_)) {
+            return Err(refuse(format!(
+                "dataset '{dataset}' may only be aggregated with a plain GROUP BY (no ROLLUP, CUBE or GROUPING SETS)"
+            )));
+        }
+        for column in expr.column_refs() {
+            let name = base(column).unwrap_or_else(|| column.name.clone());
+            if !spec.dimensions.contains(&name) {
+                return Err(refuse(format!(
+                    "dataset '{dataset}' may only be grouped by {}; '{name}' is not one of them",
+                    spec.dimensions.join(", ")
+                )));
+            }
+        }
+    }
+    for expr in &aggregate.aggr_expr {
+        let inner = match expr {
+            Expr::Alias(alias) => alias.expr.as_ref(),
+            other => other,
+        };
+        let Expr::AggregateFunction(function) = inner else {
+            return Err(refuse(format!(
+                "dataset '{dataset}' may only be aggregated with the functions {}",
+                spec.functions.join(", ")
+            )));
+        };
+        let name = function.func.name().to_lowercase();
+        let counts_units = name == "count";
+        if !counts_units && !spec.functions.iter().any(|f| f.eq_ignore_ascii_case(&name)) {
+            return Err(refuse(format!(
+                "dataset '{dataset}' may only be aggregated with the functions {}; {name} is not one of them",
+                spec.functions.join(", ")
+            )));
+        }
+        let mut referenced = function
+            .params
+            .args
+            .iter()
+            .flat_map(|a| a.column_refs())
+            .collect::<Vec<_>>();
+        if let Some(filter) = &function.params.filter {
+            referenced.extend(filter.column_refs());
+        }
+        for column in referenced {
+            let base_name = base(column).unwrap_or_else(|| column.name.clone());
+            if base_name == spec.unit && !counts_units {
+                return Err(refuse(format!(
+                    "the privacy unit '{}' of dataset '{dataset}' may only be counted",
+                    spec.unit
+                )));
+            }
+        }
+    }
+    let unit = path
+        .base_names
+        .iter()
+        .find(|(_, b)| **b == spec.unit)
+        .map(|(top, _)| top.clone())
+        .ok_or_else(|| {
+            refuse(format!(
+                "dataset '{dataset}' may only be aggregated with its privacy unit '{}' available to count",
+                spec.unit
+            ))
+        })?;
+    let (qualifier, _) = aggregate
+        .input
+        .schema()
+        .qualified_field_with_unqualified_name(&unit)?;
+    let unit = Expr::Column(Column::new(qualifier.cloned(), unit));
+    let original: Vec<Expr> = aggregate
+        .schema
+        .columns()
+        .into_iter()
+        .map(Expr::Column)
+        .collect();
+    let mut aggr_expr = aggregate.aggr_expr.clone();
+    aggr_expr.push(count_distinct(unit).alias(UNITS));
+    let min = i64::try_from(spec.min_group_size).unwrap_or(i64::MAX);
+    LogicalPlanBuilder::from(aggregate.input.as_ref().clone())
+        .aggregate(aggregate.group_expr.clone(), aggr_expr)?
+        .filter(col(UNITS).gt_eq(lit(min)))?
+        .project(original)?
+        .build()
+}

@@ -617,7 +617,7 @@ def test_personal_data_is_refused_when_the_audit_cannot_be_written(
     assert node.alive()
 
 
-def aggregate_policy(k: int) -> str:
+def aggregate_policy(k: int, on_violation: str = "suppress") -> str:
     return f"""
 [[dataset]]
 name = "air_quality"
@@ -627,6 +627,7 @@ personal = true
   min_group_size = {k}
   dimensions = ["neighbourhood_code", "sensor_type", "timestamp"]
   functions = ["count", "avg", "sum"]
+  on_violation = "{on_violation}"
   [[dataset.rule]]
   groups = ["research"]
   access = "aggregate"
@@ -714,3 +715,18 @@ def test_aggregate_only_holds_through_a_coordinator(launcher, idp, aggregate_nod
     err = refused(coordinator, t, "SELECT * FROM utrecht.public.air_quality LIMIT 5")
     assert adbc_grpc_status(err) == "PermissionDenied", str(err)
     assert "utrecht" in str(err)
+
+
+@pytest.mark.requirement("UDN-AUTH-8")
+def test_refuse_mode_fails_a_query_with_a_small_group(launcher, idp, sensor_files):
+    args = auth_args(idp, aggregate_policy(K_SENSORS, "refuse"), "aggregate-refuse")
+    node = launcher.spawn([*args, "--table", f"air_quality={sensor_files}"], name="utrecht")
+    researcher = token(idp, groups=["research"])
+    err = refused(node, researcher, PER_NEIGHBOURHOOD)
+    assert adbc_grpc_status(err) == "PermissionDenied", str(err)
+    assert "fewer than 2" in str(err)
+    # Every sensor type has enough sensors: answered.
+    rows, _ = query_one(
+        node, researcher, "SELECT sensor_type, count(*) FROM air_quality GROUP BY sensor_type"
+    )
+    assert len(rows) == 2

@@ -21,7 +21,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use datafusion::arrow::array::{AsArray, BooleanArray};
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::Column;
 use datafusion::common::config::ConfigOptions;
@@ -30,14 +32,14 @@ use datafusion::datasource::source_as_provider;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::functions_aggregate::count::count_distinct;
 use datafusion::logical_expr::{
-    Aggregate, Expr, LogicalPlan, LogicalPlanBuilder, TableProviderFilterPushDown, TableType, col,
-    lit,
+    Aggregate, ColumnarValue, Expr, LogicalPlan, LogicalPlanBuilder, ScalarFunctionArgs, ScalarUDF,
+    ScalarUDFImpl, Signature, TableProviderFilterPushDown, TableType, Volatility, col, lit,
 };
 use datafusion::optimizer::AnalyzerRule;
 use datafusion::physical_plan::ExecutionPlan;
 use polder_flight_sql::Error;
 
-use crate::policy::AggregateSpec;
+use crate::policy::{AggregateSpec, Violation};
 
 /// The column the rule adds to count each group's distinct privacy units.
 const UNITS: &str = "__polder_units";
@@ -339,9 +341,63 @@ fn protect(aggregate: Aggregate, path: &ProtectedPath) -> Result<LogicalPlan> {
     let mut aggr_expr = aggregate.aggr_expr.clone();
     aggr_expr.push(count_distinct(unit).alias(UNITS));
     let min = i64::try_from(spec.min_group_size).unwrap_or(i64::MAX);
+    let keep = match spec.on_violation {
+        Violation::Suppress => col(UNITS).gt_eq(lit(min)),
+        Violation::Refuse => {
+            let check = ScalarUDF::new_from_impl(RequireGroupSize {
+                signature: Signature::exact(vec![DataType::Int64], Volatility::Volatile),
+                dataset: dataset.clone(),
+                min,
+            });
+            check.call(vec![col(UNITS)])
+        }
+    };
     LogicalPlanBuilder::from(aggregate.input.as_ref().clone())
         .aggregate(aggregate.group_expr.clone(), aggr_expr)?
-        .filter(col(UNITS).gt_eq(lit(min)))?
+        .filter(keep)?
         .project(original)?
         .build()
+}
+
+/// The filter of `on_violation = "refuse"`: true for every group of at least `min` units; a
+/// smaller group fails the query. Volatile, so that no optimizer rule folds or drops it.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct RequireGroupSize {
+    signature: Signature,
+    dataset: String,
+    min: i64,
+}
+
+impl ScalarUDFImpl for RequireGroupSize {
+    fn name(&self) -> &str {
+        "polder_require_group_size"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Boolean)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let units = args
+            .args
+            .into_iter()
+            .next()
+            .ok_or_else(|| DataFusionError::Internal("no argument".into()))?
+            .into_array(args.number_rows)?;
+        let units = units.as_primitive::<Int64Type>();
+        if units.iter().any(|u| u.is_none_or(|u| u < self.min)) {
+            return Err(refuse(format!(
+                "the answer would hold a group of fewer than {} distinct units of dataset '{}'; its policy refuses such queries",
+                self.min, self.dataset
+            )));
+        }
+        Ok(ColumnarValue::Array(Arc::new(BooleanArray::from(vec![
+            true;
+            args.number_rows
+        ]))))
+    }
 }

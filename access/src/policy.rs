@@ -82,6 +82,20 @@ pub struct AggregateSpec {
     pub dimensions: Vec<String>,
     /// Aggregate functions a query may use, e.g. `["count", "sum", "avg"]`.
     pub functions: Vec<String>,
+    /// What a query that would release a smaller group gets.
+    #[serde(default)]
+    pub on_violation: Violation,
+}
+
+/// What happens to a query whose answer would hold a group below the minimum size.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Violation {
+    /// The small groups are left out of the answer.
+    #[default]
+    Suppress,
+    /// The query fails with PERMISSION_DENIED.
+    Refuse,
 }
 
 /// One rule: conditions on the caller's claims, and what it grants.

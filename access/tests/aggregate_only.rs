@@ -335,3 +335,43 @@ fn unknown_function_or_column_fails_the_load() {
     .unwrap_err();
     assert!(err.to_string().contains("cannot be a dimension"), "{err}");
 }
+
+#[tokio::test]
+async fn refuse_mode_fails_instead_of_suppressing() {
+    let base = base().await;
+    let policy = Arc::new(
+        Policy::parse(&POLICY.replace(
+            "functions = [\"count\", \"sum\", \"avg\"]",
+            "functions = [\"count\", \"sum\", \"avg\"]\n  on_violation = \"refuse\"",
+        ))
+        .unwrap(),
+    );
+    let ctx = PolicySessions::new(policy, "utrecht")
+        .session(&base, &researcher())
+        .unwrap()
+        .0;
+    // Zones c and d are small: the query fails rather than leaving them out.
+    let err = run(&ctx, "SELECT zone, count(*) FROM trips GROUP BY zone")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Forbidden(m) if m.contains("fewer than 3")),
+        "{err:?}"
+    );
+    // Only large groups: answered in full.
+    let batches = run(
+        &ctx,
+        "SELECT zone, count(*) FROM trips WHERE zone IN ('a', 'b') GROUP BY zone",
+    )
+    .await
+    .unwrap();
+    assert_eq!(rows(&batches), 2);
+    // HAVING cannot hide a small group from the check: it sits below HAVING.
+    let err = run(
+        &ctx,
+        "SELECT zone, count(*) FROM trips GROUP BY zone HAVING count(*) > 5",
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, Error::Forbidden(_)), "{err:?}");
+}

@@ -152,6 +152,16 @@ impl PeerCatalog {
         })
     }
 
+    /// Whether the last discovery failed because the peer refused this node's request
+    /// (an authenticating peer without public datasets).
+    fn refused(&self) -> bool {
+        matches!(
+            &*self.state.read().expect("lock"),
+            View::Pending(PeerError::Remote { code, .. })
+                if code == "Unauthenticated" || code == "PermissionDenied"
+        )
+    }
+
     /// The peer's catalog name: as discovered, else as configured, else the peer's name.
     fn remote_catalog(&self) -> String {
         match &*self.state.read().expect("lock") {
@@ -203,9 +213,10 @@ impl PeerCatalog {
 fn spawn_refresh(catalog: Weak<PeerCatalog>, interval: Duration) {
     tokio::spawn(async move {
         loop {
-            // Until the first discovery succeeds, try again sooner.
+            // Until the first discovery succeeds, try again sooner, unless the peer answered and
+            // refused this node (it requires a token): that does not change within seconds.
             let pending = match catalog.upgrade() {
-                Some(c) => c.age().is_none(),
+                Some(c) => c.age().is_none() && !c.refused(),
                 None => return,
             };
             let wait = if pending {

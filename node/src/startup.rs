@@ -17,7 +17,7 @@ use tonic::service::interceptor::InterceptedService;
 use polder_access::{
     AuditConfig, AuditLog, AuthConfig, AuthInterceptor, Authenticator, Policy, PolicySessions,
 };
-use polder_federation::{FederatedSession, Manifest, PeerConfig};
+use polder_federation::{FederatedSession, Manifest, PeerConfig, PeerError};
 use tracing::{info, warn};
 
 use crate::cli::ServeArgs;
@@ -388,7 +388,14 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         }
     }
     for err in &federation.unavailable {
-        warn!(peer = %err.peer(), error = %err, "peer not reachable at startup; retrying in the background");
+        match err {
+            PeerError::Remote { code, .. } if code == "Unauthenticated" && sessions.is_some() => {
+                info!(peer = %err.peer(), "peer lists nothing without a token; callers reach its tables with their own");
+            }
+            _ => {
+                warn!(peer = %err.peer(), error = %err, "peer not reachable at startup; retrying in the background")
+            }
+        }
     }
     readiness.write().expect("lock").ready = true;
     info!(node = %config.node.name, %flight_addr, %http_addr, tables = config.tables.len(), peers = config.peers.len(), "node ready");

@@ -369,8 +369,26 @@ def test_purpose_binding(open_node, idp):
             "column 'segmentid'",
         ),
         ('[[dataset]]\nname = "air_quality"\npublic = true\npurposes = ["x"]\n', "purposes"),
+        (
+            '[[dataset]]\nname = "traffic_counts"\n[[dataset.rule]]\naccess = "raw"\n'
+            'row_filter = "neighbourhood_code = $team"\n',
+            "unknown parameter $team",
+        ),
+        (
+            '[[dataset]]\nname = "traffic_counts"\n[[dataset.rule]]\naccess = "raw"\n'
+            'row_filter = "car + 1"\n',
+            "must be a condition",
+        ),
+        (
+            '[[dataset]]\nname = "traffic_counts"\n[[dataset.rule]]\naccess = "raw"\n'
+            'masks = { car = "neighbourhood_code" }\n',
+            "not the same kind of value",
+        ),
     ],
-    ids=["unknown key", "unknown dataset", "unknown column", "public with purposes"],
+    ids=[
+        "unknown key", "unknown dataset", "unknown column", "public with purposes",
+        "unknown parameter", "filter not a condition", "mask of another kind",
+    ],
 )
 def test_a_bad_policy_stops_the_node(launcher, idp, policy, expected):
     with pytest.raises(NodeStartError) as err:
@@ -730,3 +748,129 @@ def test_refuse_mode_fails_a_query_with_a_small_group(launcher, idp, sensor_file
         node, researcher, "SELECT sensor_type, count(*) FROM air_quality GROUP BY sensor_type"
     )
     assert len(rows) == 2
+
+
+GUARDED_POLICY = """
+[[dataset]]
+name = "air_quality"
+personal = true
+  [[dataset.rule]]
+  roles = ["district-officer"]
+  access = "raw"
+  row_filter = "array_has($groups, neighbourhood_code)"
+  masks = { sensor_id = "NULL", lat = "round(lat, 2)", lon = "round(lon, 2)" }
+"""
+
+DISTRICTS = ["BU03440000", "BU03440100"]
+
+
+@pytest.fixture(scope="module")
+def guarded_node(launcher, idp, polder_bin, sensor_files, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("guarded")
+    keys = directory / "audit-keys"
+    subprocess.run([polder_bin, "token", "keygen", "--out", keys, "--kid", "audit"],
+                   check=True, timeout=60)  # fmt: skip
+    log_path = directory / "audit.jsonl"
+    args = auth_args(idp, GUARDED_POLICY, "guarded")
+    args += ["--audit-log", str(log_path), "--audit-key", str(keys / "token-key.pem")]
+    node = launcher.spawn([*args, "--table", f"air_quality={sensor_files}"], name="utrecht")
+    return node, log_path
+
+
+def duckdb_one(sql: str):
+    import duckdb
+
+    return duckdb.connect().execute(sql).fetchone()
+
+
+@pytest.mark.requirement("UDN-AUTH-9")
+def test_row_filters_and_masks_hold_whatever_the_query(guarded_node, idp, sensor_files):
+    node, _ = guarded_node
+    officer = token(idp, sub="olga", roles=["district-officer"], groups=DISTRICTS)
+    codes = ", ".join(f"'{c}'" for c in DISTRICTS)
+    expected_rows, expected_lat = duckdb_one(
+        f"SELECT count(*), sum(round(lat, 2)) FROM read_csv_auto('{sensor_files}') "
+        f"WHERE neighbourhood_code IN ({codes})"
+    )
+    assert expected_rows > 0
+    rows, _ = query_one(node, officer, "SELECT count(*), sum(lat), count(sensor_id) FROM air_quality")
+    count, lat, sensors = rows[0]
+    assert count == expected_rows and sensors == 0
+    assert lat == pytest.approx(expected_lat, rel=1e-9)
+    rows, _ = query_one(node, officer, "SELECT DISTINCT neighbourhood_code FROM air_quality")
+    assert sorted(r[0] for r in rows) == DISTRICTS
+    # The caller's own filters see masked values and filtered rows only.
+    csv = f"read_csv_auto('{sensor_files}')"
+    (some_sensor,) = duckdb_one(f"SELECT sensor_id FROM {csv} WHERE neighbourhood_code IN ({codes})")
+    (elsewhere,) = duckdb_one(
+        f"SELECT neighbourhood_code FROM {csv} WHERE neighbourhood_code NOT IN ({codes})"
+    )
+    for sql in [
+        f"SELECT count(*) FROM air_quality WHERE sensor_id = {some_sensor}",
+        "SELECT count(*) FROM air_quality WHERE lat <> round(lat, 2)",
+        f"SELECT count(*) FROM air_quality WHERE neighbourhood_code = '{elsewhere}'",
+        "SELECT count(*) FROM (SELECT * FROM air_quality ORDER BY pm2_5 DESC LIMIT 100000) t "
+        f"WHERE neighbourhood_code NOT IN ({codes})",
+    ]:
+        rows, _ = query_one(node, officer, sql)
+        assert rows == [(0,)], sql
+    # Prepared statements bind the caller's parameters; the policy's stay bound to the claims.
+    with adbc(node, officer) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM air_quality WHERE neighbourhood_code = ?", (elsewhere,))
+        assert cur.fetchall() == [(0,)]
+    # A claim value is data, never SQL.
+    sly = token(idp, sub="sly", roles=["district-officer"], groups=["x') OR true OR ('"])
+    rows, _ = query_one(node, sly, "SELECT count(*) FROM air_quality")
+    assert rows == [(0,)]
+    nobody = token(idp, sub="nobody", roles=["district-officer"])
+    rows, _ = query_one(node, nobody, "SELECT count(*) FROM air_quality")
+    assert rows == [(0,)]
+
+
+@pytest.mark.requirement("UDN-AUTH-9")
+def test_row_filters_and_masks_hold_through_a_coordinator(launcher, idp, guarded_node):
+    node, _ = guarded_node
+    args = auth_args(idp, COORDINATOR_POLICY, "guarded-coordinator", audience="amsterdam")
+    coordinator = launcher.spawn([*args, "--peer", f"utrecht={node.flight_url}"], name="amsterdam")
+    officer = token(idp, audience=BOTH, sub="olga", roles=["district-officer"], groups=DISTRICTS)
+    sql = "SELECT count(*), count(sensor_id), count(DISTINCT neighbourhood_code) FROM {}"
+    direct, _ = query_one(node, token(idp, sub="olga", roles=["district-officer"],
+                                      groups=DISTRICTS), sql.format("air_quality"))  # fmt: skip
+    through, _ = query_one(coordinator, officer, sql.format("utrecht.public.air_quality"))
+    assert through == direct and direct[0][1:] == (0, len(DISTRICTS))
+
+
+@pytest.mark.requirement("UDN-AUTH-7")
+def test_the_audit_names_filters_masks_and_suppressed_groups(
+    launcher, idp, polder_bin, guarded_node, sensor_files, tmp_path
+):
+    import json
+    import signal
+
+    node, log_path = guarded_node
+    officer = token(idp, sub="olga", roles=["district-officer"], groups=DISTRICTS)
+    query_one(node, officer, "SELECT count(*) FROM air_quality")
+    node.stop(signal.SIGTERM)
+    records = [json.loads(line) for line in log_path.read_text().splitlines()]
+    [dataset] = [r for r in records if r["kind"] == "query" and r["subject"] == "olga"][-1][
+        "datasets"
+    ]
+    assert dataset["row_filter"] == "array_has($groups, neighbourhood_code)"
+    assert dataset["masked_columns"] == ["lat", "lon", "sensor_id"]
+    assert "BU0344" not in log_path.read_text(), "claim values bound into filters stay out"
+
+    # Suppressed groups are counted: as many as DuckDB finds below k.
+    keys = tmp_path / "keys"
+    subprocess.run([polder_bin, "token", "keygen", "--out", keys, "--kid", "audit"],
+                   check=True, timeout=60)  # fmt: skip
+    log = tmp_path / "aggregate-audit.jsonl"
+    args = auth_args(idp, aggregate_policy(K_SENSORS), "aggregate-audited")
+    args += ["--audit-log", str(log), "--audit-key", str(keys / "token-key.pem")]
+    aggregate = launcher.spawn([*args, "--table", f"air_quality={sensor_files}"], name="utrecht")
+    _, small = duckdb_groups(sensor_files, K_SENSORS)
+    query_one(aggregate, token(idp, sub="rita", groups=["research"]), PER_NEIGHBOURHOOD)
+    aggregate.stop(signal.SIGTERM)
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    [start] = [r for r in records if r["kind"] == "query" and r["subject"] == "rita"][-1:]
+    [end] = [r for r in records if r["kind"] == "query_end" and r["query"] == start["seq"]]
+    assert end["groups_suppressed"] == len(small) > 0, end

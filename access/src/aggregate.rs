@@ -19,6 +19,7 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{AsArray, BooleanArray};
@@ -92,8 +93,25 @@ impl TableProvider for AggregateOnlyTable {
 }
 
 /// Enforces aggregate-only access on every plan of a session (see the module docs).
+///
+/// With `on_violation = "suppress"`, the groups the rule leaves out are counted in
+/// [`AggregateOnlyRule::suppressed`], for the audit log.
 #[derive(Debug, Default)]
-pub struct AggregateOnlyRule;
+pub struct AggregateOnlyRule {
+    suppressed: Arc<AtomicU64>,
+}
+
+impl AggregateOnlyRule {
+    /// A rule that counts the groups it suppresses in `suppressed`.
+    pub fn counting(suppressed: Arc<AtomicU64>) -> Self {
+        Self { suppressed }
+    }
+
+    /// The number of groups suppressed so far by the plans this rule rewrote.
+    pub fn suppressed(&self) -> u64 {
+        self.suppressed.load(Ordering::Relaxed)
+    }
+}
 
 impl AnalyzerRule for AggregateOnlyRule {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
@@ -119,7 +137,11 @@ impl AnalyzerRule for AggregateOnlyRule {
                 LogicalPlan::Aggregate(aggregate) => match protected_input(&aggregate.input)? {
                     Some(path) => {
                         covered += 1;
-                        Ok(Transformed::yes(protect(aggregate, &path)?))
+                        Ok(Transformed::yes(protect(
+                            aggregate,
+                            &path,
+                            &self.suppressed,
+                        )?))
                     }
                     None => Ok(Transformed::no(LogicalPlan::Aggregate(aggregate))),
                 },
@@ -258,7 +280,11 @@ fn computed_before_aggregate(below: &LogicalPlan) -> Result<Option<ProtectedPath
 }
 
 /// Checks the aggregate against the spec and returns it with the group-size filter on top.
-fn protect(aggregate: Aggregate, path: &ProtectedPath) -> Result<LogicalPlan> {
+fn protect(
+    aggregate: Aggregate,
+    path: &ProtectedPath,
+    suppressed: &Arc<AtomicU64>,
+) -> Result<LogicalPlan> {
     let spec = &path.spec;
     let base = |column: &Column| path.base_names.get(&column.name).cloned();
     let dataset = &path.dataset;
@@ -342,7 +368,16 @@ fn protect(aggregate: Aggregate, path: &ProtectedPath) -> Result<LogicalPlan> {
     aggr_expr.push(count_distinct(unit).alias(UNITS));
     let min = i64::try_from(spec.min_group_size).unwrap_or(i64::MAX);
     let keep = match spec.on_violation {
-        Violation::Suppress => col(UNITS).gt_eq(lit(min)),
+        // The minimum is an argument too, so that EXPLAIN shows it.
+        Violation::Suppress => ScalarUDF::new_from_impl(ReleaseGroup {
+            signature: Signature::exact(
+                vec![DataType::Int64, DataType::Int64],
+                Volatility::Volatile,
+            ),
+            min,
+            suppressed: Arc::clone(suppressed),
+        })
+        .call(vec![col(UNITS), lit(min)]),
         Violation::Refuse => {
             let check = ScalarUDF::new_from_impl(RequireGroupSize {
                 signature: Signature::exact(vec![DataType::Int64], Volatility::Volatile),
@@ -357,6 +392,61 @@ fn protect(aggregate: Aggregate, path: &ProtectedPath) -> Result<LogicalPlan> {
         .filter(keep)?
         .project(original)?
         .build()
+}
+
+/// The filter of `on_violation = "suppress"`: true for every group of at least `min` units;
+/// the others are counted. Volatile, so that no optimizer rule folds, duplicates or drops it.
+#[derive(Debug)]
+struct ReleaseGroup {
+    signature: Signature,
+    min: i64,
+    suppressed: Arc<AtomicU64>,
+}
+
+impl PartialEq for ReleaseGroup {
+    fn eq(&self, other: &Self) -> bool {
+        self.min == other.min && Arc::ptr_eq(&self.suppressed, &other.suppressed)
+    }
+}
+
+impl Eq for ReleaseGroup {}
+
+impl std::hash::Hash for ReleaseGroup {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.min.hash(state);
+        Arc::as_ptr(&self.suppressed).hash(state);
+    }
+}
+
+impl ScalarUDFImpl for ReleaseGroup {
+    fn name(&self) -> &str {
+        "polder_release_group"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Boolean)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let units = args
+            .args
+            .into_iter()
+            .next()
+            .ok_or_else(|| DataFusionError::Internal("no argument".into()))?
+            .into_array(args.number_rows)?;
+        let keep: BooleanArray = units
+            .as_primitive::<Int64Type>()
+            .iter()
+            .map(|u| Some(u.is_some_and(|u| u >= self.min)))
+            .collect();
+        let dropped = keep.len() - keep.true_count();
+        self.suppressed.fetch_add(dropped as u64, Ordering::Relaxed);
+        Ok(ColumnarValue::Array(Arc::new(keep)))
+    }
 }
 
 /// The filter of `on_violation = "refuse"`: true for every group of at least `min` units; a

@@ -41,6 +41,20 @@ pub struct Claims {
     pub purpose: Option<String>,
 }
 
+impl Claims {
+    /// A caller with every claim set, to check policy expressions that name claims.
+    pub fn example() -> Self {
+        Self {
+            sub: "subject".into(),
+            iss: "issuer".into(),
+            groups: vec!["group".into()],
+            roles: vec!["role".into()],
+            org: Some("organisation".into()),
+            purpose: Some("purpose".into()),
+        }
+    }
+}
+
 /// Who is asking, as the authentication layer established it.
 #[derive(Clone)]
 pub enum Identity {

@@ -8,7 +8,8 @@
 //!    [`Identity`] goes into the request's extensions; a bad token never reaches a handler.
 //! 2. **Authorisation** ([`Policy`], applied by [`PolicySessions`]): each request is planned
 //!    against a session that holds only the datasets, and the columns of them, the caller's
-//!    identity may read. Default deny: a dataset without a grant does not exist for the caller
+//!    identity may read, with masks and a row filter applied inside the scan ([`guard`]).
+//!    Default deny: a dataset without a grant does not exist for the caller
 //!    in metadata, and naming it in a query is refused with the reason.
 //!
 //! ```text
@@ -23,6 +24,7 @@ pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod guard;
 pub mod jwks;
 pub mod mint;
 pub mod policy;

@@ -22,17 +22,30 @@
 //!   organisations = ["gemeente-utrecht"]
 //!   access = "raw"
 //!   deny_columns = ["segment_id"]
+//!
+//!   # Everyone else in a municipality: their own city's rows, street segments coarsened.
+//!   [[dataset.rule]]
+//!   roles = ["municipal-analyst"]
+//!   access = "raw"
+//!   row_filter = "municipality = $org"
+//!   masks = { segment_id = "segment_id / 100 * 100" }
 //! ```
+//!
+//! Row filters and masks are SQL expressions over the dataset's columns with the caller's
+//! claims bound as parameters (see [`crate::guard`]); [`Policy::check`] compiles every one of
+//! them against the dataset at startup.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::execution::SessionState;
 use polder_flight_sql::Error;
 use serde::Deserialize;
 
 use crate::auth::{Claims, Identity};
 use crate::error::PolicyError;
+use crate::guard;
 
 /// A node's access policy, checked against its datasets.
 #[derive(Debug, Clone, Default)]
@@ -122,6 +135,13 @@ pub struct Rule {
     /// Columns the caller does not see at all (not in metadata, not in `SELECT *`).
     #[serde(default)]
     pub deny_columns: Vec<String>,
+    /// Columns the caller sees masked: per column, the SQL expression computed from the stored
+    /// row that the caller gets instead of the stored value (`"NULL"`, `"left(postcode, 4)"`).
+    #[serde(default)]
+    pub masks: BTreeMap<String, String>,
+    /// The rows the caller sees: a SQL condition over the dataset's columns, with the caller's
+    /// claims as parameters (`"municipality = $org"`, `"array_has($groups, district)"`).
+    pub row_filter: Option<String>,
 }
 
 /// What a rule grants.
@@ -154,10 +174,14 @@ impl Rule {
 /// What the policy decides for one caller and one dataset.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    /// The caller reads the dataset without these columns.
+    /// The caller reads the dataset's rows, restricted as the rule says.
     Read {
         /// Columns removed from the caller's view.
         denied_columns: Vec<String>,
+        /// Masked columns and their mask expressions (claims unbound).
+        masks: BTreeMap<String, String>,
+        /// The condition every row the caller sees satisfies (claims unbound).
+        row_filter: Option<String>,
         /// The rule that granted it (1-based); none when the dataset is public.
         rule: Option<usize>,
     },
@@ -165,6 +189,8 @@ pub enum Decision {
     Aggregate {
         /// What may be grouped and computed, and the minimum group size.
         spec: AggregateSpec,
+        /// The condition every row aggregated for the caller satisfies (claims unbound).
+        row_filter: Option<String>,
         /// The rule that granted it (1-based).
         rule: usize,
     },
@@ -230,6 +256,35 @@ impl Policy {
                 }
                 _ => {}
             }
+            for (index, rule) in dataset.rules.iter().enumerate() {
+                let problem = if rule.access != Access::Raw && !rule.masks.is_empty() {
+                    Some("masks apply to raw access only".to_string())
+                } else if rule.access == Access::Deny && rule.row_filter.is_some() {
+                    Some("a rule with access = \"deny\" has no rows to filter".to_string())
+                } else if let Some(column) =
+                    rule.masks.keys().find(|c| rule.deny_columns.contains(c))
+                {
+                    Some(format!("column '{column}' is both denied and masked"))
+                } else if rule
+                    .row_filter
+                    .as_deref()
+                    .is_some_and(|f| f.trim().is_empty())
+                {
+                    Some("the row filter is empty".to_string())
+                } else {
+                    rule.masks
+                        .iter()
+                        .find(|(_, m)| m.trim().is_empty())
+                        .map(|(c, _)| format!("the mask of column '{c}' is empty"))
+                };
+                if let Some(problem) = problem {
+                    return Err(PolicyError::Invalid(format!(
+                        "rule {} of dataset '{}': {problem}",
+                        index + 1,
+                        dataset.name
+                    )));
+                }
+            }
             if dataset.public && aggregated {
                 return Err(PolicyError::Invalid(format!(
                     "dataset '{}' is public, so its raw rows are readable by anyone; aggregate-only rules would protect nothing",
@@ -246,13 +301,16 @@ impl Policy {
         Ok(Self { datasets })
     }
 
-    /// Checks the policy against the node's tables: every dataset and every denied column must
-    /// exist, so that a typo cannot leave a column readable.
+    /// Checks the policy against the node's tables: every dataset and every denied or masked
+    /// column must exist, so that a typo cannot leave a column readable, and every row filter
+    /// and mask must compile against its dataset in `state` (known columns, functions and
+    /// parameters; a condition for a filter, the column's type for a mask).
     pub fn check(
         &self,
         tables: &BTreeMap<String, SchemaRef>,
-        aggregate_functions: &[String],
+        state: &SessionState,
     ) -> Result<(), PolicyError> {
+        let aggregate_functions: Vec<&String> = state.aggregate_functions().keys().collect();
         for (name, dataset) in &self.datasets {
             let Some(schema) = tables.get(name) else {
                 let known: Vec<&str> = tables.keys().map(String::as_str).collect();
@@ -270,7 +328,7 @@ impl Policy {
                     }
                 }
                 for function in &spec.functions {
-                    if !aggregate_functions.iter().any(|f| f == function) {
+                    if !aggregate_functions.contains(&function) {
                         return Err(PolicyError::Invalid(format!(
                             "the aggregate access of dataset '{name}' allows function '{function}', which is not an aggregate function of this node"
                         )));
@@ -278,13 +336,33 @@ impl Policy {
                 }
             }
             for (index, rule) in dataset.rules.iter().enumerate() {
+                let invalid = |what: String| {
+                    PolicyError::Invalid(format!("rule {} of dataset '{name}' {what}", index + 1))
+                };
                 for column in &rule.deny_columns {
                     if schema.field_with_name(column).is_err() {
-                        return Err(PolicyError::Invalid(format!(
-                            "rule {} of dataset '{name}' denies column '{column}', which the dataset does not have",
-                            index + 1
+                        return Err(invalid(format!(
+                            "denies column '{column}', which the dataset does not have"
                         )));
                     }
+                }
+                for (column, mask) in &rule.masks {
+                    if schema.field_with_name(column).is_err() {
+                        return Err(invalid(format!(
+                            "masks column '{column}', which the dataset does not have"
+                        )));
+                    }
+                    guard::check_mask(state, schema, column, mask).map_err(|e| {
+                        invalid(format!(
+                            "masks column '{column}' with '{mask}': {}",
+                            plain(&e)
+                        ))
+                    })?;
+                }
+                if let Some(filter) = &rule.row_filter {
+                    guard::check_row_filter(state, schema, filter).map_err(|e| {
+                        invalid(format!("has row filter '{filter}': {}", plain(&e)))
+                    })?;
                 }
             }
         }
@@ -300,6 +378,8 @@ impl Policy {
     pub fn decide(&self, identity: &Identity, name: &str) -> Decision {
         let all = Decision::Read {
             denied_columns: vec![],
+            masks: BTreeMap::new(),
+            row_filter: None,
             rule: None,
         };
         let dataset = self.datasets.get(name);
@@ -338,11 +418,14 @@ impl Policy {
                 match rule.access {
                     Access::Raw => Decision::Read {
                         denied_columns: rule.deny_columns.clone(),
+                        masks: rule.masks.clone(),
+                        row_filter: rule.row_filter.clone(),
                         rule: Some(index + 1),
                     },
                     Access::Aggregate => match &dataset.aggregate {
                         Some(spec) => Decision::Aggregate {
                             spec: spec.clone(),
+                            row_filter: rule.row_filter.clone(),
                             rule: index + 1,
                         },
                         // Checked at load; fail closed all the same.
@@ -360,6 +443,11 @@ impl Policy {
     pub fn is_personal(&self, name: &str) -> bool {
         self.datasets.get(name).is_some_and(|d| d.personal)
     }
+}
+
+/// A DataFusion error's message without the "Error during planning: " kind prefix.
+fn plain(error: &datafusion::error::DataFusionError) -> String {
+    error.to_string().replace("Error during planning: ", "")
 }
 
 fn refuse(name: &str, why: &str) -> Decision {
@@ -416,6 +504,8 @@ mod tests {
     fn read(columns: &[&str], rule: Option<usize>) -> Decision {
         Decision::Read {
             denied_columns: columns.iter().map(|c| c.to_string()).collect(),
+            masks: BTreeMap::new(),
+            row_filter: None,
             rule,
         }
     }
@@ -510,18 +600,22 @@ mod tests {
         let mut tables = BTreeMap::new();
         tables.insert("traffic_counts".to_string(), schema.clone());
         tables.insert("air_quality".to_string(), schema);
-        Policy::parse(POLICY).unwrap().check(&tables, &[]).unwrap();
+        let state = datafusion::prelude::SessionContext::new().state();
+        Policy::parse(POLICY)
+            .unwrap()
+            .check(&tables, &state)
+            .unwrap();
 
         let typo = POLICY.replace("\"segment_id\"", "\"segmentid\"");
         let err = Policy::parse(&typo)
             .unwrap()
-            .check(&tables, &[])
+            .check(&tables, &state)
             .unwrap_err();
         assert!(err.to_string().contains("'segmentid'"), "{err}");
         tables.remove("air_quality");
         let err = Policy::parse(POLICY)
             .unwrap()
-            .check(&tables, &[])
+            .check(&tables, &state)
             .unwrap_err();
         assert!(err.to_string().contains("'air_quality'"), "{err}");
     }

@@ -8,20 +8,16 @@
 //! `EXPLAIN`, not in a filter. Peers' catalogs pass through: each peer applies its own policy.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use serde_json::{Map, Value, json};
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::catalog::{
-    CatalogProvider, CatalogProviderList, SchemaProvider, Session, TableProvider,
-};
-use datafusion::common::Statistics;
+use datafusion::catalog::{CatalogProvider, CatalogProviderList, SchemaProvider, TableProvider};
 use datafusion::error::{DataFusionError, Result as DfResult};
-use datafusion::execution::SessionStateBuilder;
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::execution::{SessionState, SessionStateBuilder};
+use datafusion::logical_expr::Expr;
 use datafusion::prelude::SessionContext;
 use polder_flight_sql::{Error, QueryAudit, RequestSessions};
 use tracing::error;
@@ -30,6 +26,7 @@ use crate::aggregate::{AggregateOnlyRule, AggregateOnlyTable};
 use crate::audit::{self, AuditLog};
 
 use crate::auth::Identity;
+use crate::guard::{self, GuardedTable};
 use crate::policy::{AggregateSpec, Decision, Policy};
 
 /// The schema a node's datasets live in.
@@ -105,7 +102,10 @@ impl RequestSessions for PolicySessions {
                 .collect(),
             Identity::Anonymous => HashMap::new(),
         };
+        let suppressed = Arc::new(AtomicU64::new(0));
         let view = Arc::new(View {
+            state: state.clone(),
+            suppressed: Arc::clone(&suppressed),
             policy: Arc::clone(&self.policy),
             identity,
             node: self.node.clone(),
@@ -118,7 +118,7 @@ impl RequestSessions for PolicySessions {
         });
         let state = SessionStateBuilder::new_from_existing(state)
             .with_catalog_list(catalogs)
-            .with_analyzer_rule(Arc::new(AggregateOnlyRule))
+            .with_analyzer_rule(Arc::new(AggregateOnlyRule::counting(suppressed)))
             .build();
         let audit = self.audit.as_ref().map(|log| {
             Arc::new(AuditRecorder {
@@ -134,6 +134,10 @@ impl RequestSessions for PolicySessions {
 /// One caller's view of the node's datasets, and what the policy decided for it.
 #[derive(Debug)]
 struct View {
+    /// The node's session, to compile the policy's expressions in.
+    state: SessionState,
+    /// Groups left out of the request's answers for being smaller than the minimum size.
+    suppressed: Arc<AtomicU64>,
     policy: Arc<Policy>,
     identity: Identity,
     node: String,
@@ -142,16 +146,23 @@ struct View {
 }
 
 impl View {
-    fn record(&self, schema: &str, table: &str, grant: Option<(Option<usize>, &[String])>) {
+    fn record(&self, schema: &str, table: &str, grant: Option<&Decision>) {
         let entry = match grant {
-            Some((rule, denied)) => json!({
+            Some(Decision::Read {
+                denied_columns,
+                masks,
+                row_filter,
+                rule,
+            }) => json!({
                 "dataset": format!("{}.{schema}.{table}", self.node),
                 "access": "raw",
                 "rule": rule,
-                "denied_columns": denied,
+                "denied_columns": denied_columns,
+                "masked_columns": masks.keys().collect::<Vec<_>>(),
+                "row_filter": row_filter,
                 "personal": self.policy.is_personal(table),
             }),
-            None => json!({
+            _ => json!({
                 "dataset": format!("{}.{schema}.{table}", self.node),
                 "access": "refused",
                 "personal": self.policy.is_personal(table),
@@ -160,12 +171,20 @@ impl View {
         self.push(entry);
     }
 
-    fn record_aggregate(&self, schema: &str, table: &str, rule: usize, spec: &AggregateSpec) {
+    fn record_aggregate(
+        &self,
+        schema: &str,
+        table: &str,
+        rule: usize,
+        spec: &AggregateSpec,
+        row_filter: Option<&String>,
+    ) {
         self.push(json!({
             "dataset": format!("{}.{schema}.{table}", self.node),
             "access": "aggregate",
             "rule": rule,
             "min_group_size": spec.min_group_size,
+            "row_filter": row_filter,
             "personal": self.policy.is_personal(table),
         }));
     }
@@ -175,6 +194,23 @@ impl View {
         if !decisions.contains(&entry) {
             decisions.push(entry);
         }
+    }
+
+    /// Compiles a policy expression of `table` for this caller (claims bound). It compiled at
+    /// startup, so failing now is an internal error, and the query is refused.
+    fn compile(&self, table: &dyn TableProvider, text: &str) -> DfResult<Expr> {
+        let Identity::User { claims, .. } = &self.identity else {
+            // Only rules, which anonymous callers never match, carry expressions.
+            return Err(DataFusionError::External(Box::new(Error::Internal(
+                "a policy expression for an anonymous caller".into(),
+            ))));
+        };
+        guard::compile(&self.state, &table.schema(), text, claims).map_err(|e| {
+            error!(error = %e, "a policy expression that compiled at startup fails");
+            DataFusionError::External(Box::new(Error::Internal(
+                "the access policy cannot be applied to this dataset".into(),
+            )))
+        })
     }
 
     fn decide(&self, schema: &str, table: &str) -> Decision {
@@ -269,6 +305,17 @@ impl QueryAudit for AuditRecorder {
         record.insert("query".into(), json!(*self.query.lock().expect("lock")));
         record.insert("outcome".into(), json!(failure.map_or("ok", Error::code)));
         record.insert("rows_out".into(), json!(rows));
+        let suppressed = self.view.suppressed.load(Ordering::Relaxed);
+        if self
+            .view
+            .decisions
+            .lock()
+            .expect("lock")
+            .iter()
+            .any(|d| d.get("access") == Some(&json!("aggregate")))
+        {
+            record.insert("groups_suppressed".into(), json!(suppressed));
+        }
         if let Err(err) = self.log.append(record) {
             error!(error = %err, "cannot write to the audit log");
         }
@@ -359,112 +406,67 @@ impl SchemaProvider for PolicySchema {
         let Some(table) = self.inner.table(name).await? else {
             return Ok(None);
         };
-        match decision {
+        match &decision {
             Decision::Read {
                 denied_columns,
+                masks,
+                row_filter,
+                ..
+            } => {
+                self.view.record(&self.name, name, Some(&decision));
+                if denied_columns.is_empty() && masks.is_empty() && row_filter.is_none() {
+                    return Ok(Some(table));
+                }
+                let masks = masks
+                    .iter()
+                    .map(|(column, mask)| Ok((column.clone(), self.view.compile(&*table, mask)?)))
+                    .collect::<DfResult<_>>()?;
+                let row_filter = match row_filter {
+                    Some(filter) => Some(self.view.compile(&*table, filter)?),
+                    None => None,
+                };
+                Ok(Some(Arc::new(GuardedTable::new(
+                    table,
+                    denied_columns,
+                    masks,
+                    row_filter,
+                ))))
+            }
+            Decision::Aggregate {
+                spec,
+                row_filter,
                 rule,
             } => {
                 self.view
-                    .record(&self.name, name, Some((rule, &denied_columns)));
-                if denied_columns.is_empty() {
-                    Ok(Some(table))
-                } else {
-                    Ok(Some(Arc::new(RestrictedTable::new(table, &denied_columns))))
-                }
-            }
-            Decision::Aggregate { spec, rule } => {
-                self.view.record_aggregate(&self.name, name, rule, &spec);
+                    .record_aggregate(&self.name, name, *rule, spec, row_filter.as_ref());
                 let dataset = format!("{}.{}.{name}", self.view.node, self.name);
+                let table = match row_filter {
+                    Some(filter) => {
+                        let filter = self.view.compile(&*table, filter)?;
+                        Arc::new(GuardedTable::new(
+                            table,
+                            &[],
+                            Default::default(),
+                            Some(filter),
+                        ))
+                    }
+                    None => table,
+                };
                 Ok(Some(Arc::new(AggregateOnlyTable::new(
-                    table, dataset, spec,
+                    table,
+                    dataset,
+                    spec.clone(),
                 ))))
             }
             Decision::Refuse(err) => {
                 self.view.record(&self.name, name, None);
-                Err(DataFusionError::External(Box::new(err)))
+                Err(DataFusionError::External(Box::new(err.clone())))
             }
         }
     }
 
     fn table_exist(&self, name: &str) -> bool {
         self.inner.table_exist(name)
-    }
-}
-
-/// A table with some columns removed: its schema lacks them and scans never read them.
-#[derive(Debug)]
-struct RestrictedTable {
-    inner: Arc<dyn TableProvider>,
-    /// The inner table's index of each visible column.
-    visible: Vec<usize>,
-    schema: SchemaRef,
-}
-
-impl RestrictedTable {
-    fn new(inner: Arc<dyn TableProvider>, denied: &[String]) -> Self {
-        let full = inner.schema();
-        let visible: Vec<usize> = full
-            .fields()
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| !denied.contains(f.name()))
-            .map(|(i, _)| i)
-            .collect();
-        let schema = Arc::new(
-            full.project(&visible)
-                .expect("indices of the table's own fields"),
-        );
-        Self {
-            inner,
-            visible,
-            schema,
-        }
-    }
-}
-
-#[async_trait]
-impl TableProvider for RestrictedTable {
-    fn schema(&self) -> SchemaRef {
-        Arc::clone(&self.schema)
-    }
-
-    fn table_type(&self) -> TableType {
-        self.inner.table_type()
-    }
-
-    fn supports_filters_pushdown(
-        &self,
-        filters: &[&Expr],
-    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
-        // Filters can only name visible columns, which keep their names in the inner table.
-        self.inner.supports_filters_pushdown(filters)
-    }
-
-    fn statistics(&self) -> Option<Statistics> {
-        let inner = self.inner.statistics()?;
-        Some(Statistics {
-            num_rows: inner.num_rows,
-            total_byte_size: inner.total_byte_size,
-            column_statistics: self
-                .visible
-                .iter()
-                .filter_map(|&i| inner.column_statistics.get(i).cloned())
-                .collect(),
-        })
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let columns: Vec<usize> = match projection {
-            Some(projection) => projection.iter().map(|&i| self.visible[i]).collect(),
-            None => self.visible.clone(),
-        };
-        self.inner.scan(state, Some(&columns), filters, limit).await
     }
 }
 
@@ -600,5 +602,228 @@ mod tests {
             .await
             .unwrap();
         assert!(stream.next().await.unwrap().is_ok());
+    }
+
+    fn caller(roles: &[&str], groups: &[&str], org: Option<&str>) -> Identity {
+        Identity::User {
+            claims: Arc::new(Claims {
+                sub: "carol".into(),
+                iss: "i".into(),
+                groups: groups.iter().map(|g| g.to_string()).collect(),
+                roles: roles.iter().map(|r| r.to_string()).collect(),
+                org: org.map(Into::into),
+                purpose: None,
+            }),
+            token: Arc::from("t"),
+        }
+    }
+
+    const GUARDED: &str = r#"
+        [[dataset]]
+        name = "reports"
+          [[dataset.rule]]
+          roles = ["clerk"]
+          access = "raw"
+          row_filter = "city = $org"
+          masks = { postcode = "left(postcode, 4)", reporter = "NULL" }
+          [[dataset.rule]]
+          roles = ["district"]
+          access = "raw"
+          row_filter = "array_has($groups, district)"
+          deny_columns = ["reporter"]
+    "#;
+
+    async fn reports() -> SessionContext {
+        let base = node().await;
+        base.sql(
+            "CREATE TABLE reports(city VARCHAR NOT NULL, district VARCHAR, postcode VARCHAR, reporter VARCHAR, n BIGINT) AS VALUES \
+             ('utrecht', 'centrum', '3511AB', 'r1', 1), ('utrecht', 'oost', '3581CD', 'r2', 2), \
+             ('utrecht', 'centrum', '3512EF', 'r3', 4), ('amsterdam', 'centrum', '1012GH', 'r4', 8)",
+        )
+        .await
+        .unwrap();
+        base
+    }
+
+    async fn guarded(identity: Identity) -> SessionContext {
+        let base = reports().await;
+        let policy = Policy::parse(GUARDED).unwrap();
+        let mut tables = std::collections::BTreeMap::new();
+        let table = base.table_provider("reports").await.unwrap();
+        tables.insert("reports".to_string(), table.schema());
+        tables.insert(
+            "traffic".to_string(),
+            base.table_provider("traffic").await.unwrap().schema(),
+        );
+        tables.insert(
+            "air".to_string(),
+            base.table_provider("air").await.unwrap().schema(),
+        );
+        policy.check(&tables, &base.state()).unwrap();
+        let sessions = PolicySessions::new(Arc::new(policy), "utrecht");
+        sessions
+            .session(&base, &extensions(Some(identity)))
+            .unwrap()
+            .0
+    }
+
+    async fn single(ctx: &SessionContext, sql: &str) -> String {
+        let lines = rows(ctx, sql).await.unwrap();
+        lines[3].trim_matches(|c| c == '|' || c == ' ').to_string()
+    }
+
+    #[tokio::test]
+    async fn row_filters_and_masks_hold_below_the_callers_query() {
+        let clerk = guarded(caller(&["clerk"], &[], Some("utrecht"))).await;
+        let all = rows(&clerk, "SELECT * FROM reports ORDER BY n")
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 3 + 3 + 1, "{all:?}");
+        assert!(
+            all.iter()
+                .all(|l| !l.contains("amsterdam") && !l.contains("AB")),
+            "{all:?}"
+        );
+        assert!(all[3].contains("3511") && !all[3].contains("r1"), "{all:?}");
+        // The caller's filters, limits and aggregates see the restricted, masked rows only.
+        assert_eq!(single(&clerk, "SELECT sum(n) FROM reports").await, "7");
+        assert_eq!(single(&clerk, "SELECT count(*) FROM reports").await, "3");
+        assert_eq!(
+            single(
+                &clerk,
+                "SELECT count(*) FROM reports WHERE city = 'amsterdam'"
+            )
+            .await,
+            "0"
+        );
+        assert_eq!(
+            single(
+                &clerk,
+                "SELECT count(*) FROM reports WHERE postcode = '3511AB'"
+            )
+            .await,
+            "0"
+        );
+        assert_eq!(
+            single(
+                &clerk,
+                "SELECT count(*) FROM reports WHERE postcode = '3511'"
+            )
+            .await,
+            "1"
+        );
+        assert_eq!(
+            single(&clerk, "SELECT count(reporter) FROM reports").await,
+            "0"
+        );
+        assert_eq!(
+            single(
+                &clerk,
+                "SELECT count(*) FROM (SELECT * FROM reports LIMIT 10)"
+            )
+            .await,
+            "3"
+        );
+        let one = rows(&clerk, "SELECT city FROM reports LIMIT 1")
+            .await
+            .unwrap();
+        assert!(one[3].contains("utrecht"), "{one:?}");
+        // Joins and subqueries too.
+        assert_eq!(
+            single(
+                &clerk,
+                "SELECT count(*) FROM reports a JOIN reports b ON a.district = b.district"
+            )
+            .await,
+            "5"
+        );
+
+        // A claim is a bound value: no claim, no rows; a quote in a claim is just a character.
+        let none = guarded(caller(&["clerk"], &[], None)).await;
+        assert_eq!(single(&none, "SELECT count(*) FROM reports").await, "0");
+        let sly = guarded(caller(&["clerk"], &[], Some("x' OR '1'='1"))).await;
+        assert_eq!(single(&sly, "SELECT count(*) FROM reports").await, "0");
+
+        // A list claim: the districts the caller's groups name, in any city.
+        let district = guarded(caller(&["district"], &["centrum"], None)).await;
+        assert_eq!(single(&district, "SELECT sum(n) FROM reports").await, "13");
+        let err = rows(&district, "SELECT reporter FROM reports")
+            .await
+            .unwrap_err();
+        assert!(matches!(Error::from(err), Error::NotFound(_)));
+    }
+
+    #[tokio::test]
+    async fn aggregate_access_can_carry_a_row_filter() {
+        let base = reports().await;
+        let policy = Policy::parse(
+            r#"
+            [[dataset]]
+            name = "reports"
+              [dataset.aggregate]
+              unit = "reporter"
+              min_group_size = 2
+              dimensions = ["district"]
+              functions = ["sum"]
+              [[dataset.rule]]
+              access = "aggregate"
+              row_filter = "city = $org"
+            "#,
+        )
+        .unwrap();
+        let sessions = PolicySessions::new(Arc::new(policy), "utrecht");
+        let ctx = sessions
+            .session(&base, &extensions(Some(caller(&[], &[], Some("utrecht")))))
+            .unwrap()
+            .0;
+        // centrum has r1, r3 in utrecht (r4 is amsterdam's); oost has one reporter.
+        let out = rows(
+            &ctx,
+            "SELECT district, sum(n) AS s FROM reports GROUP BY district",
+        )
+        .await
+        .unwrap();
+        assert_eq!(out.len(), 5, "{out:?}");
+        assert!(
+            out[3].contains("centrum") && out[3].contains(" 5 "),
+            "{out:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn policy_expressions_are_checked_at_startup() {
+        let base = reports().await;
+        let mut tables = std::collections::BTreeMap::new();
+        tables.insert(
+            "reports".to_string(),
+            base.table_provider("reports").await.unwrap().schema(),
+        );
+        for (rule, expected) in [
+            (r#"row_filter = "cty = $org""#, "cty"),
+            (r#"row_filter = "city = $team""#, "unknown parameter $team"),
+            (r#"row_filter = "n + 1""#, "must be a condition"),
+            (r#"row_filter = "no_such_fn(city)""#, "no_such_fn"),
+            (r#"row_filter = "n > (SELECT 1)""#, "subquery"),
+            (r#"row_filter = "sum(n) > 1""#, "aggregate"),
+            (r#"row_filter = "city = = 1""#, "city = = 1"),
+            (
+                r#"masks = { postcode = "make_array(1)" }"#,
+                "not the same kind",
+            ),
+            (r#"masks = { n = "postcode" }"#, "not the same kind"),
+            (r#"masks = { postcod = "NULL" }"#, "'postcod'"),
+        ] {
+            let text = format!(
+                "[[dataset]]\nname = \"reports\"\n[[dataset.rule]]\naccess = \"raw\"\n{rule}\n"
+            );
+            let err = Policy::parse(&text)
+                .unwrap()
+                .check(&tables, &base.state())
+                .err()
+                .unwrap_or_else(|| panic!("{rule} was accepted"))
+                .to_string();
+            assert!(err.contains(expected), "{rule}: {err}");
+            assert!(err.contains("rule 1 of dataset 'reports'"), "{rule}: {err}");
+        }
     }
 }

@@ -359,8 +359,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
                 tables.insert(name, table.schema());
             }
         }
-        let functions: Vec<String> = ctx.state().aggregate_functions().keys().cloned().collect();
-        access.policy.check(&tables, &functions)?;
+        access.policy.check(&tables, &ctx.state())?;
     }
     let mut catalog_config = config.catalog.clone().unwrap_or_default();
     if catalog_config.base_url.is_none() {

@@ -874,3 +874,39 @@ def test_the_audit_names_filters_masks_and_suppressed_groups(
     [start] = [r for r in records if r["kind"] == "query" and r["subject"] == "rita"][-1:]
     [end] = [r for r in records if r["kind"] == "query_end" and r["query"] == start["seq"]]
     assert end["groups_suppressed"] == len(small) > 0, end
+
+
+HIDDEN_POLICY = """
+[[dataset]]
+name = "air_quality"
+public = true
+
+[[dataset]]
+name = "traffic_counts"
+hidden = true
+  [[dataset.rule]]
+  groups = ["mobility"]
+  access = "raw"
+"""
+
+
+@pytest.mark.requirement("UDN-AUTH-10")
+def test_hidden_datasets_are_left_out_of_public_metadata(launcher, idp):
+    import requests
+
+    node = launcher.spawn(auth_args(idp, HIDDEN_POLICY, "hidden"), name="utrecht")
+    for path in ["/catalog", "/readyz"]:
+        body = requests.get(f"{node.http_url}{path}", timeout=30).text
+        assert "traffic_counts" not in body, path
+        assert "air_quality" in body, path
+    sparql = requests.get(
+        f"{node.http_url}/sparql",
+        params={"query": "SELECT ?s ?p ?o WHERE { ?s ?p ?o }"},
+        headers={"Accept": "application/sparql-results+json"},
+        timeout=30,
+    )
+    assert sparql.status_code == 200 and "traffic_counts" not in sparql.text
+    assert "air_quality" in sparql.text
+    # Hidden is about metadata only: the granted caller reads it as before.
+    rows, _ = query_one(node, token(idp, groups=["mobility"]), "SELECT count(*) FROM traffic_counts")
+    assert rows[0][0] > 0

@@ -72,6 +72,10 @@ pub struct DatasetPolicy {
     /// Holds personal data: a query on it is refused when the audit log cannot record it.
     #[serde(default)]
     pub personal: bool,
+    /// Left out of the node's public metadata (the DCAT catalog, SPARQL, `/readyz`); callers
+    /// the policy grants it still read it.
+    #[serde(default)]
+    pub hidden: bool,
     /// When not empty, a caller's token must carry one of these as its `purpose` claim.
     #[serde(default)]
     pub purposes: Vec<String>,
@@ -225,6 +229,12 @@ impl Policy {
             if dataset.public && !dataset.purposes.is_empty() {
                 return Err(PolicyError::Invalid(format!(
                     "dataset '{}' is public and bound to purposes; anonymous callers have no purpose",
+                    dataset.name
+                )));
+            }
+            if dataset.public && dataset.hidden {
+                return Err(PolicyError::Invalid(format!(
+                    "dataset '{}' is public and hidden; a public dataset is listed in the catalog",
                     dataset.name
                 )));
             }
@@ -439,6 +449,11 @@ impl Policy {
         }
     }
 
+    /// Whether the policy keeps the dataset `name` out of the node's public metadata.
+    pub fn is_hidden(&self, name: &str) -> bool {
+        self.datasets.get(name).is_some_and(|d| d.hidden)
+    }
+
     /// Whether the policy marks the dataset `name` as personal data.
     pub fn is_personal(&self, name: &str) -> bool {
         self.datasets.get(name).is_some_and(|d| d.personal)
@@ -584,6 +599,10 @@ mod tests {
             (
                 "[[dataset]]\nname = \"a\"\n[[dataset]]\nname = \"a\"",
                 "two policies",
+            ),
+            (
+                "[[dataset]]\nname = \"a\"\npublic = true\nhidden = true",
+                "public and hidden",
             ),
         ] {
             let err = Policy::parse(text).unwrap_err().to_string();

@@ -268,10 +268,21 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
 
     let shared_catalog = crate::catalog::shared();
-    let router = crate::http::router(Arc::clone(&readiness)).merge(polder_catalog::router(
-        Arc::clone(&shared_catalog),
-        config.limits.sparql_max_query_bytes + 4096,
-    ));
+    // Datasets the policy hides are left out of every public listing.
+    let hidden: std::collections::BTreeSet<String> = match &access {
+        Some(access) => config
+            .tables
+            .iter()
+            .map(|t| t.name.clone())
+            .filter(|name| access.policy.is_hidden(name))
+            .collect(),
+        None => Default::default(),
+    };
+    let router =
+        crate::http::router(Arc::clone(&readiness), hidden.clone()).merge(polder_catalog::router(
+            Arc::clone(&shared_catalog),
+            config.limits.sparql_max_query_bytes + 4096,
+        ));
     let mut http_shutdown = shutdown_rx.clone();
     let http = tokio::spawn(
         axum::serve(http_listener, router)
@@ -366,7 +377,12 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         // Only sample metadata gets here (checked at startup): IRIs under the HTTP address.
         catalog_config.base_url = Some(format!("http://{http_addr}"));
     }
-    let catalog = crate::catalog::build(&ctx, &config, &catalog_config, &loaded, flight_addr)
+    let listed: Vec<_> = loaded
+        .iter()
+        .filter(|t| !hidden.contains(&t.name))
+        .cloned()
+        .collect();
+    let catalog = crate::catalog::build(&ctx, &config, &catalog_config, &listed, flight_addr)
         .await
         .context("cannot build the catalog")?;
     shared_catalog

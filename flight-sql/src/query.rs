@@ -102,6 +102,9 @@ pub trait RequestSessions: Send + Sync + std::fmt::Debug + 'static {
 }
 
 /// Records what one request's query does (an audit log): called by [`QueryEngine::run`].
+///
+/// The methods may block on I/O (a durable write): the engine calls them on Tokio's blocking
+/// pool, never on a thread that serves requests.
 pub trait QueryAudit: Send + Sync + std::fmt::Debug {
     /// Planning refused the statement.
     fn refused(&self, sql: &str, error: &Error);
@@ -171,7 +174,9 @@ impl QueryEngine {
     pub async fn plan_audited(&self, sql: &str) -> Result<LogicalPlan> {
         let planned = self.plan(sql).await;
         if let (Err(err), Some(audit)) = (&planned, &self.audit) {
-            audit.refused(sql, err);
+            let (audit, sql, err) = (Arc::clone(audit), sql.to_string(), err.clone());
+            // A write that fails is logged by the audit; the refusal stands either way.
+            let _ = blocking(move || audit.refused(&sql, &err)).await;
         }
         planned
     }
@@ -187,11 +192,13 @@ impl QueryEngine {
         let Some(audit) = self.audit.clone() else {
             return self.execute(plan, params).await;
         };
-        audit.started(sql)?;
+        let (started, statement) = (Arc::clone(&audit), sql.to_string());
+        blocking(move || started.started(&statement)).await??;
         let stream = match self.execute(plan, params).await {
             Ok(stream) => stream,
             Err(err) => {
-                audit.finished(0, Some(&err));
+                let (audit, failure) = (Arc::clone(&audit), err.clone());
+                let _ = blocking(move || audit.finished(0, Some(&failure))).await;
                 return Err(err);
             }
         };
@@ -534,12 +541,14 @@ impl Stream for AuditedStream {
                 }
                 .unwrap_or_else(|| Error::Internal(err.strip_backtrace()));
                 if let Some(audit) = self.audit.take() {
-                    audit.finished(self.rows, Some(&err));
+                    let rows = self.rows;
+                    in_background(move || audit.finished(rows, Some(&err)));
                 }
             }
             Poll::Ready(None) => {
                 if let Some(audit) = self.audit.take() {
-                    audit.finished(self.rows, None);
+                    let rows = self.rows;
+                    in_background(move || audit.finished(rows, None));
                 }
             }
             Poll::Pending => {}
@@ -551,13 +560,37 @@ impl Stream for AuditedStream {
 impl Drop for AuditedStream {
     fn drop(&mut self) {
         if let Some(audit) = self.audit.take() {
-            audit.finished(
-                self.rows,
-                Some(&Error::InvalidRequest(
-                    "the client stopped reading the result".into(),
-                )),
-            );
+            let rows = self.rows;
+            in_background(move || {
+                audit.finished(
+                    rows,
+                    Some(&Error::InvalidRequest(
+                        "the client stopped reading the result".into(),
+                    )),
+                )
+            });
         }
+    }
+}
+
+/// Runs blocking `work` (an audit write) on Tokio's blocking pool and waits for it without
+/// holding up the request threads.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(value) => Ok(value),
+        Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+        Err(_) => Err(Error::Upstream("the node is shutting down".into())),
+    }
+}
+
+/// Runs blocking `work` on Tokio's blocking pool without waiting for it (from a stream's poll
+/// or drop, which cannot wait); inline where there is no runtime.
+fn in_background(work: impl FnOnce() + Send + 'static) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn_blocking(work);
+        }
+        Err(_) => work(),
     }
 }
 

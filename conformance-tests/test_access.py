@@ -910,3 +910,67 @@ def test_hidden_datasets_are_left_out_of_public_metadata(launcher, idp):
     # Hidden is about metadata only: the granted caller reads it as before.
     rows, _ = query_one(node, token(idp, groups=["mobility"]), "SELECT count(*) FROM traffic_counts")
     assert rows[0][0] > 0
+
+
+@pytest.mark.requirement("UDN-AUTH-8")
+def test_no_small_group_leaves_through_a_three_node_federation(
+    launcher, idp, aggregate_node, sensor_files
+):
+    """Generated queries at a coordinator over two aggregate-only peers: every group released is
+    one DuckDB counts at least k sensors in, or the query is refused."""
+    import itertools
+    import random
+
+    args = auth_args(idp, aggregate_policy(K_SENSORS), "aggregate-rotterdam", audience="rotterdam")
+    rotterdam = launcher.spawn([*args, "--table", f"air_quality={sensor_files}"], name="rotterdam")
+    nodes = ["amsterdam", "utrecht", "rotterdam"]
+    args = auth_args(idp, COORDINATOR_POLICY, "aggregate-federation", audience="amsterdam")
+    coordinator = launcher.spawn(
+        [*args, "--peer", f"utrecht={aggregate_node.flight_url}",
+         "--peer", f"rotterdam={rotterdam.flight_url}"],
+        name="amsterdam",
+    )  # fmt: skip
+    _, small = duckdb_groups(sensor_files, K_SENSORS)
+    t = token(idp, audience=nodes, groups=["research"])
+
+    def large_under(where: str) -> set:
+        import duckdb
+
+        return {r[0] for r in duckdb.connect().execute(
+            f"SELECT neighbourhood_code FROM read_csv_auto('{sensor_files}') {where} "
+            f"GROUP BY 1 HAVING count(DISTINCT sensor_id) >= {K_SENSORS}"
+        ).fetchall()}  # fmt: skip
+
+    shapes = [
+        "SELECT neighbourhood_code AS g, {f} AS v FROM {src} {where} GROUP BY 1 {having}",
+        "SELECT g, v FROM (SELECT neighbourhood_code AS g, {f} AS v FROM {src} {where} GROUP BY 1"
+        " {having}) x ORDER BY v LIMIT 50",
+        "WITH a AS (SELECT neighbourhood_code AS g, {f} AS v FROM {src} {where} GROUP BY 1 {having})"
+        " SELECT g, v FROM a WHERE v IS NOT NULL",
+        "SELECT g, v FROM (SELECT neighbourhood_code AS g, {f} AS v FROM {src} {where} GROUP BY 1) u"
+        " JOIN (SELECT neighbourhood_code AS h FROM {other} GROUP BY 1) w ON u.g = w.h",
+        "SELECT neighbourhood_code AS g, {f} AS v FROM {src} {where} GROUP BY 1 UNION ALL "
+        "SELECT neighbourhood_code, {f} FROM {other} {where} GROUP BY 1",
+        "SELECT neighbourhood_code AS g, {f} AS v FROM (SELECT * FROM {src}) s {where} GROUP BY 1",
+    ]
+    functions = ["count(*)", "avg(pm2_5)", "sum(pm10)", "count(DISTINCT sensor_id)"]
+    wheres = ["", "WHERE pm2_5 > 10", "WHERE sensor_id = 1", "WHERE sensor_type <> 'SDS011'"]
+    havings = ["", "HAVING count(*) = 744", "HAVING count(DISTINCT sensor_id) < 2"]
+    sources = ["utrecht.public.air_quality", "rotterdam.public.air_quality"]
+    cases = list(itertools.product(shapes, functions, wheres, havings, sources))
+    answered = 0
+    for shape, f, where, having, src in random.Random(7).sample(cases, 40):
+        other = sources[1 - sources.index(src)]
+        sql = shape.format(f=f, src=src, other=other, where=where, having=having)
+        try:
+            rows, _ = query_one(coordinator, t, sql)
+        except adbc_driver_manager.Error as err:
+            assert adbc_grpc_status(err) == "PermissionDenied", (sql, str(err))
+            continue
+        answered += 1
+        groups = {row[0] for row in rows}
+        # A filter may shrink a group below k: the released groups are those with at least k
+        # sensors among the rows the filter keeps.
+        assert groups <= large_under(where), (sql, groups - large_under(where))
+        assert not groups & small, sql
+    assert answered >= 10, "most generated queries are allowed aggregates"

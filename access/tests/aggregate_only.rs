@@ -124,6 +124,26 @@ async fn raw_rows_never_leave() {
 async fn explain_shows_the_refusal_and_no_data() {
     let base = base().await;
     let ctx = session(&base).await;
+    // Metadata describes the dataset and holds none of its values.
+    for sql in [
+        "SHOW TABLES",
+        "SHOW COLUMNS FROM trips",
+        "SELECT * FROM information_schema.columns WHERE table_name = 'trips'",
+        "SELECT * FROM information_schema.tables",
+        "EXPLAIN VERBOSE SELECT zone, count(*) FROM trips GROUP BY zone",
+    ] {
+        let batches = run(&ctx, sql).await.unwrap();
+        let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+            .unwrap()
+            .to_string();
+        assert!(
+            text.contains("trips") || text.contains("zone"),
+            "{sql}: {text}"
+        );
+        for value in ["r9", "Centrum", "8.5"] {
+            assert!(!text.contains(value), "{sql} shows {value}: {text}");
+        }
+    }
     let batches = run(&ctx, "EXPLAIN SELECT * FROM trips").await.unwrap();
     let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
         .unwrap()
@@ -232,9 +252,16 @@ async fn check_released(
     select: &str,
     having: &str,
     filter: &str,
+    source: &str,
 ) -> Result<(), TestCaseError> {
-    let sql =
-        format!("SELECT {group} AS g, {select} FROM trips {filter} GROUP BY {group} {having}");
+    // Every source is the whole dataset, through a view (CTE), a subquery or a no-op filter.
+    let (with, from) = match source {
+        "view" => ("WITH v AS (SELECT * FROM trips) ", "v"),
+        other => ("", other),
+    };
+    let sql = format!(
+        "{with}SELECT {group} AS g, {select} FROM {from} {filter} GROUP BY {group} {having}"
+    );
     match run(ctx, &sql).await {
         Err(Error::Forbidden(_)) => Ok(()),
         Err(other) => Err(TestCaseError::fail(format!("{sql}: unexpected {other:?}"))),
@@ -281,12 +308,13 @@ proptest! {
         select in prop::sample::select(vec!["count(*)", "sum(speed)", "avg(speed)", "max(speed)", "count(DISTINCT rider)", "min(rider)", "sum(hour)"]),
         having in prop::sample::select(vec!["", "HAVING count(*) = 1", "HAVING count(*) < 3", "HAVING count(DISTINCT rider) = 2", "HAVING sum(speed) > 0"]),
         filter in prop::sample::select(vec!["", "WHERE rider = 'r9'", "WHERE zone <> 'a'", "WHERE speed > 9", "WHERE rider IN ('r5', 'r6', 'r7')"]),
+        source in prop::sample::select(vec!["trips", "view", "(SELECT * FROM trips) AS t", "(SELECT rider, zone, hour, speed FROM trips WHERE hour > 0) AS t"]),
     ) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async {
             let base = base().await;
             let ctx = session(&base).await;
-            check_released(&base, &ctx, group, select, having, filter).await
+            check_released(&base, &ctx, group, select, having, filter, source).await
         })?;
     }
 }

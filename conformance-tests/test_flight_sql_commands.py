@@ -19,7 +19,6 @@ from udn_conformance import flightsql as fs
 from udn_conformance import proto
 from udn_conformance.compare import assert_same_rows, rows_of_arrow
 from udn_conformance.errors import flight_grpc_status
-from udn_conformance.known import polder_gap
 from udn_conformance.reference import Reference
 
 SCHEMA = "public"
@@ -285,16 +284,9 @@ MALFORMED = {
     ),
     "not_an_any": flight.FlightDescriptor.for_command(b"\xff\x00 not protobuf"),
 }
-DECODE_GAP = polder_gap(
-    "a Flight SQL command whose body does not decode is answered INTERNAL, not INVALID_ARGUMENT"
-)
-UNDECODABLE = ("statement_query_body", "get_tables_catalog_not_utf8")
 
 
-@pytest.mark.parametrize(
-    "name",
-    [pytest.param(n, marks=DECODE_GAP) if n in UNDECODABLE else n for n in sorted(MALFORMED)],
-)
+@pytest.mark.parametrize("name", sorted(MALFORMED))
 @pytest.mark.requirement("UDN-ERR-1")
 def test_malformed_command_is_invalid_argument(client, assert_healthy, name):
     """The client's fault: INVALID_ARGUMENT, not INTERNAL (which says the node is at fault)."""

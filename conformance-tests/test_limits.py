@@ -20,7 +20,6 @@ import pytest
 from udn_conformance import flightsql as fs
 from udn_conformance.compare import assert_same_rows, rows_of_arrow
 from udn_conformance.errors import flight_grpc_status
-from udn_conformance.known import polder_gap
 from udn_conformance.node import rss, with_catalog
 from udn_conformance.reference import Reference
 
@@ -280,19 +279,8 @@ def message_node(launcher, main_tables, tmp_path_factory):
     node.stop()
 
 
-MESSAGE_GAP = polder_gap(
-    "a gRPC message over max_message_bytes ends with OUT_OF_RANGE (tonic's code), which is not "
-    "a UDN-ERR-1 status"
-)
-
-
 @pytest.mark.spawns_node
 @pytest.mark.requirement("UDN-FSQL-7", "UDN-FSQL-8")
-@polder_gap(
-    "result batches are not cut to fit: with max_flight_data_bytes 256 KiB and "
-    "max_message_bytes 1 MiB, SELECT * FROM lineitem CROSS JOIN nation sends a 1.2 MB message "
-    "and fails with OUT_OF_RANGE"
-)
 def test_ordinary_results_fit_the_message_limit(message_node):
     """Rows of a few hundred bytes each: the node must cut the result into messages that fit."""
     node, ref = message_node
@@ -311,7 +299,6 @@ def test_ordinary_results_fit_the_message_limit(message_node):
 
 @pytest.mark.spawns_node
 @pytest.mark.requirement("UDN-FSQL-8", "UDN-ERR-1")
-@MESSAGE_GAP
 def test_request_over_the_message_limit_is_refused(message_node):
     node, ref = message_node
     sql = _padded("SELECT count(*) AS n FROM nation", 2 * MESSAGE_LIMITS["max_message_bytes"])
@@ -322,7 +309,6 @@ def test_request_over_the_message_limit_is_refused(message_node):
 
 @pytest.mark.spawns_node
 @pytest.mark.requirement("UDN-FSQL-8", "UDN-ERR-1")
-@MESSAGE_GAP
 def test_result_over_the_message_limit_is_refused(message_node):
     """A value that fits a message is sent; one twice the message limit cannot be."""
     node, ref = message_node

@@ -14,10 +14,12 @@
 //! replica of a node can answer a `DoGet` for a ticket another replica issued.
 
 pub mod error;
+pub mod fit;
 pub mod handle;
 pub mod metadata;
 pub mod query;
 pub mod service;
+pub mod wire;
 
 pub use error::{Error, Result};
 pub use handle::StatementHandle;

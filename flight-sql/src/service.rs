@@ -35,9 +35,12 @@ use tonic::{Request, Response, Status};
 use tracing::{instrument, warn};
 
 use crate::error::{Error, Result};
+use crate::fit;
 use crate::handle::StatementHandle;
 use crate::metadata::{self, ServerInfo};
 use crate::query::{QueryEngine, QueryLimits, parameter_schema};
+use crate::wire::{CheckedCommands, OversizeStatus};
+use tower_layer::{Identity, Stack};
 
 /// Settings of the Flight SQL service.
 #[derive(Debug, Clone)]
@@ -117,10 +120,11 @@ impl PolderFlightSqlService {
         })
     }
 
-    /// The tonic service with the configured message size limits.
-    pub fn into_server(self) -> FlightServiceServer<Self> {
+    /// The tonic service with the configured message size limits; commands that do not
+    /// decode are refused before the service sees them ([`CheckedCommands`]).
+    pub fn into_server(self) -> FlightServiceServer<CheckedCommands<Self>> {
         let max = self.config.max_message_bytes;
-        FlightServiceServer::new(self)
+        FlightServiceServer::new(CheckedCommands(self))
             .max_decoding_message_size(max)
             .max_encoding_message_size(max)
     }
@@ -128,12 +132,14 @@ impl PolderFlightSqlService {
     /// A gRPC server tuned for bulk results: HTTP/2 windows sized for streaming many MiB per
     /// second (the 64 KiB protocol default stalls a stream on every window update) and no
     /// Nagle delay on small metadata replies.
-    pub fn transport() -> tonic::transport::Server {
+    /// A message over the size limit is refused as `RESOURCE_EXHAUSTED` ([`OversizeStatus`]).
+    pub fn transport() -> tonic::transport::Server<Stack<OversizeStatus, Identity>> {
         tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .initial_stream_window_size(Some(STREAM_WINDOW_BYTES))
             .initial_connection_window_size(Some(CONNECTION_WINDOW_BYTES))
             .max_frame_size(Some(MAX_FRAME_BYTES))
+            .layer(OversizeStatus)
     }
 
     /// Encodes a stream of batches as Flight data with `schema` first, also when it is empty.
@@ -141,11 +147,24 @@ impl PolderFlightSqlService {
     where
         S: Stream<Item = datafusion::error::Result<RecordBatch>> + Send + 'static,
     {
-        let batches = batches.map_err(|e| {
-            let err = Error::from(e);
-            warn!(code = err.code(), error = %err, "query failed while streaming");
-            FlightError::Tonic(Box::new(Status::from(err)))
-        });
+        let target = self.config.max_flight_data_bytes;
+        // Room for the IPC and Flight framing around a row's data.
+        let limit = self.config.max_message_bytes.saturating_sub(FRAMING_BYTES);
+        let batches = batches
+            .map(move |batch| {
+                let pieces = batch
+                    .map_err(Error::from)
+                    .and_then(|batch| fit::fit(batch, target, limit));
+                match pieces {
+                    Ok(pieces) => futures::stream::iter(pieces.into_iter().map(Ok)).left_stream(),
+                    Err(err) => {
+                        warn!(code = err.code(), error = %err, "query failed while streaming");
+                        let status = FlightError::Tonic(Box::new(Status::from(err)));
+                        futures::stream::once(async move { Err(status) }).right_stream()
+                    }
+                }
+            })
+            .flatten();
         Box::pin(
             FlightDataEncoderBuilder::new()
                 .with_schema(schema)
@@ -269,6 +288,10 @@ fn table_type_name(table_type: TableType) -> &'static str {
 }
 
 const TABLE_TYPES: &[&str] = &["TABLE", "VIEW"];
+
+/// Bytes of a Flight message that are not a row's data: the IPC message header, the
+/// `FlightData` fields and gRPC framing.
+const FRAMING_BYTES: usize = 16 * 1024;
 
 fn primary_keys_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![

@@ -34,17 +34,22 @@ fn batch_bytes(batch: &RecordBatch) -> usize {
     batch.columns().iter().map(|c| used_bytes(c.as_ref())).sum()
 }
 
-/// The same rows with view columns holding only the data they refer to.
+/// The same rows with view columns holding only the data they refer to, where they refer to
+/// less than half of the data they hold (copying costs too).
 fn compact(batch: RecordBatch) -> Result<RecordBatch, Error> {
-    if !batch.columns().iter().any(|c| is_view(c.data_type())) {
+    if !batch.columns().iter().any(|c| wasteful(c.as_ref())) {
         return Ok(batch);
     }
     let columns: Vec<ArrayRef> = batch
         .columns()
         .iter()
         .map(|c| match c.data_type() {
-            DataType::Utf8View => Arc::new(c.as_string_view().gc()) as ArrayRef,
-            DataType::BinaryView => Arc::new(c.as_binary_view().gc()) as ArrayRef,
+            DataType::Utf8View if wasteful(c.as_ref()) => {
+                Arc::new(c.as_string_view().gc()) as ArrayRef
+            }
+            DataType::BinaryView if wasteful(c.as_ref()) => {
+                Arc::new(c.as_binary_view().gc()) as ArrayRef
+            }
             _ => Arc::clone(c),
         })
         .collect();
@@ -52,8 +57,22 @@ fn compact(batch: RecordBatch) -> Result<RecordBatch, Error> {
         .map_err(|e| Error::Internal(format!("cannot compact a result batch: {e}")))
 }
 
-fn is_view(data_type: &DataType) -> bool {
-    matches!(data_type, DataType::Utf8View | DataType::BinaryView)
+/// Whether a view column holds more than twice the string data its views refer to.
+fn wasteful(array: &dyn Array) -> bool {
+    let (held, used) = match array.data_type() {
+        DataType::Utf8View => {
+            let a = array.as_string_view();
+            let held: usize = a.data_buffers().iter().map(|b| b.len()).sum();
+            (held, a.total_buffer_bytes_used())
+        }
+        DataType::BinaryView => {
+            let a = array.as_binary_view();
+            let held: usize = a.data_buffers().iter().map(|b| b.len()).sum();
+            (held, a.total_buffer_bytes_used())
+        }
+        _ => return false,
+    };
+    held > 2 * used + 4096
 }
 
 /// Cuts `batch` into consecutive pieces of at most about `target` bytes each (by the rows'

@@ -512,6 +512,36 @@ def test_a_coordinator_forwards_the_callers_token(coordinator, strict_node, idp)
     assert joined[0][0] > 0
 
 
+def listed_tables(node, t: str, catalog: str) -> tuple[set, set]:
+    """The tables `catalog` lists for the caller: by ADBC's get_objects, by information_schema."""
+    with adbc(node, t) as conn:
+        objects = conn.adbc_get_objects(catalog_filter=catalog, depth="tables").read_all()
+        by_objects = {
+            table["table_name"]
+            for entry in objects.to_pylist()
+            for schema in entry["catalog_db_schemas"] or []
+            for table in schema["db_schema_tables"] or []
+        }
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_catalog = ? AND table_schema <> 'information_schema'",
+                (catalog,),
+            )
+            by_sql = {row[0] for row in cur.fetchall()}
+    return by_objects, by_sql
+
+
+@pytest.mark.requirement("UDN-AUTH-6")
+def test_a_coordinator_lists_what_each_peer_grants_the_caller(coordinator, idp):
+    analyst = token(idp, audience=BOTH, groups=["mobility"])
+    for listed in listed_tables(coordinator, analyst, "utrecht"):
+        assert "traffic_counts" in listed and "air_quality" not in listed, listed
+    # utrecht grants an outsider nothing, and lists nothing for them.
+    outsider = token(idp, audience=BOTH, groups=["parks"])
+    assert listed_tables(coordinator, outsider, "utrecht") == (set(), set())
+
+
 @pytest.mark.requirement("UDN-AUTH-6")
 def test_the_peers_policy_decides_through_a_coordinator(coordinator, idp):
     # Not in the group utrecht grants: utrecht refuses, and says so through amsterdam.

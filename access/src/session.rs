@@ -19,6 +19,7 @@ use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::Expr;
 use datafusion::prelude::SessionContext;
+use futures::future::BoxFuture;
 use polder_flight_sql::{Error, QueryAudit, RequestSessions};
 use tracing::error;
 
@@ -33,7 +34,8 @@ use crate::policy::{AggregateSpec, Decision, Policy};
 const DATASET_SCHEMA: &str = "public";
 
 /// Makes the view of a catalog (a federation peer) that answers with a caller's own token.
-pub type Forward = Arc<dyn Fn(&str) -> Arc<dyn CatalogProvider> + Send + Sync>;
+pub type Forward =
+    Arc<dyn Fn(String) -> BoxFuture<'static, Arc<dyn CatalogProvider>> + Send + Sync>;
 
 /// Chooses each request's session by the caller's identity and the node's policy.
 #[derive(Clone)]
@@ -81,8 +83,9 @@ impl PolicySessions {
     }
 }
 
+#[async_trait]
 impl RequestSessions for PolicySessions {
-    fn session(
+    async fn session(
         &self,
         base: &SessionContext,
         extensions: &tonic::Extensions,
@@ -93,13 +96,21 @@ impl RequestSessions for PolicySessions {
         })?;
         let state = base.state();
         let forwarded = match &identity {
-            Identity::User { token, .. } => self
-                .forwarding
-                .read()
-                .expect("lock")
-                .iter()
-                .map(|(name, forward)| (name.clone(), forward(token)))
-                .collect(),
+            Identity::User { token, .. } => {
+                let forwarding: Vec<(String, Forward)> = self
+                    .forwarding
+                    .read()
+                    .expect("lock")
+                    .iter()
+                    .map(|(name, forward)| (name.clone(), Arc::clone(forward)))
+                    .collect();
+                // The peers' views for the caller, made concurrently.
+                let views = forwarding.iter().map(|(name, forward)| {
+                    let view = forward(token.to_string());
+                    async move { (name.clone(), view.await) }
+                });
+                futures::future::join_all(views).await.into_iter().collect()
+            }
             Identity::Anonymous => HashMap::new(),
         };
         let suppressed = Arc::new(AtomicU64::new(0));
@@ -544,6 +555,7 @@ mod tests {
 
         let anonymous = sessions
             .session(&base, &extensions(Some(Identity::Anonymous)))
+            .await
             .unwrap()
             .0;
         let tables = rows(
@@ -562,6 +574,7 @@ mod tests {
 
         let alice = sessions
             .session(&base, &extensions(Some(member())))
+            .await
             .unwrap()
             .0;
         let all = rows(&alice, "SELECT * FROM traffic ORDER BY hour")
@@ -591,7 +604,7 @@ mod tests {
         assert!(sum.iter().any(|l| l.contains("20")), "{sum:?}");
 
         // Without an identity (no authentication layer ran), nothing at all.
-        let err = sessions.session(&base, &extensions(None)).err();
+        let err = sessions.session(&base, &extensions(None)).await.err();
         assert!(matches!(err, Some(Error::Unauthenticated(_))));
         // The base session is untouched.
         let mut stream = base
@@ -663,6 +676,7 @@ mod tests {
         let sessions = PolicySessions::new(Arc::new(policy), "utrecht");
         sessions
             .session(&base, &extensions(Some(identity)))
+            .await
             .unwrap()
             .0
     }
@@ -774,6 +788,7 @@ mod tests {
         let sessions = PolicySessions::new(Arc::new(policy), "utrecht");
         let ctx = sessions
             .session(&base, &extensions(Some(caller(&[], &[], Some("utrecht")))))
+            .await
             .unwrap()
             .0;
         // centrum has r1, r3 in utrecht (r4 is amsterdam's); oost has one reporter.

@@ -84,6 +84,7 @@ async fn session(base: &SessionContext) -> SessionContext {
     let policy = Arc::new(Policy::parse(POLICY).unwrap());
     PolicySessions::new(policy, "utrecht")
         .session(base, &researcher())
+        .await
         .unwrap()
         .0
 }
@@ -379,6 +380,7 @@ async fn refuse_mode_fails_instead_of_suppressing() {
     );
     let ctx = PolicySessions::new(policy, "utrecht")
         .session(&base, &researcher())
+        .await
         .unwrap()
         .0;
     // Zones c and d are small: the query fails rather than leaving them out.

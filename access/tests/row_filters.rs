@@ -207,6 +207,7 @@ async fn clerk(node: &SessionContext) -> SessionContext {
     policy.check(&tables, &node.state()).unwrap();
     PolicySessions::new(Arc::new(policy), "utrecht")
         .session(node, &ext)
+        .await
         .unwrap()
         .0
 }

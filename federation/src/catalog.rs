@@ -30,7 +30,23 @@ pub struct PeerCatalog {
     state: RwLock<View>,
     /// The background task counting the rows of newly discovered tables.
     counting: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// What the peer lists for each caller's token, with when it was asked.
+    /// (None: the peer could not be asked; not asked again before the refresh interval.)
+    listings: std::sync::Mutex<lru::LruCache<String, CallerListing>>,
 }
+
+/// Table names by schema, as the peer lists them for one caller.
+type Listing = BTreeMap<String, Vec<String>>;
+
+/// When a caller's listing was asked, and what the peer answered (none when it could not).
+type CallerListing = (Instant, Option<Arc<Listing>>);
+
+/// How many callers' listings a peer catalog keeps.
+const CALLER_LISTINGS: usize = 1024;
+
+/// How long a request waits for a peer's listing for its caller (listings only: the query
+/// itself has the peer timeout).
+const LISTING_WAIT: Duration = Duration::from_secs(5);
 
 /// How long making a catalog waits for the row counts of the peer's tables.
 const FIRST_COUNT_WAIT: Duration = Duration::from_secs(5);
@@ -67,6 +83,9 @@ impl PeerCatalog {
                 message: "not discovered yet".into(),
             })),
             counting: Default::default(),
+            listings: std::sync::Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(CALLER_LISTINGS).expect("not zero"),
+            )),
         });
         let first = catalog.refresh().await.err();
         // Give the first row counts a moment, so that the first queries get estimates too.
@@ -142,14 +161,55 @@ impl PeerCatalog {
     /// This catalog as one caller sees it: every request to the peer carries the caller's
     /// `token`, and each table is looked up on the peer with it, so the peer's own policy decides
     /// what the caller reads (tables, columns) and refuses the rest with its reason.
-    pub fn for_caller(self: &Arc<Self>, token: &str) -> Arc<dyn CatalogProvider> {
+    ///
+    /// Listings (`information_schema`, Flight SQL `GetTables` at this node) show what the peer
+    /// lists for the caller, asked once per token and refresh interval; when the peer cannot
+    /// be asked, this node's own view of it.
+    pub async fn for_caller(self: &Arc<Self>, token: &str) -> Arc<dyn CatalogProvider> {
         let peer = self.peer.with_bearer(token);
+        let listing = self.caller_listing(&peer, token).await;
         let provider = Arc::new(SQLFederationProvider::new(Arc::new(peer.clone())));
         Arc::new(CallerCatalog {
             base: Arc::clone(self),
             peer,
             provider,
+            listing,
         })
+    }
+
+    /// What the peer lists for the caller whose token `peer` carries: cached, or asked now
+    /// (bounded by [`LISTING_WAIT`]).
+    async fn caller_listing(&self, peer: &Peer, token: &str) -> Option<Arc<Listing>> {
+        let fresh = self.peer.options().refresh_interval;
+        if let Some((at, listing)) = self.listings.lock().expect("lock").get(token)
+            && at.elapsed() < fresh
+        {
+            return listing.clone();
+        }
+        let wait = LISTING_WAIT.min(self.peer.options().peer_timeout);
+        let listing = match tokio::time::timeout(wait, peer.discover()).await {
+            Ok(Ok(discovered)) => Some(Arc::new(
+                discovered
+                    .schemas
+                    .into_iter()
+                    .map(|(schema, tables)| (schema, tables.into_keys().collect()))
+                    .collect::<Listing>(),
+            )),
+            // The caller's own queries report the reason; the listing falls back.
+            Ok(Err(err)) => {
+                info!(peer = %self.peer.name(), error = %err, "peer lists nothing for a caller");
+                None
+            }
+            Err(_) => {
+                info!(peer = %self.peer.name(), "peer did not list its tables for a caller in time");
+                None
+            }
+        };
+        self.listings
+            .lock()
+            .expect("lock")
+            .put(token.to_string(), (Instant::now(), listing.clone()));
+        listing
     }
 
     /// Whether the last discovery failed because the peer refused this node's request
@@ -292,25 +352,33 @@ fn table_provider(source: Arc<SQLTableSource>, pushdown: bool) -> Arc<dyn TableP
     }
 }
 
-/// A peer's catalog for one caller (see [`PeerCatalog::for_caller`]). Listings are the node's
-/// own view of the peer; each table is looked up on the peer with the caller's token.
+/// A peer's catalog for one caller (see [`PeerCatalog::for_caller`]). Listings are what the
+/// peer lists for the caller (or, failing that, the node's own view of the peer); each table is
+/// looked up on the peer with the caller's token.
 #[derive(Debug)]
 struct CallerCatalog {
     base: Arc<PeerCatalog>,
     peer: Peer,
     provider: Arc<SQLFederationProvider>,
+    listing: Option<Arc<Listing>>,
 }
 
 impl CatalogProvider for CallerCatalog {
     fn schema_names(&self) -> Vec<String> {
-        self.base.schema_names()
+        match &self.listing {
+            Some(listing) => listing.keys().cloned().collect(),
+            None => self.base.schema_names(),
+        }
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
-        // A schema the node's own view lacks may still be the caller's to read.
-        let listed = match &*self.base.state.read().expect("lock") {
-            View::Ready { schemas, .. } => schemas.get(name).map(|s| s.table_names()),
-            View::Pending(_) => None,
+        // A schema the listing lacks may still be the caller's to read.
+        let listed = match &self.listing {
+            Some(listing) => listing.get(name).cloned(),
+            None => match &*self.base.state.read().expect("lock") {
+                View::Ready { schemas, .. } => schemas.get(name).map(|s| s.table_names()),
+                View::Pending(_) => None,
+            },
         };
         Some(Arc::new(CallerSchema {
             peer: self.peer.clone(),

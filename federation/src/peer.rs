@@ -655,9 +655,8 @@ fn channel_to(
     };
     let uri = endpoint_uri(url).map_err(bad)?;
     let endpoint = Endpoint::from_shared(uri).map_err(|e| bad(e.to_string()))?;
-    Ok(endpoint
+    Ok(polder_flight_sql::service::bulk_endpoint(endpoint)
         .connect_timeout(options.connect_timeout)
-        .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(options.peer_timeout)
         .connect_lazy())

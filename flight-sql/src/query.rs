@@ -91,10 +91,12 @@ impl Drop for QueryRuntime {
 /// Chooses the session each request is planned against. A node with an access policy gives
 /// every caller a session holding only what that caller may see; the identity comes from the
 /// request's extensions, put there by the authentication layer in front of the service.
+#[tonic::async_trait]
 pub trait RequestSessions: Send + Sync + std::fmt::Debug + 'static {
     /// The session for a request with `extensions`, derived from the node's `base` session,
-    /// and where to record what the request's query releases.
-    fn session(
+    /// and where to record what the request's query releases. It may ask other nodes (what a
+    /// federation peer lists for the caller), so it is async.
+    async fn session(
         &self,
         base: &SessionContext,
         extensions: &tonic::Extensions,
@@ -157,11 +159,11 @@ impl QueryEngine {
 
     /// The engine for one request: the same limits, query slots and executor, over the session
     /// chosen for the request's caller.
-    pub fn for_request(&self, extensions: &tonic::Extensions) -> Result<QueryEngine> {
+    pub async fn for_request(&self, extensions: &tonic::Extensions) -> Result<QueryEngine> {
         let Some(sessions) = &self.sessions else {
             return Ok(self.clone());
         };
-        let (ctx, audit) = sessions.session(&self.ctx, extensions)?;
+        let (ctx, audit) = sessions.session(&self.ctx, extensions).await?;
         Ok(QueryEngine {
             ctx,
             audit,

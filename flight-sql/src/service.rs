@@ -83,6 +83,18 @@ pub const CONNECTION_WINDOW_BYTES: u32 = 16 * 1024 * 1024;
 /// Largest HTTP/2 frame this side accepts.
 pub const MAX_FRAME_BYTES: u32 = 1024 * 1024;
 
+/// A gRPC client endpoint tuned for bulk results, as [`PolderFlightSqlService::transport`] is
+/// on the server: the peer sends frames no larger than the receiver accepts (16 KiB by the
+/// protocol's default, so a 1 GB result would be 65 000 frames) and stalls whenever the
+/// receiver's window is full.
+pub fn bulk_endpoint(endpoint: tonic::transport::Endpoint) -> tonic::transport::Endpoint {
+    endpoint
+        .tcp_nodelay(true)
+        .initial_stream_window_size(Some(STREAM_WINDOW_BYTES))
+        .initial_connection_window_size(Some(CONNECTION_WINDOW_BYTES))
+        .max_frame_size(Some(MAX_FRAME_BYTES))
+}
+
 type FlightDataStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send + 'static>>;
 
 /// Arrow Flight SQL over a DataFusion session whose catalogs are the node's datasets.
@@ -336,7 +348,7 @@ impl FlightSqlService for PolderFlightSqlService {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let engine = self.engine.for_request(request.extensions())?;
+        let engine = self.engine.for_request(request.extensions()).await?;
         let plan = engine.plan_audited(&query.query).await?;
         let handle = StatementHandle::new(query.query).encode();
         let ticket = TicketStatementQuery {
@@ -351,7 +363,7 @@ impl FlightSqlService for PolderFlightSqlService {
         ticket: TicketStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<FlightDataStream>, Status> {
-        let engine = self.engine.for_request(request.extensions())?;
+        let engine = self.engine.for_request(request.extensions()).await?;
         let handle = StatementHandle::decode(&ticket.statement_handle)?;
         let stream = engine.run(&handle.sql, vec![]).await?;
         Ok(Response::new(self.encode(stream.schema(), stream)))
@@ -363,7 +375,7 @@ impl FlightSqlService for PolderFlightSqlService {
         cmd: CommandPreparedStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let engine = self.engine.for_request(request.extensions())?;
+        let engine = self.engine.for_request(request.extensions()).await?;
         let handle = self.resolve(&cmd.prepared_statement_handle)?;
         let plan = engine.plan_audited(&handle.sql).await?;
         let ticket = CommandPreparedStatementQuery {
@@ -378,7 +390,7 @@ impl FlightSqlService for PolderFlightSqlService {
         cmd: CommandPreparedStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<FlightDataStream>, Status> {
-        let engine = self.engine.for_request(request.extensions())?;
+        let engine = self.engine.for_request(request.extensions()).await?;
         let handle = self.resolve(&cmd.prepared_statement_handle)?;
         let stream = engine.run(&handle.sql, handle.params()?).await?;
         Ok(Response::new(self.encode(stream.schema(), stream)))
@@ -390,7 +402,7 @@ impl FlightSqlService for PolderFlightSqlService {
         query: ActionCreatePreparedStatementRequest,
         request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        let engine = self.engine.for_request(request.extensions())?;
+        let engine = self.engine.for_request(request.extensions()).await?;
         let plan = engine.plan_audited(&query.query).await?;
         let parameters = parameter_schema(&plan)?;
         Ok(ActionCreatePreparedStatementResult {
@@ -489,7 +501,7 @@ impl FlightSqlService for PolderFlightSqlService {
         query: CommandGetCatalogs,
         request: Request<Ticket>,
     ) -> Result<Response<FlightDataStream>, Status> {
-        let engine = self.engine.for_request(request.extensions())?;
+        let engine = self.engine.for_request(request.extensions()).await?;
         let mut builder = query.into_builder();
         let mut names = engine.session().catalog_names();
         names.sort();
@@ -513,7 +525,7 @@ impl FlightSqlService for PolderFlightSqlService {
         query: CommandGetDbSchemas,
         request: Request<Ticket>,
     ) -> Result<Response<FlightDataStream>, Status> {
-        let engine = self.engine.for_request(request.extensions())?;
+        let engine = self.engine.for_request(request.extensions()).await?;
         let mut builder = query.into_builder();
         let ctx = engine.session();
         let mut catalogs = ctx.catalog_names();
@@ -544,7 +556,7 @@ impl FlightSqlService for PolderFlightSqlService {
         query: CommandGetTables,
         request: Request<Ticket>,
     ) -> Result<Response<FlightDataStream>, Status> {
-        let engine = self.engine.for_request(request.extensions())?;
+        let engine = self.engine.for_request(request.extensions()).await?;
         let mut builder = query.into_builder();
         for (catalog, schema, table, table_type, table_schema) in Self::table_names(&engine).await?
         {
@@ -635,7 +647,7 @@ impl FlightSqlService for PolderFlightSqlService {
         query: CommandGetPrimaryKeys,
         request: Request<Ticket>,
     ) -> Result<Response<FlightDataStream>, Status> {
-        let engine = self.engine.for_request(request.extensions())?;
+        let engine = self.engine.for_request(request.extensions()).await?;
         let exists = Self::table_names(&engine)
             .await?
             .iter()

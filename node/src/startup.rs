@@ -398,7 +398,10 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
             let catalog = Arc::clone(catalog);
             sessions.forward(
                 catalog.peer().name().to_string(),
-                Arc::new(move |token: &str| catalog.for_caller(token)),
+                Arc::new(move |token: String| {
+                    let catalog = Arc::clone(&catalog);
+                    Box::pin(async move { catalog.for_caller(&token).await })
+                }),
             );
         }
     }

@@ -740,8 +740,12 @@ def test_aggregate_only_releases_exactly_the_large_groups(aggregate_node, idp, s
         "SELECT DISTINCT neighbourhood_code FROM air_quality",
         "SELECT lat, count(*) FROM air_quality GROUP BY lat",
         "EXPLAIN ANALYZE " + PER_NEIGHBOURHOOD,
+        PER_NEIGHBOURHOOD.replace("GROUP BY", "WHERE sensor_id <> 1 GROUP BY"),
     ],
-    ids=["raw rows", "group by the unit", "max", "distinct", "not a dimension", "explain analyze"],
+    ids=[
+        "raw rows", "group by the unit", "max", "distinct", "not a dimension", "explain analyze",
+        "differencing by the unit",
+    ],
 )
 def test_aggregate_only_refuses_what_could_single_out(aggregate_node, idp, sql):
     err = refused(aggregate_node, token(idp, groups=["research"]), sql)

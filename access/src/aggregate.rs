@@ -221,10 +221,21 @@ fn protected_input(input: &LogicalPlan) -> Result<Option<ProtectedPath>> {
         .iter()
         .map(|f| (f.name().clone(), f.name().clone()))
         .collect();
+    // Columns the filters on the way name, at the current level.
+    let mut filtered: Vec<String> = vec![];
     let mut node = input;
     loop {
         match node {
-            LogicalPlan::Filter(filter) => node = filter.input.as_ref(),
+            LogicalPlan::Filter(filter) => {
+                filtered.extend(
+                    filter
+                        .predicate
+                        .column_refs()
+                        .into_iter()
+                        .map(|c| c.name.clone()),
+                );
+                node = filter.input.as_ref();
+            }
             LogicalPlan::SubqueryAlias(alias) => node = alias.input.as_ref(),
             LogicalPlan::Projection(projection) => {
                 let mut below = HashMap::new();
@@ -243,6 +254,10 @@ fn protected_input(input: &LogicalPlan) -> Result<Option<ProtectedPath>> {
                     .into_iter()
                     .filter_map(|(top, current)| below.get(&current).map(|b| (top, b.clone())))
                     .collect();
+                filtered = filtered
+                    .into_iter()
+                    .map(|c| below.get(&c).cloned().unwrap_or(c))
+                    .collect();
                 node = projection.input.as_ref();
             }
             LogicalPlan::TableScan(_) => {
@@ -253,6 +268,14 @@ fn protected_input(input: &LogicalPlan) -> Result<Option<ProtectedPath>> {
                 let table = any
                     .downcast_ref::<AggregateOnlyTable>()
                     .expect("checked by aggregate_only");
+                // Excluding (or selecting) units by their identifier is the first step of a
+                // differencing attack: the difference of two answers is one person's.
+                if filtered.contains(&table.spec.unit) {
+                    return Err(refuse(format!(
+                        "the privacy unit '{}' of dataset '{}' may only be counted, not used in a filter",
+                        table.spec.unit, table.dataset
+                    )));
+                }
                 return Ok(Some(ProtectedPath {
                     dataset: table.dataset.clone(),
                     spec: table.spec.clone(),
@@ -323,14 +346,23 @@ fn protect(
                 spec.functions.join(", ")
             )));
         }
-        let mut referenced = function
+        let referenced = function
             .params
             .args
             .iter()
             .flat_map(|a| a.column_refs())
             .collect::<Vec<_>>();
         if let Some(filter) = &function.params.filter {
-            referenced.extend(filter.column_refs());
+            let names_unit = filter
+                .column_refs()
+                .into_iter()
+                .any(|c| base(c).unwrap_or_else(|| c.name.clone()) == spec.unit);
+            if names_unit {
+                return Err(refuse(format!(
+                    "the privacy unit '{}' of dataset '{dataset}' may only be counted, not used in a filter",
+                    spec.unit
+                )));
+            }
         }
         for column in referenced {
             let base_name = base(column).unwrap_or_else(|| column.name.clone());

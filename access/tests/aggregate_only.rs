@@ -186,6 +186,12 @@ async fn known_attacks_are_refused() {
         "SELECT zone, string_agg(rider, ',') FROM trips GROUP BY zone",
         "SELECT zone, sum(length(rider)) FROM trips GROUP BY zone",
         "SELECT zone, count(*) FROM trips GROUP BY ROLLUP(zone)",
+        // Differencing: the same groups with and without one unit reveal that unit's share.
+        "SELECT zone, sum(speed) FROM trips WHERE rider <> 'r0' GROUP BY zone",
+        "SELECT count(*) FROM trips WHERE rider NOT IN ('r0', 'r1')",
+        "SELECT zone, sum(speed) FILTER (WHERE rider <> 'r0') FROM trips GROUP BY zone",
+        "SELECT zone, count(*) FILTER (WHERE rider = 'r0') FROM trips GROUP BY zone",
+        "SELECT zone, count(*) FROM (SELECT zone, rider AS who FROM trips) s WHERE who <> 'r0' GROUP BY zone",
     ] {
         assert!(refused(run(&ctx, sql).await), "{sql} was not refused");
     }
@@ -200,7 +206,7 @@ async fn small_groups_are_suppressed() {
         "SELECT zone, count(*) AS n FROM trips GROUP BY zone ORDER BY zone",
         "SELECT zone, count(*) AS n FROM trips GROUP BY zone HAVING count(*) <= 2 ORDER BY zone",
         "SELECT zone, count(DISTINCT rider) AS n FROM trips GROUP BY zone HAVING count(DISTINCT rider) = 1",
-        "SELECT zone, avg(speed) FROM trips WHERE rider = 'r9' GROUP BY zone",
+        "SELECT zone, avg(speed) FROM trips WHERE speed > 9 GROUP BY zone",
         "SELECT upper(zone) AS z, sum(speed) FROM trips GROUP BY upper(zone) ORDER BY 1",
         "SELECT zone, count(*) FROM (SELECT zone, rider FROM trips WHERE speed > 0) s GROUP BY zone",
     ] {

@@ -6,6 +6,8 @@ mod config;
 mod datasets;
 mod demo;
 mod http;
+#[cfg(test)]
+mod slt;
 mod sql;
 mod startup;
 mod token;

@@ -20,7 +20,9 @@ import adbc_driver_flightsql as flightsql
 import adbc_driver_flightsql.dbapi
 import requests
 
-LISTENING = re.compile(r"^polder node (\S+) listening flight=(grpc://\S+) http=(http://\S+)\s*$")
+LISTENING = re.compile(
+    r"^polder node (\S+) listening flight=(grpc(?:\+tls)?://\S+) http=(http://\S+)\s*$"
+)
 READY_TIMEOUT_S = float(os.environ.get("UDN_READY_TIMEOUT", "120"))
 RPC_TIMEOUT_S = float(os.environ.get("UDN_RPC_TIMEOUT", "120"))
 

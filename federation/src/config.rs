@@ -126,6 +126,9 @@ pub struct FederationOptions {
     /// A bearer token sent to every peer (`polder sql --token`); never read from a file.
     #[serde(skip)]
     pub bearer_token: Option<BearerToken>,
+    /// Certificate authorities (a PEM file) trusted for peers reached with `grpc+tls://`, in
+    /// addition to the system's.
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 /// A bearer token: a credential, so never printed.
@@ -147,6 +150,7 @@ impl Default for FederationOptions {
             max_message_bytes: 64 * 1024 * 1024,
             pushdown: true,
             bearer_token: None,
+            tls_ca: None,
         }
     }
 }

@@ -624,7 +624,8 @@ where
 }
 
 /// The URI tonic connects to for a peer URL: `grpc://` and `grpc+tcp://` are plain HTTP/2.
-pub(crate) fn endpoint_uri(url: &str) -> Result<String, String> {
+/// The endpoint of a peer URL, and whether it speaks TLS.
+pub(crate) fn endpoint_uri(url: &str) -> Result<(String, bool), String> {
     let parsed = url::Url::parse(url).map_err(|e| format!("invalid URL '{url}': {e}"))?;
     let host = parsed
         .host_str()
@@ -633,13 +634,10 @@ pub(crate) fn endpoint_uri(url: &str) -> Result<String, String> {
         .port()
         .ok_or_else(|| format!("the URL '{url}' has no port"))?;
     match parsed.scheme() {
-        "grpc" | "grpc+tcp" | "http" => Ok(format!("http://{host}:{port}")),
-        "grpc+tls" | "https" => Err(format!(
-            "the URL '{url}' asks for TLS, which peers do not speak yet; terminate TLS in front of \
-             the peer and use grpc:// inside the cluster"
-        )),
+        "grpc" | "grpc+tcp" | "http" => Ok((format!("http://{host}:{port}"), false)),
+        "grpc+tls" | "https" => Ok((format!("https://{host}:{port}"), true)),
         other => Err(format!(
-            "the URL '{url}' has the scheme '{other}'; peers are reached with grpc:// URLs"
+            "the URL '{url}' has the scheme '{other}'; peers are reached with grpc:// or grpc+tls:// URLs"
         )),
     }
 }
@@ -653,8 +651,24 @@ fn channel_to(
         peer: config.name.clone(),
         detail,
     };
-    let uri = endpoint_uri(url).map_err(bad)?;
-    let endpoint = Endpoint::from_shared(uri).map_err(|e| bad(e.to_string()))?;
+    let (uri, tls) = endpoint_uri(url).map_err(bad)?;
+    let mut endpoint = Endpoint::from_shared(uri).map_err(|e| bad(e.to_string()))?;
+    if tls {
+        // The system's roots, and the federation's own CA when it has one.
+        let mut config = tonic::transport::ClientTlsConfig::new().with_native_roots();
+        if let Some(path) = &options.tls_ca {
+            let pem = std::fs::read(path).map_err(|e| {
+                bad(format!(
+                    "cannot read the TLS CA file {}: {e}",
+                    path.display()
+                ))
+            })?;
+            config = config.ca_certificate(tonic::transport::Certificate::from_pem(pem));
+        }
+        endpoint = endpoint
+            .tls_config(config)
+            .map_err(|e| bad(format!("TLS: {e}")))?;
+    }
     Ok(polder_flight_sql::service::bulk_endpoint(endpoint)
         .connect_timeout(options.connect_timeout)
         .http2_keep_alive_interval(Duration::from_secs(30))

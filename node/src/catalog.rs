@@ -107,18 +107,24 @@ pub fn sample_metadata(city: &str) -> (CatalogConfig, BTreeMap<String, DatasetCo
 
 /// The Flight SQL endpoint as clients reach it: configured, else the Flight address (with
 /// the base URL's host when the node listens on every interface).
-fn flight_endpoint(configured: Option<&str>, flight_addr: SocketAddr, base_url: &str) -> String {
+fn flight_endpoint(
+    configured: Option<&str>,
+    flight_addr: SocketAddr,
+    base_url: &str,
+    tls: bool,
+) -> String {
     if let Some(url) = configured {
         return url.to_string();
     }
+    let scheme = if tls { "grpc+tls" } else { "grpc" };
     if flight_addr.ip().is_unspecified()
         && let Some(host) = url::Url::parse(base_url)
             .ok()
             .and_then(|u| u.host_str().map(str::to_string))
     {
-        return format!("grpc://{host}:{}", flight_addr.port());
+        return format!("{scheme}://{host}:{}", flight_addr.port());
     }
-    format!("grpc://{flight_addr}")
+    format!("{scheme}://{flight_addr}")
 }
 
 /// What the node learns about one loaded table for the catalog. Facts that cannot be had
@@ -214,6 +220,7 @@ pub async fn build(
             metadata.flight_endpoint_url.as_deref(),
             flight_addr,
             &metadata.base_url,
+            config.node.tls_cert.is_some(),
         ),
         server_name: "Polder".into(),
         server_version: env!("CARGO_PKG_VERSION").into(),

@@ -176,6 +176,16 @@ pub struct ServeArgs {
         requires = "audit_log"
     )]
     pub audit_key: Option<PathBuf>,
+    /// Serve Flight SQL over TLS with this certificate chain (PEM; with --tls-key).
+    #[arg(long, value_name = "FILE", env = "POLDER_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", env = "POLDER_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Trust the certificate authorities in this PEM file (as well as the system's) for peers
+    /// reached with grpc+tls://.
+    #[arg(long, value_name = "FILE", env = "POLDER_PEER_TLS_CA")]
+    pub peer_tls_ca: Option<PathBuf>,
 }
 
 /// Output formats of `polder sql`.
@@ -228,6 +238,10 @@ pub struct SqlArgs {
     /// How long a node may take to answer, and to send each next batch.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
     pub peer_timeout: std::time::Duration,
+    /// Trust the certificate authorities in this PEM file (as well as the system's) for nodes
+    /// reached with grpc+tls://.
+    #[arg(long, value_name = "FILE", env = "POLDER_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
     /// A bearer token sent to every node (for nodes that require authentication).
     #[arg(
         long,

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use std::collections::BTreeMap;
@@ -84,6 +85,13 @@ pub struct NodeSection {
     /// Address of the HTTP service (health, readiness).
     #[serde(default = "default_http_addr")]
     pub http_addr: SocketAddr,
+    /// The Flight SQL service's TLS certificate chain (PEM); with `tls_key`, the node serves
+    /// `grpc+tls://`. Without them it serves plain gRPC (for TLS terminated in front of it).
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `tls_cert`.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for NodeSection {
@@ -92,6 +100,8 @@ impl Default for NodeSection {
             name: default_name(),
             flight_addr: default_flight_addr(),
             http_addr: default_http_addr(),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -234,6 +244,13 @@ impl NodeConfig {
                 audit.log = dir.join(&audit.log);
                 audit.signing_key = dir.join(&audit.signing_key);
             }
+            for file in [&mut config.node.tls_cert, &mut config.node.tls_key]
+                .into_iter()
+                .chain([&mut config.federation.tls_ca])
+                .flatten()
+            {
+                *file = dir.join(&*file);
+            }
             if let Some(auth) = &mut config.auth {
                 auth.jwks = resolve_relative(dir, &auth.jwks);
                 if let Some(policy) = &mut auth.policy {
@@ -260,6 +277,12 @@ impl NodeConfig {
     /// Checks values the types cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         check_identifier("node name", &self.node.name)?;
+        if self.node.tls_cert.is_some() != self.node.tls_key.is_some() {
+            return Err(ConfigError::Invalid(
+                "node.tls_cert and node.tls_key go together: give both to serve TLS, or neither"
+                    .into(),
+            ));
+        }
         let mut seen = std::collections::HashSet::new();
         for table in &self.tables {
             check_identifier("table name", &table.name)?;

@@ -41,6 +41,7 @@ pub async fn run(args: SqlArgs) -> anyhow::Result<()> {
         peer_timeout: args.peer_timeout,
         pushdown: args.pushdown,
         bearer_token: args.token.clone().map(BearerToken),
+        tls_ca: args.tls_ca.clone(),
         ..FederationOptions::default()
     };
     let (ctx, federation) = client_session(&peers, &options).await?;

@@ -57,6 +57,15 @@ pub fn effective_config(args: &ServeArgs) -> anyhow::Result<NodeConfig> {
             PeerConfig::parse_flag(spec).map_err(|e| anyhow::anyhow!("invalid --peer: {e}"))?;
         set_peer(&mut config.peers, peer);
     }
+    if let Some(cert) = &args.tls_cert {
+        config.node.tls_cert = Some(cert.clone());
+    }
+    if let Some(key) = &args.tls_key {
+        config.node.tls_key = Some(key.clone());
+    }
+    if let Some(ca) = &args.peer_tls_ca {
+        config.federation.tls_ca = Some(ca.clone());
+    }
     apply_auth_flags(&mut config, args)?;
     complete(config)
 }
@@ -174,6 +183,8 @@ pub struct RunningNode {
     pub flight_addr: SocketAddr,
     /// Where its HTTP service listens.
     pub http_addr: SocketAddr,
+    /// Whether its Flight SQL service speaks TLS.
+    pub tls: bool,
     shutdown: tokio::sync::watch::Sender<bool>,
     flight: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
     http: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -199,8 +210,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = effective_config(&args)?;
     let node = start(config).await?;
     println!(
-        "polder node {} listening flight=grpc://{} http=http://{}",
-        node.name, node.flight_addr, node.http_addr
+        "polder node {} listening flight={}://{} http=http://{}",
+        node.name,
+        if node.tls { "grpc+tls" } else { "grpc" },
+        node.flight_addr,
+        node.http_addr
     );
     shutdown_signal().await;
     info!("shutting down");
@@ -332,13 +346,27 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         engine = engine.with_sessions(Arc::new(sessions.clone()));
     }
     let service = PolderFlightSqlService::new(engine, flight_config)?;
+    let mut transport = PolderFlightSqlService::transport();
+    if let (Some(cert), Some(key)) = (&config.node.tls_cert, &config.node.tls_key) {
+        let read = |path: &std::path::PathBuf, what: &str| {
+            std::fs::read(path)
+                .with_context(|| format!("cannot read the TLS {what} {}", path.display()))
+        };
+        let identity = tonic::transport::Identity::from_pem(
+            read(cert, "certificate")?,
+            read(key, "private key")?,
+        );
+        transport = transport
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .context("the TLS certificate or key cannot be used")?;
+    }
     // With [auth], one interceptor in front of every RPC establishes who is asking.
     let router = match &access {
-        Some(access) => PolderFlightSqlService::transport().add_service(InterceptedService::new(
+        Some(access) => transport.add_service(InterceptedService::new(
             service.into_server(),
             AuthInterceptor::new(Arc::clone(&access.authenticator)),
         )),
-        None => PolderFlightSqlService::transport().add_service(service.into_server()),
+        None => transport.add_service(service.into_server()),
     };
     let mut flight_shutdown = shutdown_rx.clone();
     let flight = tokio::spawn(router.serve_with_incoming_shutdown(
@@ -422,6 +450,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         name: config.node.name.clone(),
         flight_addr,
         http_addr,
+        tls: config.node.tls_cert.is_some(),
         shutdown: shutdown_tx,
         flight,
         http,

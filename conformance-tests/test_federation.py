@@ -171,6 +171,31 @@ def test_scans_push_projection_filters_and_limits_to_each_node(coord_conn):
     assert "LIMIT 7" in limited["amsterdam"].upper()
 
 
+UNION_AGGREGATE = (
+    "SELECT k, count(*) AS n, sum(v) AS s, avg(v) AS a, min(v) AS lo, max(v) AS hi FROM ("
+    "SELECT n_regionkey AS k, n_nationkey AS v FROM {nation} "
+    "UNION ALL SELECT c_nationkey % 5, c_custkey FROM {customer} "
+    "UNION ALL SELECT p_size % 5, p_size FROM {part} WHERE p_size > 10"
+    ") u GROUP BY k ORDER BY k"
+)
+
+
+@pytest.mark.requirement("UDN-FED-2", "UDN-FED-3")
+def test_an_aggregate_over_nodes_is_computed_partially_on_each(coord_conn, tpch_ref):
+    federated = UNION_AGGREGATE.format(
+        nation="rotterdam.public.nation",
+        customer="utrecht.public.customer",
+        part="amsterdam.public.part",
+    )
+    parts = remote_parts(explain(coord_conn, federated))
+    assert sorted(parts) == ["amsterdam", "rotterdam", "utrecht"], parts
+    for peer, remote in parts.items():
+        assert "GROUP BY" in remote.upper(), f"{peer} was not sent its partial aggregate: {remote}"
+    local = UNION_AGGREGATE.format(nation="nation", customer="customer", part="part")
+    got = rows_of_arrow(query(coord_conn, federated))
+    assert_same_rows(got, tpch_ref.rows(local), context="partial aggregates")
+
+
 @pytest.mark.requirement("UDN-FED-3")
 def test_parameters_bind_in_federated_queries(coord_conn, tpch_ref):
     sql = "SELECT count(*) FROM {} WHERE l_quantity > ?"

@@ -23,6 +23,7 @@
 pub mod catalog;
 pub mod config;
 pub mod error;
+mod partial;
 pub mod peer;
 pub mod session;
 mod whole;

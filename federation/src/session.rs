@@ -44,6 +44,9 @@ pub fn federated_state(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> Sessi
         .position(|rule| rule.name() == "scalar_subquery_to_join")
         .map_or(0, |i| i + 1);
     rules.insert(early, Arc::new(FederateSubtrees::default()));
+    // Aggregates over a union of nodes split into a partial aggregate per node first, so that
+    // the federation sends each partial to its node.
+    rules.insert(early, Arc::new(crate::partial::PartialAggregates));
     rules.insert(0, Arc::new(CollapseAliases));
     rules.push(Arc::new(FederateRemaining::default()));
     SessionStateBuilder::new()

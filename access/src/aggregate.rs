@@ -464,12 +464,7 @@ impl ScalarUDFImpl for ReleaseGroup {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let units = args
-            .args
-            .into_iter()
-            .next()
-            .ok_or_else(|| DataFusionError::Internal("no argument".into()))?
-            .into_array(args.number_rows)?;
+        let units = units_counted(args)?;
         let keep: BooleanArray = units
             .as_primitive::<Int64Type>()
             .iter()
@@ -479,6 +474,17 @@ impl ScalarUDFImpl for ReleaseGroup {
         self.suppressed.fetch_add(dropped as u64, Ordering::Relaxed);
         Ok(ColumnarValue::Array(Arc::new(keep)))
     }
+}
+
+/// The first argument of a group-size filter: each group's count of distinct units.
+fn units_counted(args: ScalarFunctionArgs) -> Result<datafusion::arrow::array::ArrayRef> {
+    args.args
+        .into_iter()
+        .next()
+        .ok_or_else(|| {
+            DataFusionError::Internal("a group-size filter without its argument".into())
+        })?
+        .into_array(args.number_rows)
 }
 
 /// The filter of `on_violation = "refuse"`: true for every group of at least `min` units; a
@@ -504,12 +510,7 @@ impl ScalarUDFImpl for RequireGroupSize {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let units = args
-            .args
-            .into_iter()
-            .next()
-            .ok_or_else(|| DataFusionError::Internal("no argument".into()))?
-            .into_array(args.number_rows)?;
+        let units = units_counted(args)?;
         let units = units.as_primitive::<Int64Type>();
         if units.iter().any(|u| u.is_none_or(|u| u < self.min)) {
             return Err(refuse(format!(
@@ -519,7 +520,7 @@ impl ScalarUDFImpl for RequireGroupSize {
         }
         Ok(ColumnarValue::Array(Arc::new(BooleanArray::from(vec![
             true;
-            args.number_rows
+            units.len()
         ]))))
     }
 }

@@ -22,25 +22,25 @@ use polder_access::{Claims, Identity, Policy, PolicySessions};
 use polder_flight_sql::RequestSessions;
 use proptest::prelude::*;
 
-const POLICY: &str = r#"
+/// The same rule on the Parquet table and on the table that applies pushed filters itself.
+fn policy() -> String {
+    ["reports", "reports_exact"]
+        .map(|name| {
+            format!(
+                r#"
 [[dataset]]
-name = "reports"
+name = "{name}"
   [[dataset.rule]]
   roles = ["clerk"]
   access = "raw"
   row_filter = "city = $org"
   deny_columns = ["email"]
-  masks = { postcode = "left(postcode, 4)", reporter = "'***'" }
-
-[[dataset]]
-name = "reports_exact"
-  [[dataset.rule]]
-  roles = ["clerk"]
-  access = "raw"
-  row_filter = "city = $org"
-  deny_columns = ["email"]
-  masks = { postcode = "left(postcode, 4)", reporter = "'***'" }
-"#;
+  masks = {{ postcode = "left(postcode, 4)", reporter = "'***'" }}
+"#
+            )
+        })
+        .concat()
+}
 
 /// The stored rows: (city, district, postcode, reporter, email, n).
 fn stored() -> Vec<String> {
@@ -196,7 +196,7 @@ async fn clerk(node: &SessionContext) -> SessionContext {
         }),
         token: Arc::from("t"),
     });
-    let policy = Policy::parse(POLICY).unwrap();
+    let policy = Policy::parse(&policy()).unwrap();
     let mut tables = std::collections::BTreeMap::new();
     for name in ["reports", "reports_exact"] {
         tables.insert(

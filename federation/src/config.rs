@@ -129,6 +129,15 @@ pub struct FederationOptions {
     /// Certificate authorities (a PEM file) trusted for peers reached with `grpc+tls://`, in
     /// addition to the system's.
     pub tls_ca: Option<std::path::PathBuf>,
+    /// Semi-join reduction: the longest runtime filter, in bytes of SQL, sent with a remote
+    /// part that is the probe side of a join (the build side's keys, when few). A longer one is
+    /// not sent; 0 sends none.
+    pub runtime_filter_max_bytes: usize,
+    /// The most distinct keys of a join's build side (per partition) sent as a key list; a
+    /// side with more sends no runtime filter. Each
+    /// key costs the peer about 10 µs of planning, twice (for `GetFlightInfo` and `DoGet`):
+    /// a list pays off when the other side is large.
+    pub runtime_filter_keys: usize,
 }
 
 /// A bearer token: a credential, so never printed.
@@ -151,6 +160,8 @@ impl Default for FederationOptions {
             pushdown: true,
             bearer_token: None,
             tls_ca: None,
+            runtime_filter_max_bytes: 64 * 1024,
+            runtime_filter_keys: 150,
         }
     }
 }

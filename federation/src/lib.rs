@@ -19,12 +19,14 @@
 //!   checks what comes back against the expected schema.
 //! - [`catalog`]: a peer's tables as a catalog, discovered over Flight SQL and refreshed.
 //! - [`session`]: a DataFusion session that federates.
+//! - `runtime_filter`: the keys a join has read on one node narrow what another node sends.
 
 pub mod catalog;
 pub mod config;
 pub mod error;
 mod partial;
 pub mod peer;
+mod runtime_filter;
 pub mod session;
 mod whole;
 

@@ -32,10 +32,11 @@ use futures::stream::{self, BoxStream};
 use futures::{Stream, StreamExt, TryStreamExt};
 use prost::Message;
 use tonic::transport::{Channel, Endpoint};
-use tracing::{Instrument, debug, info_span};
+use tracing::{Instrument, debug, info_span, warn};
 
 use crate::config::{FederationOptions, PeerConfig};
 use crate::error::PeerError;
+use crate::runtime_filter;
 
 /// The share of rows a filter is assumed to keep, as DataFusion assumes for `FilterExec`.
 const SELECTIVITY: f64 = 0.2;
@@ -485,17 +486,50 @@ impl SQLExecutor for Peer {
         &self,
         query: &str,
         schema: SchemaRef,
-        _filters: &[Arc<dyn PhysicalExpr>],
+        filters: &[Arc<dyn PhysicalExpr>],
     ) -> Result<SendableRecordBatchStream> {
         let peer = self.clone();
         let sql = query.to_string();
         let expected = Arc::clone(&schema);
+        let filters = filters.to_vec();
         let span = info_span!("peer_query", peer = %self.config.name, sql_bytes = sql.len());
         let batches = stream::once(
             async move {
-                debug!("sending the remote part");
                 peer.traffic.queries.fetch_add(1, Ordering::Relaxed);
-                let batches = peer.query(sql).await?;
+                // Started only when the plan first asks for rows: a join has read its build
+                // side by then, and its runtime filter narrows what the peer sends.
+                let narrowed = if peer.options.pushdown {
+                    runtime_filter::narrow(
+                        &sql,
+                        &expected,
+                        &filters,
+                        &DefaultDialect {},
+                        peer.options.runtime_filter_max_bytes,
+                    )
+                } else {
+                    None
+                };
+                let batches = match narrowed {
+                    Some(narrowed) => {
+                        debug!(sql = %narrowed, "sending the remote part, narrowed");
+                        match peer.query(narrowed).await {
+                            Ok(batches) => batches,
+                            // A peer that refuses the narrowed form (too long for its limit,
+                            // no column aliases in its SQL, a policy that allows only the form
+                            // as planned) gets the part as planned; its refusal of that, if
+                            // any, is the error the query reports.
+                            Err(PeerError::Remote { code, message, .. }) => {
+                                warn!(%code, %message, "the peer refused the narrowed remote part");
+                                peer.query(sql).await?
+                            }
+                            Err(err) => return Err(err),
+                        }
+                    }
+                    None => {
+                        debug!("sending the remote part");
+                        peer.query(sql).await?
+                    }
+                };
                 Ok::<_, PeerError>(batches.map(move |batch| {
                     let batch = batch?;
                     peer.traffic

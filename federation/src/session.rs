@@ -246,6 +246,13 @@ pub fn session_state(
     options: &FederationOptions,
 ) -> SessionState {
     if options.pushdown {
+        let mut config = config;
+        // The build side's keys of a join become the runtime filter sent with the other side's
+        // remote query: worth more keys than DataFusion's default for local scans.
+        config
+            .options_mut()
+            .optimizer
+            .hash_join_inlist_pushdown_max_distinct_values = options.runtime_filter_keys;
         federated_state(config, runtime)
     } else {
         SessionStateBuilder::new()

@@ -7,6 +7,8 @@ mod datasets;
 mod demo;
 mod http;
 #[cfg(test)]
+mod runtime_filter_test;
+#[cfg(test)]
 mod slt;
 mod sql;
 mod startup;

@@ -165,7 +165,8 @@ async fn in_process(samples: &mut SampleFiles) -> SessionContext {
     ctx
 }
 
-async fn node(city: &str) -> RunningNode {
+/// A node serving `city`'s sample data on loopback.
+pub(crate) async fn node(city: &str) -> RunningNode {
     let mut config = NodeConfig::default();
     config.node.name = city.to_string();
     config.node.flight_addr = "127.0.0.1:0".parse().expect("address");

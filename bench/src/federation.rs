@@ -1,5 +1,5 @@
 //! `polder-bench federation`: the 22 TPC-H queries over three nodes, against one node holding
-//! every table and against the same three nodes with pushdown off, in one run.
+//! every table, the same three nodes without runtime filters, and with pushdown off, in one run.
 //!
 //! All four nodes run in this process, each a Flight SQL service on loopback with its own
 //! query runtime, as `polder serve` runs them. The client is the federated session `polder sql`
@@ -51,27 +51,53 @@ pub async fn run(sf: f64, data: PathBuf, runs: usize, only: Vec<String>) -> anyh
 
     let three: Vec<PeerConfig> = nodes.iter().map(Node::peer).collect();
     let one = vec![everything.peer()];
-    let single = Mode::new("one node", &one, &homes, true, true).await?;
-    let federated = Mode::new("three nodes", &three, &homes, true, false).await?;
-    let no_pushdown = Mode::new("no pushdown", &three, &homes, false, false).await?;
-    let modes = [&single, &federated, &no_pushdown];
+    let pushdown = FederationOptions::default();
+    let without = |options: FederationOptions| FederationOptions {
+        runtime_filter_max_bytes: 0,
+        ..options
+    };
+    let single = Mode::new("one node", &one, &homes, pushdown.clone(), true).await?;
+    let federated = Mode::new("three nodes", &three, &homes, pushdown.clone(), false).await?;
+    let unfiltered = Mode::new(
+        "three nodes, no runtime filters",
+        &three,
+        &homes,
+        without(pushdown.clone()),
+        false,
+    )
+    .await?;
+    let no_pushdown = Mode::new(
+        "no pushdown",
+        &three,
+        &homes,
+        FederationOptions {
+            pushdown: false,
+            ..pushdown
+        },
+        false,
+    )
+    .await?;
+    let modes = [&single, &federated, &unfiltered, &no_pushdown];
 
     println!(
         "federation: TPC-H sf={sf}, median of {runs} runs; time in s, bytes = Arrow bytes \
          received from the nodes"
     );
     println!(
-        "{:<5} {:>9} {:>9} {:>9} {:>10} {:>11} {:>12} {:>12}",
+        "{:<5} {:>9} {:>9} {:>9} {:>9} {:>8} {:>9} {:>10} {:>10} {:>10} {:>10}",
         "query",
         "one node",
         "3 nodes",
+        "3n no-rf",
         "no push",
         "3n/one",
+        "no-rf/3n",
         "nopush/3n",
         "bytes 3n",
-        "bytes nopush"
+        "by. no-rf",
+        "by. nopush"
     );
-    let mut totals = [Duration::ZERO; 3];
+    let mut totals = [Duration::ZERO; 4];
     for (name, sql) in &queries {
         // Warm-up, which also checks that every mode returns as many rows.
         let mut rows = vec![];
@@ -87,11 +113,13 @@ pub async fn run(sf: f64, data: PathBuf, runs: usize, only: Vec<String>) -> anyh
             rows.iter().all(|r| *r == rows[0]),
             "{name}: row counts differ between modes: {rows:?}"
         );
-        let mut times = [vec![], vec![], vec![]];
-        let mut bytes = [0u64; 3];
-        for _ in 0..runs.max(1) {
-            for (i, mode) in modes.iter().enumerate() {
-                let (_, elapsed, traffic) = mode.run(sql).await?;
+        let mut times = [vec![], vec![], vec![], vec![]];
+        let mut bytes = [0u64; 4];
+        for run in 0..runs.max(1) {
+            // Each run starts with another mode, so that no mode always follows the same one.
+            for step in 0..modes.len() {
+                let i = (run + step) % modes.len();
+                let (_, elapsed, traffic) = modes[i].run(sql).await?;
                 times[i].push(elapsed);
                 bytes[i] = traffic.bytes;
             }
@@ -100,26 +128,33 @@ pub async fn run(sf: f64, data: PathBuf, runs: usize, only: Vec<String>) -> anyh
         for (total, m) in totals.iter_mut().zip(&medians) {
             *total += *m;
         }
+        let s = |i: usize| medians[i].as_secs_f64();
         println!(
-            "{:<5} {:>9.3} {:>9.3} {:>9.3} {:>9.2}x {:>10.2}x {:>12} {:>12}",
+            "{:<5} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>7.2}x {:>8.2}x {:>9.2}x {:>10} {:>10} {:>10}",
             name,
-            medians[0].as_secs_f64(),
-            medians[1].as_secs_f64(),
-            medians[2].as_secs_f64(),
-            medians[1].as_secs_f64() / medians[0].as_secs_f64(),
-            medians[2].as_secs_f64() / medians[1].as_secs_f64(),
+            s(0),
+            s(1),
+            s(2),
+            s(3),
+            s(1) / s(0),
+            s(2) / s(1),
+            s(3) / s(1),
             human_bytes(bytes[1]),
             human_bytes(bytes[2]),
+            human_bytes(bytes[3]),
         );
     }
+    let s = |i: usize| totals[i].as_secs_f64();
     println!(
-        "{:<5} {:>9.3} {:>9.3} {:>9.3} {:>9.2}x {:>10.2}x",
+        "{:<5} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>7.2}x {:>8.2}x {:>9.2}x",
         "total",
-        totals[0].as_secs_f64(),
-        totals[1].as_secs_f64(),
-        totals[2].as_secs_f64(),
-        totals[1].as_secs_f64() / totals[0].as_secs_f64(),
-        totals[2].as_secs_f64() / totals[1].as_secs_f64(),
+        s(0),
+        s(1),
+        s(2),
+        s(3),
+        s(1) / s(0),
+        s(2) / s(1),
+        s(3) / s(1),
     );
     drop(nodes);
     drop(everything);
@@ -193,13 +228,12 @@ impl Mode {
         name: &'static str,
         peers: &[PeerConfig],
         homes: &BTreeMap<String, String>,
-        pushdown: bool,
+        options: FederationOptions,
         single: bool,
     ) -> anyhow::Result<Self> {
         let options = FederationOptions {
-            pushdown,
             peer_timeout: Duration::from_secs(600),
-            ..FederationOptions::default()
+            ..options
         };
         let state = polder_federation::session_state(
             polder_flight_sql::session_config(),

@@ -135,36 +135,53 @@ async fn flight_scan(sf: f64, data: PathBuf, runs: usize) -> anyhow::Result<()> 
     let mut local = vec![];
     let mut remote = vec![];
     let mut remote_plain = vec![];
+    // Processor time of the whole process (client and server) per mode, to tell a scan that
+    // waits from one that is bound by work on both cores.
+    let mut cpu = [Duration::ZERO; 3];
     for _ in 0..runs.max(1) {
-        let start = Instant::now();
+        let (start, used) = (Instant::now(), cpu_time());
         in_process(&ctx).await?;
         local.push(start.elapsed());
-        let start = Instant::now();
+        cpu[0] += cpu_time() - used;
+        let (start, used) = (Instant::now(), cpu_time());
         over_flight(&mut client).await?;
         remote.push(start.elapsed());
-        let start = Instant::now();
+        cpu[1] += cpu_time() - used;
+        let (start, used) = (Instant::now(), cpu_time());
         over_flight(&mut plain).await?;
         remote_plain.push(start.elapsed());
+        cpu[2] += cpu_time() - used;
     }
+    let busy = |cpu: Duration, walls: &[Duration]| {
+        cpu.as_secs_f64() / walls.iter().map(Duration::as_secs_f64).sum::<f64>()
+    };
+    let busy = [
+        busy(cpu[0], &local),
+        busy(cpu[1], &remote),
+        busy(cpu[2], &remote_plain),
+    ];
     let local = median(&mut local);
     let remote = median(&mut remote);
     let remote_plain = median(&mut remote_plain);
     let rate = |d: Duration| rows as f64 / d.as_secs_f64();
     println!("flight-scan: TPC-H sf={sf} lineitem, {rows} rows, median of {runs} runs");
     println!(
-        "  in-process DataFusion : {:>12.0} rows/s ({:.3} s)",
+        "  in-process DataFusion : {:>12.0} rows/s ({:.3} s, {:.2} cores busy)",
         rate(local),
-        local.as_secs_f64()
+        local.as_secs_f64(),
+        busy[0]
     );
     println!(
-        "  Flight SQL (loopback), bulk client settings: {:>12.0} rows/s ({:.3} s)",
+        "  Flight SQL (loopback), bulk client settings: {:>12.0} rows/s ({:.3} s, {:.2} cores busy)",
         rate(remote),
-        remote.as_secs_f64()
+        remote.as_secs_f64(),
+        busy[1]
     );
     println!(
-        "  Flight SQL, gRPC default client settings: {:>12.0} rows/s ({:.3} s)",
+        "  Flight SQL, gRPC default client settings: {:>12.0} rows/s ({:.3} s, {:.2} cores busy)",
         rate(remote_plain),
-        remote_plain.as_secs_f64()
+        remote_plain.as_secs_f64(),
+        busy[2]
     );
     println!(
         "  ratio flight/in-process time: {:.2}x (default client settings: {:.2}x)",
@@ -211,6 +228,28 @@ async fn serve(ctx: SessionContext) -> anyhow::Result<(SocketAddr, QueryRuntime)
             .serve_with_incoming(TcpListenerStream::new(listener)),
     );
     Ok((addr, runtime))
+}
+
+/// User and system time of this process so far (Linux `/proc/self/stat`, in clock ticks of
+/// 10 ms); zero where that file is missing.
+fn cpu_time() -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return Duration::ZERO;
+    };
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of the line: indexes 11 and 12 after the name.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
 fn median(samples: &mut [Duration]) -> Duration {

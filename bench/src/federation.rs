@@ -128,26 +128,26 @@ pub async fn run(sf: f64, data: PathBuf, runs: usize, only: Vec<String>) -> anyh
         for (total, m) in totals.iter_mut().zip(&medians) {
             *total += *m;
         }
-        let s = |i: usize| medians[i].as_secs_f64();
-        println!(
-            "{:<5} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>7.2}x {:>8.2}x {:>9.2}x {:>10} {:>10} {:>10}",
-            name,
-            s(0),
-            s(1),
-            s(2),
-            s(3),
-            s(1) / s(0),
-            s(2) / s(1),
-            s(3) / s(1),
+        let bytes = format!(
+            " {:>10} {:>10} {:>10}",
             human_bytes(bytes[1]),
             human_bytes(bytes[2]),
-            human_bytes(bytes[3]),
+            human_bytes(bytes[3])
         );
+        print_row(name, &medians, &bytes);
     }
-    let s = |i: usize| totals[i].as_secs_f64();
+    print_row("total", &totals, "");
+    drop(nodes);
+    drop(everything);
+    Ok(())
+}
+
+/// One line of the table: each mode's time, the ratios, then `rest`.
+fn print_row(name: &str, times: &[Duration], rest: &str) {
+    let s = |i: usize| times[i].as_secs_f64();
     println!(
-        "{:<5} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>7.2}x {:>8.2}x {:>9.2}x",
-        "total",
+        "{:<5} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>7.2}x {:>8.2}x {:>9.2}x{rest}",
+        name,
         s(0),
         s(1),
         s(2),
@@ -156,9 +156,6 @@ pub async fn run(sf: f64, data: PathBuf, runs: usize, only: Vec<String>) -> anyh
         s(2) / s(1),
         s(3) / s(1),
     );
-    drop(nodes);
-    drop(everything);
-    Ok(())
 }
 
 /// The TPC-H queries of the conformance suite, by name (`q01` ...), or those named in `only`.

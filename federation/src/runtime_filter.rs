@@ -43,17 +43,13 @@ pub(crate) fn narrow(
     if filters.is_empty() || max_bytes == 0 {
         return None;
     }
-    let snapshots: Vec<_> = filters
-        .iter()
-        .filter_map(|filter| snapshot_physical_expr(Arc::clone(filter)).ok())
-        .collect();
-    let unparser = Unparser::new(dialect);
     let translator = Translator {
         columns: schema.fields().len(),
     };
-    let predicate = snapshots
+    let predicate = filters
         .iter()
-        .filter_map(|filter| translator.condition(filter))
+        .filter_map(|filter| snapshot_physical_expr(Arc::clone(filter)).ok())
+        .filter_map(|filter| translator.condition(&filter))
         .reduce(Expr::and)?;
     let selective = predicate
         .exists(|e| Ok(matches!(e, Expr::InList(_)) || is_false(e)))
@@ -61,7 +57,10 @@ pub(crate) fn narrow(
     if !selective {
         return None;
     }
-    let predicate = unparser.expr_to_sql(&predicate).ok()?.to_string();
+    let predicate = Unparser::new(dialect)
+        .expr_to_sql(&predicate)
+        .ok()?
+        .to_string();
     if predicate.len() > max_bytes {
         return None;
     }

@@ -4,7 +4,7 @@
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use polder_federation::{FederatedSession, FederationOptions, PeerConfig};
 
-use crate::slt::node;
+use crate::slt::{node, peers};
 
 /// Utrecht's traffic in the five hours Amsterdam's air was worst: the Amsterdam part is five
 /// rows; without their hours Utrecht would send every count it has.
@@ -47,14 +47,7 @@ async fn run(peers: &[PeerConfig], options: &FederationOptions) -> (String, u64,
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_keys_of_a_small_join_side_narrow_what_the_other_node_sends() {
     let nodes = [node("amsterdam").await, node("utrecht").await];
-    let peers: Vec<PeerConfig> = nodes
-        .iter()
-        .map(|n| PeerConfig {
-            name: n.name.clone(),
-            url: format!("grpc://{}", n.flight_addr),
-            catalog: None,
-        })
-        .collect();
+    let peers = peers(&nodes);
     let off = FederationOptions {
         runtime_filter_max_bytes: 0,
         ..FederationOptions::default()

@@ -176,6 +176,18 @@ pub(crate) async fn node(city: &str) -> RunningNode {
         .expect("the node starts")
 }
 
+/// The peers a federated session needs to reach `nodes`.
+pub(crate) fn peers(nodes: &[RunningNode]) -> Vec<PeerConfig> {
+    nodes
+        .iter()
+        .map(|n| PeerConfig {
+            name: n.name.clone(),
+            url: format!("grpc://{}", n.flight_addr),
+            catalog: None,
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slt_files_pass_in_process_and_federated() {
     let mut samples = SampleFiles::default();
@@ -185,14 +197,7 @@ async fn slt_files_pass_in_process_and_federated() {
     for city in polder_sample_data::CITIES {
         nodes.push(node(city).await);
     }
-    let peers: Vec<PeerConfig> = nodes
-        .iter()
-        .map(|n| PeerConfig {
-            name: n.name.clone(),
-            url: format!("grpc://{}", n.flight_addr),
-            catalog: None,
-        })
-        .collect();
+    let peers = peers(&nodes);
     let (ctx, _federation) = crate::sql::client_session(&peers, &FederationOptions::default())
         .await
         .expect("the federated session");

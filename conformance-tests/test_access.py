@@ -9,6 +9,7 @@ the nodes' JWKS, and PyJWT signs the tokens.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 import time
@@ -586,11 +587,30 @@ def audited_node(launcher, idp, polder_bin, directory, log_path):
     return launcher.spawn(args, name="utrecht"), keys / "jwks.json"
 
 
-def verify(polder_bin, log_path, jwks):
+def verify(polder_bin, log_path, jwks, *flags):
     return subprocess.run(
-        [polder_bin, "audit", "verify", "--log", log_path, "--jwks", jwks],
+        [polder_bin, "audit", "verify", "--log", log_path, "--jwks", jwks, *flags],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
+
+
+def rehash_without_checkpoints(text: str) -> str:
+    """What whoever can write the log can do without the key: drop its checkpoints and
+    recompute the chain (SHA-256 over the previous hash and the record's JSON, keys sorted)."""
+    import hashlib
+    import json
+
+    prev, out = bytes(32), []
+    records = [json.loads(line) for line in text.splitlines()]
+    for seq, record in enumerate((r for r in records if r["kind"] != "checkpoint"), start=1):
+        record.pop("hash")
+        record["seq"], record["prev"] = seq, prev.hex()
+        canonical = json.dumps(dict(sorted(record.items())), separators=(",", ":"),
+                               ensure_ascii=False)  # fmt: skip
+        prev = hashlib.sha256(prev + canonical.encode()).digest()
+        record["hash"] = prev.hex()
+        out.append(json.dumps(record, separators=(",", ":"), ensure_ascii=False))
+    return "\n".join(out) + "\n"
 
 
 @pytest.mark.requirement("UDN-AUTH-7")
@@ -647,6 +667,71 @@ def test_every_query_is_audited_without_its_literals(launcher, idp, polder_bin, 
         assert bad.returncode != 0 and "damaged at line" in bad.stderr, (case, bad.stderr)
     log_path.write_text(text)
     assert verify(polder_bin, log_path, jwks).returncode == 0
+
+    # A chain without its checkpoints and head file, recomputed: unbroken, but unsigned.
+    head = Path(f"{log_path}.head")
+    head_text = head.read_text()
+    head.unlink()
+    log_path.write_text(rehash_without_checkpoints(text))
+    forged = verify(polder_bin, log_path, jwks)
+    assert forged.returncode != 0, forged.stdout
+    assert "no signed checkpoint" in forged.stderr and "damaged" not in forged.stderr, forged.stderr
+    assert "signed: nothing" in forged.stdout, forged.stdout
+    allowed = verify(polder_bin, log_path, jwks, "--allow-unsigned")
+    assert allowed.returncode == 0, allowed.stderr
+    assert "warning" in allowed.stderr and "no signed checkpoint" in allowed.stderr
+    assert "UNSIGNED" in allowed.stdout, allowed.stdout
+    log_path.write_text(text)
+    head.write_text(head_text)
+    normal = verify(polder_bin, log_path, jwks)
+    assert normal.returncode == 0 and "intact" in normal.stdout, normal.stderr
+    assert "head file: names checkpoint record" in normal.stdout, normal.stdout
+
+
+@pytest.mark.requirement("UDN-AUTH-7")
+def test_the_audit_bounds_what_callers_make_it_write(launcher, idp, polder_bin, tmp_path):
+    if polder_bin is None:
+        pytest.skip("needs the polder binary")
+    import hashlib
+    import json
+    import signal
+
+    log_path = tmp_path / "audit" / "audit.jsonl"
+    node, jwks = audited_node(launcher, idp, polder_bin, tmp_path, log_path)
+    # An anonymous 10 MB statement, refused for its length: a few kilobytes of log.
+    huge = "SELECT * FROM air_quality WHERE station IN (" + "'BSN123456789', " * 700_000 + "'x')"
+    assert len(huge) > 10_000_000
+    before = log_path.stat().st_size if log_path.exists() else 0
+    err = refused(node, None, huge)
+    assert adbc_grpc_status(err) == "InvalidArgument", str(err)
+    assert log_path.stat().st_size - before < 8192
+    # Thousands of anonymous refusals in a burst: a bounded number of records and a count.
+    flood = 1500
+    started = time.monotonic()
+    with adbc(node, None) as conn, conn.cursor() as cur:
+        for _ in range(flood):
+            with pytest.raises(adbc_driver_manager.Error):
+                cur.execute("SELECT * FROM traffic_counts")
+                cur.fetchall()
+    elapsed = time.monotonic() - started
+    assert node.stop(signal.SIGTERM) == 0
+
+    text = log_path.read_text()
+    assert "BSN123456789" not in text
+    records = [json.loads(line) for line in text.splitlines()]
+    [long] = [r for r in records if r.get("statement_bytes") == len(huge)]
+    assert long["kind"] == "refused" and long["subject"] == "anonymous"
+    assert long["statement_sha256"] == hashlib.sha256(huge.encode()).hexdigest()
+    assert long["statement_truncated"] is True and len(long["statement"].encode()) <= 4096
+    anonymous = [r for r in records if r["kind"] == "refused" and r["subject"] == "anonymous"]
+    summaries = [r for r in records if r["kind"] == "refusals_suppressed"]
+    # Defaults: a burst of 100, then 10 a second; a count at most once a second.
+    assert len(anonymous) <= 100 + 10 * elapsed + 1, (len(anonymous), elapsed)
+    assert 0 < len(summaries) <= elapsed + 2, (len(summaries), elapsed)
+    assert len(anonymous) + sum(r["count"] for r in summaries) == flood + 1
+    assert all(r["subject"] == "anonymous" for r in summaries)
+    ok = verify(polder_bin, log_path, jwks)
+    assert ok.returncode == 0 and "intact" in ok.stdout, ok.stderr
 
 
 @pytest.mark.requirement("UDN-AUTH-7")
@@ -730,6 +815,30 @@ def test_aggregate_only_releases_exactly_the_large_groups(aggregate_node, idp, s
     assert not {zone for zone, _ in rows} & small
 
 
+# Attacks on aggregate-only data that single queries within the thresholds made possible: each
+# reconstructs one sensor or one reading unless its shape is refused.
+AGGREGATE_ATTACKS = [
+    # Enumerates sensor ids and bisects one exact reading, a query per bound.
+    "SELECT count(CASE WHEN sensor_id = 1 AND pm2_5 <= 12.5 THEN 1 END) FROM air_quality",
+    "SELECT sum(CASE WHEN sensor_id = 1 THEN pm2_5 ELSE 0 END) FROM air_quality",
+    "SELECT neighbourhood_code, avg(pm2_5 * CAST(sensor_id = 1 AS DOUBLE)) FROM air_quality "
+    "GROUP BY 1",
+    # One sensor's mean, differenced against the whole.
+    "SELECT avg(pm2_5) FROM air_quality q WHERE NOT EXISTS (SELECT 1 WHERE q.sensor_id = 1)",
+    "SELECT count(*) FROM air_quality q WHERE q.neighbourhood_code IN "
+    "(SELECT neighbourhood_code FROM air_quality GROUP BY 1)",
+    # A condition on a measure counts the sensors below a bound.
+    "SELECT count(*) FROM air_quality WHERE pm2_5 <= 12.5",
+    "SELECT neighbourhood_code, count(*) FILTER (WHERE pm2_5 > 25) FROM air_quality GROUP BY 1",
+    "SELECT count(*) FROM air_quality a JOIN (VALUES (1)) v(s) ON a.sensor_id = v.s",
+]
+AGGREGATE_ATTACK_IDS = [
+    "conditional count bisects a reading", "conditional sum", "expression inside avg",
+    "correlated NOT EXISTS", "subquery in a filter", "filter on a measure",
+    "aggregate FILTER on a measure", "join with constant rows",
+]
+
+
 @pytest.mark.requirement("UDN-AUTH-8")
 @pytest.mark.parametrize(
     "sql",
@@ -741,10 +850,11 @@ def test_aggregate_only_releases_exactly_the_large_groups(aggregate_node, idp, s
         "SELECT lat, count(*) FROM air_quality GROUP BY lat",
         "EXPLAIN ANALYZE " + PER_NEIGHBOURHOOD,
         PER_NEIGHBOURHOOD.replace("GROUP BY", "WHERE sensor_id <> 1 GROUP BY"),
+        *AGGREGATE_ATTACKS,
     ],
     ids=[
         "raw rows", "group by the unit", "max", "distinct", "not a dimension", "explain analyze",
-        "differencing by the unit",
+        "differencing by the unit", *AGGREGATE_ATTACK_IDS,
     ],
 )
 def test_aggregate_only_refuses_what_could_single_out(aggregate_node, idp, sql):
@@ -767,6 +877,16 @@ def test_aggregate_only_holds_through_a_coordinator(launcher, idp, aggregate_nod
     err = refused(coordinator, t, "SELECT * FROM utrecht.public.air_quality LIMIT 5")
     assert adbc_grpc_status(err) == "PermissionDenied", str(err)
     assert "utrecht" in str(err)
+    # The attacks single queries made possible are refused through the coordinator too: the
+    # peer applies its own policy to whatever part of the query reaches it.
+    for attack in AGGREGATE_ATTACKS:
+        sql = attack.replace("FROM air_quality", "FROM utrecht.public.air_quality")
+        err = refused(coordinator, t, sql)
+        status = adbc_grpc_status(err)
+        # Inline rows (VALUES) do not federate yet: such a query fails closed at the coordinator.
+        assert status == "PermissionDenied" or ("VALUES" in sql and status == "Unimplemented"), (
+            sql, str(err)
+        )  # fmt: skip
 
 
 @pytest.mark.requirement("UDN-AUTH-8")
@@ -782,6 +902,60 @@ def test_refuse_mode_fails_a_query_with_a_small_group(launcher, idp, sensor_file
         node, researcher, "SELECT sensor_type, count(*) FROM air_quality GROUP BY sensor_type"
     )
     assert len(rows) == 2
+
+
+def perturbed_policy(k: int) -> str:
+    return aggregate_policy(k).replace(
+        '  [[dataset.rule]]',
+        '  [dataset.aggregate.perturbation]\n  key_file = "cell.key"\n  count_spread = 2\n'
+        '  magnitude = 0.5\n  [[dataset.rule]]',
+        1,
+    )
+
+
+@pytest.mark.requirement("UDN-AUTH-8")
+def test_perturbation_defeats_differencing_directly_and_through_a_coordinator(
+    launcher, idp, sensor_files
+):
+    """With cell-key perturbation, subtracting two allowed answers around a neighbourhood below k
+    does not give that neighbourhood's exact values, and asking the same cell again, however
+    phrased, gives the same answer. Checked against DuckDB's exact values."""
+    import duckdb
+
+    _, _, directory = idp
+    (directory / "cell.key").write_bytes(os.urandom(32))
+    args = auth_args(idp, perturbed_policy(K_SENSORS), "perturbed")
+    peer = launcher.spawn([*args, "--table", f"air_quality={sensor_files}"], name="utrecht")
+    args = auth_args(idp, COORDINATOR_POLICY, "perturbed-coordinator", audience="amsterdam")
+    coordinator = launcher.spawn([*args, "--peer", f"utrecht={peer.flight_url}"], name="amsterdam")
+    released, small = duckdb_groups(sensor_files, K_SENSORS)
+    large = sorted(released)[0]
+    con = duckdb.connect()
+
+    def exact(where: str) -> tuple:
+        return con.execute(
+            f"SELECT count(*), sum(pm2_5) FROM read_csv_auto('{sensor_files}') WHERE {where}"
+        ).fetchone()
+
+    t = token(idp, audience=BOTH, groups=["research"])
+
+    def first(node, sql: str) -> tuple:
+        rows, _ = query_one(node, t, sql)
+        return rows[0]
+
+    for node, table in [(peer, "air_quality"), (coordinator, "utrecht.public.air_quality")]:
+        ask = "SELECT count(*), sum(pm2_5) FROM " + table + " WHERE {where}"
+        exact_sums = 0
+        for target in sorted(small):
+            n1, s1 = first(node, ask.format(where=f"neighbourhood_code IN ('{large}', '{target}')"))
+            n0, s0 = first(node, ask.format(where=f"neighbourhood_code = '{large}'"))
+            n, s = exact(f"neighbourhood_code = '{target}'")
+            assert abs(n1 - n0 - n) <= 4, "a difference is off by more than twice the spread"
+            exact_sums += abs((s1 - s0) - s) < 1e-6
+            # The same cell asked again, reordered: the same answer.
+            again = f"neighbourhood_code = '{target}' OR neighbourhood_code = '{large}'"
+            assert first(node, ask.format(where=again)) == (n1, s1), (table, target)
+        assert exact_sums == 0, f"{exact_sums} differences gave a small group's exact sum"
 
 
 GUARDED_POLICY = """
@@ -983,6 +1157,13 @@ def test_hidden_datasets_are_left_out_of_public_metadata(launcher, idp):
     # Hidden is about metadata only: the granted caller reads it as before.
     rows, _ = query_one(node, token(idp, groups=["mobility"]), "SELECT count(*) FROM traffic_counts")
     assert rows[0][0] > 0
+    # To anyone else, naming it gets exactly the answer a missing table gets: no existence
+    # oracle, anonymous or authenticated.
+    for caller in [None, token(idp, groups=["research"])]:
+        hidden = refused(node, caller, "SELECT count(*) FROM traffic_counts")
+        missing = refused(node, caller, "SELECT count(*) FROM traffic_countz")
+        assert adbc_grpc_status(hidden) == adbc_grpc_status(missing) == "NotFound", str(hidden)
+        assert str(hidden).replace("traffic_counts", "traffic_countz") == str(missing)
 
 
 @pytest.mark.requirement("UDN-AUTH-8")
@@ -1027,7 +1208,10 @@ def test_no_small_group_leaves_through_a_three_node_federation(
         "SELECT neighbourhood_code AS g, {f} AS v FROM (SELECT * FROM {src}) s {where} GROUP BY 1",
     ]
     functions = ["count(*)", "avg(pm2_5)", "sum(pm10)", "count(DISTINCT sensor_id)"]
-    wheres = ["", "WHERE pm2_5 > 10", "WHERE sensor_id = 1", "WHERE sensor_type <> 'SDS011'"]
+    wheres = [
+        "", "WHERE pm2_5 > 10", "WHERE sensor_id = 1", "WHERE sensor_type <> 'SDS011'",
+        "WHERE sensor_type = 'SDS011'",
+    ]
     havings = ["", "HAVING count(*) = 744", "HAVING count(DISTINCT sensor_id) < 2"]
     sources = ["utrecht.public.air_quality", "rotterdam.public.air_quality"]
     cases = list(itertools.product(shapes, functions, wheres, havings, sources))

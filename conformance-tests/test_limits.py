@@ -154,6 +154,78 @@ def test_statement_length_limit_is_the_stated_one(main_client, main_ref, assert_
     assert_healthy()
 
 
+def _deep_statements(stated: int) -> list[tuple[str, str, int]]:
+    """(name, SQL, answer) of statements that parse into trees thousands of levels deep."""
+
+    def chain(n: int, op: str, term: str = "1") -> str:
+        return op.join([term] * n)
+
+    def longest(prefix: str, piece: str, suffix: str = "") -> tuple[str, int]:
+        n = (min(stated, 256 * 1024) - len(prefix) - len(suffix) - 8) // len(piece)
+        return prefix + "1" + piece * n + suffix, n + 1
+
+    parens = "(" * 1000 + "1" + ")" * 1000
+    text = "'a'"
+    plus_longest, plus_n = longest("SELECT ", "+1", " AS x")
+    or_longest, _ = longest("SELECT count(*) AS x FROM nation WHERE n_nationkey = ", " OR n_nationkey = 1")
+    return [
+        ("1+1+... (1,900 terms)", f"SELECT {chain(1900, '+')} AS x", 1900),
+        ("OR chain", f"SELECT count(*) AS x FROM nation WHERE {chain(3000, ' OR ', 'n_nationkey >= 0')}", 25),
+        ("AND chain", f"SELECT count(*) AS x FROM nation WHERE {chain(3000, ' AND ', 'n_nationkey >= 0')}", 25),
+        ("|| chain", f"SELECT length({chain(3000, ' || ', text)}) AS x", 3000),
+        ("UNION ALL chain", f"SELECT count(*) AS x FROM ({chain(2000, ' UNION ALL ', 'SELECT 1 AS y')}) t", 2000),
+        ("1,000 nested parentheses", f"SELECT {parens} AS x", 1),
+        ("longest + chain", plus_longest, plus_n),
+        ("longest OR chain", or_longest, 1),
+    ]  # fmt: skip
+
+
+@pytest.mark.requirement("UDN-FSQL-8", "UDN-ERR-1", "UDN-ERR-2")
+def test_deeply_nested_statements_are_answered_or_refused(main_client, assert_healthy):
+    """Operator chains, set-operation chains and nesting within the length limit build trees
+    thousands of levels deep. Each is answered correctly or refused with INVALID_ARGUMENT, and
+    the node keeps serving: none may take the process down (a stack overflow aborts it)."""
+    info = fs.sql_info(main_client, [fs.SQL_MAX_STATEMENT_LENGTH])
+    stated = info.get(fs.SQL_MAX_STATEMENT_LENGTH)
+    if not isinstance(stated, int) or stated <= 0:
+        pytest.fail(f"SQL_MAX_STATEMENT_LENGTH not stated: {stated!r}", pytrace=False)
+    for name, sql, answer in _deep_statements(stated):
+        if len(sql.encode()) > stated:
+            continue
+        outcome = {}
+
+        def run(sql=sql, outcome=outcome):
+            _, table = fs.statement(main_client, sql)
+            outcome["x"] = table.column(0)[0].as_py()
+
+        status, _, message = _status_of(run)
+        assert status in ("OK", "InvalidArgument"), f"{name}: {status}: {message[:500]}"
+        if status == "OK":
+            assert outcome["x"] == answer, f"{name}: answered {outcome['x']}, not {answer}"
+        else:
+            assert len(message) < 10_000, f"{name}: the error echoes the query back"
+        assert_healthy()
+
+
+@pytest.mark.spawns_node
+@pytest.mark.requirement("UDN-FSQL-8", "UDN-ERR-1")
+def test_configured_depth_limit_is_enforced_and_named(launcher, main_tables, tmp_path):
+    """`limits.max_query_depth`: a statement within it is answered, one level more is refused
+    with INVALID_ARGUMENT naming the limit."""
+    node, _ = _spawn(launcher, main_tables, tmp_path, "depth", max_query_depth=64)
+    with fs.client(node) as client:
+        # `1+...+1` of n terms nests n levels of operators under the SELECT item.
+        _, table = fs.statement(client, "SELECT " + "+".join(["1"] * 60) + " AS x")
+        assert table.column(0)[0].as_py() == 60
+        status, _, message = _status_of(
+            lambda: fs.statement(client, "SELECT " + "+".join(["1"] * 70) + " AS x")
+        )
+        assert status == "InvalidArgument", f"{status}: {message[:500]}"
+        assert "max_query_depth" in message and "64" in message, message[:500]
+        _, table = fs.statement(client, QUICK)
+        assert table.num_rows == 5
+
+
 # --- enforced: nodes with small configured limits (Polder configuration) ---------------------
 
 

@@ -781,6 +781,48 @@ def test_unsatisfiable_accept_is_406(main_http, case):
     _answers(main_http)
 
 
+# Queries of 2 to 30 KB that nest thousands of levels deep: in brackets, or in chains that a
+# parser folds into equally deep trees. A recursive parser or evaluator given one of these
+# without a depth limit runs out of stack, which takes the whole process down.
+DEEP = {
+    "braces": "ASK " + "{" * 1000 + "}" * 1000,
+    "parentheses": "ASK { FILTER(" + "(" * 1000 + "1" + ")" * 1000 + ") }",
+    "blank_node_lists": "ASK { ?s ?p " + "[ <urn:udn:test:p> " * 1000 + "]" * 1000 + " }",
+    "or_chain": "ASK { FILTER(true" + " || true" * 3000 + ") }",
+    "not_chain": "ASK { FILTER(" + "!" * 5000 + "true) }",
+}
+
+
+@pytest.mark.requirement("UDN-SPARQL-4")
+@pytest.mark.parametrize("how", ["get", "form"])
+@pytest.mark.parametrize("case", list(DEEP))
+def test_deep_nesting_is_400_naming_the_limit(main_http, case, how):
+    """Each deep query gets 400 with a message naming the depth limit; the node stays up."""
+    text = _expect_error(run(main_http, DEEP[case], how), 400, case)
+    assert "limit" in text and re.search(r"\d", text), (
+        f"{case}: the message names no limit: {text[:300]!r}"
+    )
+    assert len(text) < 10_000, "the error echoes the query back"
+    r = requests.get(f"{main_http}/healthz", timeout=TIMEOUT_S)
+    assert r.status_code == 200, f"/healthz after {case}: {r.status_code}"
+    _answers(main_http)
+
+
+@pytest.mark.requirement("UDN-SPARQL-4")
+@polder_gap(
+    "hyper, the HTTP server under axum, answers a request line over 64 KiB with a bare 414 "
+    "before the node's handlers see the request, so no message can be attached"
+)
+def test_very_long_get_gets_an_explanatory_body(main_http):
+    """A GET whose URL is too long for the endpoint is refused with a plain-text message, like
+    every other limit (send long queries by POST)."""
+    query = _padded("SELECT (COUNT(*) AS ?n) WHERE { ?s ?p ?o }", 80_000)
+    r = requests.get(_sparql(main_http), params={"query": query}, timeout=TIMEOUT_S)
+    assert r.status_code in (413, 414), f"HTTP {r.status_code}: {r.text[:300]}"
+    assert r.text.strip(), f"HTTP {r.status_code} with an empty body"
+    _answers(main_http)
+
+
 # A node with small SPARQL limits (Polder configuration): time, result size, length, slots.
 
 SMALL = {
@@ -789,6 +831,8 @@ SMALL = {
     "sparql_timeout_s": 2,
     "sparql_max_concurrent": 1,
     "queue_timeout_ms": 300,
+    "sparql_max_depth": 16,
+    "sparql_max_result_bytes": 100_000,
 }
 # A five-way cross product of the catalog's triples: ~10^10 combinations, never done in 2 s.
 HEAVY = (
@@ -809,6 +853,8 @@ def _small_node(launcher, main_tables, directory: Path):
             f'sparql_timeout = "{SMALL["sparql_timeout_s"]}s"\n'
             f"sparql_max_concurrent = {SMALL['sparql_max_concurrent']}\n"
             f'queue_timeout = "{SMALL["queue_timeout_ms"]}ms"\n'
+            f"sparql_max_depth = {SMALL['sparql_max_depth']}\n"
+            f"sparql_max_result_bytes = {SMALL['sparql_max_result_bytes']}\n"
         )
     )
     return launcher.spawn(
@@ -922,3 +968,38 @@ def test_every_slot_taken_is_429_with_retry_after(fresh_small_node):
     finally:
         thread.join(timeout=30)
     assert heavy and heavy[0].status_code == 503, heavy and heavy[0].status_code
+
+
+def _wide(copies: int) -> str:
+    """One solution whose value is `copies` times 10 KiB (640 `f` per 10 KiB), from a short,
+    shallow query."""
+    block = "0123456789abcdef" * 32
+    return (
+        f"SELECT (CONCAT({', '.join(['?b'] * copies)}) AS ?c) WHERE {{ "
+        f'BIND("{block}" AS ?a) BIND(CONCAT({", ".join(["?a"] * 20)}) AS ?b) }}'
+    )
+
+
+@pytest.mark.spawns_node
+@pytest.mark.requirement("UDN-SPARQL-4")
+def test_configured_depth_and_result_byte_limits(small_node):
+    """Nesting at the configured depth is answered, one level more is 400 naming the limit; a
+    result within the configured byte limit arrives whole, a larger one is 400 naming it."""
+    http = small_node.http_url
+    depth = SMALL["sparql_max_depth"]
+
+    def nested(n: int) -> str:
+        return "ASK " + "{" * n + " ?s ?p ?o " + "}" * n
+
+    r = run(http, nested(depth), "form")
+    assert r.status_code == 200, f"{depth} levels: HTTP {r.status_code}: {r.text[:300]}"
+    text = _expect_error(run(http, nested(depth + 1), "form"), 400, "too deep")
+    assert str(depth) in text, f"the message does not name the limit {depth}: {text[:300]!r}"
+
+    most = SMALL["sparql_max_result_bytes"]
+    r = run(http, _wide(5), "form", accept="text/csv")
+    assert r.status_code == 200, f"51 KB result: HTTP {r.status_code}: {r.text[:300]}"
+    assert r.text.count("f") == 5 * 640, "the result is cut"
+    text = _expect_error(run(http, _wide(20), "form", accept="text/csv"), 400, "result too large")
+    assert str(most) in text, f"the message does not name the limit {most}: {text[:300]!r}"
+    _answers(http)

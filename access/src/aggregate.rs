@@ -4,10 +4,12 @@
 //! caller's session. [`AggregateOnlyRule`], an analyzer rule of that session, runs on every plan
 //! before anything executes (`EXPLAIN` included) and:
 //!
-//! 1. accepts such a table only directly under an `Aggregate` (through filters, column
-//!    renames and aliases, nothing else: no join, window, `DISTINCT` or computed column in
-//!    between), whose grouping expressions use only the allowed dimensions and whose aggregate
-//!    functions are allowed (the privacy unit only inside `count`);
+//! 1. accepts such a table only in one shape, a positive list: directly under an `Aggregate`
+//!    (through filters, column renames and aliases, nothing else: no join, window, `DISTINCT`
+//!    or computed column in between); filters and `FILTER (WHERE ...)` clauses name only
+//!    allowed dimensions, with no subquery and no reference to an outer query; grouping
+//!    expressions use only the allowed dimensions; each aggregate is an allowed function of
+//!    columns as stored (no expression inside it), the privacy unit only inside `count`;
 //! 2. rewrites that aggregate to also count the distinct privacy units of each group and keeps
 //!    only the groups with at least `min_group_size` of them;
 //! 3. refuses the query if any scan of such a table is not covered by step 2: raw rows never
@@ -31,15 +33,21 @@ use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNodeRecursion};
 use datafusion::datasource::source_as_provider;
 use datafusion::error::{DataFusionError, Result};
-use datafusion::functions_aggregate::count::count_distinct;
+use datafusion::functions::math::expr_fn::abs;
+use datafusion::functions_aggregate::count::{count_distinct, count_udaf};
+use datafusion::functions_aggregate::min_max::max_udaf;
+use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::{
-    Aggregate, ColumnarValue, Expr, LogicalPlan, LogicalPlanBuilder, ScalarFunctionArgs, ScalarUDF,
-    ScalarUDFImpl, Signature, TableProviderFilterPushDown, TableType, Volatility, col, lit,
+    Aggregate, AggregateUDF, ColumnarValue, Expr, LogicalPlan, LogicalPlanBuilder,
+    ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TableProviderFilterPushDown,
+    TableType, Volatility, cast, col, lit,
 };
 use datafusion::optimizer::AnalyzerRule;
 use datafusion::physical_plan::ExecutionPlan;
 use polder_flight_sql::Error;
 
+use crate::guard::{first_problem, not_row_level};
+use crate::perturb::{CellKey, Perturb, PerturbationSpec, Statistic};
 use crate::policy::{AggregateSpec, Violation};
 
 /// The column the rule adds to count each group's distinct privacy units.
@@ -227,6 +235,13 @@ fn protected_input(input: &LogicalPlan) -> Result<Option<ProtectedPath>> {
     loop {
         match node {
             LogicalPlan::Filter(filter) => {
+                if let Some(problem) = not_a_plain_condition(&filter.predicate)? {
+                    return refused_if_protected(&filter.input, |dataset| {
+                        format!(
+                            "dataset '{dataset}' may only be filtered on its dimensions with plain conditions: {problem}"
+                        )
+                    });
+                }
                 filtered.extend(
                     filter
                         .predicate
@@ -276,6 +291,15 @@ fn protected_input(input: &LogicalPlan) -> Result<Option<ProtectedPath>> {
                         table.spec.unit, table.dataset
                     )));
                 }
+                // A condition on a measure selects units by their values: counting those
+                // below a bound, bound after bound, bisects a value.
+                if let Some(column) = filtered.iter().find(|c| !table.spec.dimensions.contains(c)) {
+                    return Err(refuse(format!(
+                        "dataset '{}' may only be filtered on its dimensions ({}); '{column}' is not one of them",
+                        table.dataset,
+                        table.spec.dimensions.join(", ")
+                    )));
+                }
                 return Ok(Some(ProtectedPath {
                     dataset: table.dataset.clone(),
                     spec: table.spec.clone(),
@@ -293,12 +317,45 @@ fn protected_input(input: &LogicalPlan) -> Result<Option<ProtectedPath>> {
 /// A computed column between an aggregate-only scan and its aggregate could smuggle a
 /// personal value into a dimension; refused when the scan below is aggregate-only.
 fn computed_before_aggregate(below: &LogicalPlan) -> Result<Option<ProtectedPath>> {
-    match protected_input(below)? {
-        Some(path) => Err(refuse(format!(
-            "dataset '{}' may only be aggregated: compute expressions inside GROUP BY or the aggregate functions, not in a subquery before them",
-            path.dataset
-        ))),
-        None => Ok(None),
+    refused_if_protected(below, |dataset| {
+        format!(
+            "dataset '{dataset}' may only be aggregated: compute expressions inside GROUP BY, not in a subquery before the aggregation"
+        )
+    })
+}
+
+/// `Ok(None)` when `below` does not read an aggregate-only dataset directly, else the refusal
+/// `message` gives for that dataset.
+fn refused_if_protected(
+    below: &LogicalPlan,
+    message: impl FnOnce(&str) -> String,
+) -> Result<Option<ProtectedPath>> {
+    match protected_input(below) {
+        Ok(Some(path)) => Err(refuse(message(&path.dataset))),
+        Ok(None) => Ok(None),
+        // The path below is refused for a reason of its own; this one is found first.
+        Err(_) => match first_protected(below)? {
+            Some(dataset) => Err(refuse(message(&dataset))),
+            None => Ok(None),
+        },
+    }
+}
+
+/// What makes `condition` more than a plain condition on columns of the row it filters (see
+/// [`not_row_level`]): such a condition could test a unit's values or membership through
+/// another query, so on an aggregate-only dataset only plain conditions are allowed.
+fn not_a_plain_condition(condition: &Expr) -> Result<Option<&'static str>> {
+    first_problem(condition, not_row_level)
+}
+
+/// The column an aggregate argument reads as stored (through casts the planner adds to fit a
+/// function's signature), `None` when the argument computes something else.
+fn stored_column(argument: &Expr) -> Option<&Column> {
+    match argument {
+        Expr::Column(column) => Some(column),
+        Expr::Cast(cast) => stored_column(&cast.expr),
+        Expr::TryCast(cast) => stored_column(&cast.expr),
+        _ => None,
     }
 }
 
@@ -315,6 +372,11 @@ fn protect(
         if matches!(expr, Expr::GroupingSet(_)) {
             return Err(refuse(format!(
                 "dataset '{dataset}' may only be aggregated with a plain GROUP BY (no ROLLUP, CUBE or GROUPING SETS)"
+            )));
+        }
+        if let Some(problem) = not_a_plain_condition(expr)? {
+            return Err(refuse(format!(
+                "dataset '{dataset}' may only be grouped by expressions of its dimensions: {problem}"
             )));
         }
         for column in expr.column_refs() {
@@ -346,31 +408,55 @@ fn protect(
                 spec.functions.join(", ")
             )));
         }
-        let referenced = function
-            .params
-            .args
-            .iter()
-            .flat_map(|a| a.column_refs())
-            .collect::<Vec<_>>();
-        if let Some(filter) = &function.params.filter {
-            let names_unit = filter
-                .column_refs()
-                .into_iter()
-                .any(|c| base(c).unwrap_or_else(|| c.name.clone()) == spec.unit);
-            if names_unit {
-                return Err(refuse(format!(
-                    "the privacy unit '{}' of dataset '{dataset}' may only be counted, not used in a filter",
-                    spec.unit
-                )));
+        // Each argument is a column as stored or a constant (`count(*)` is `count(1)`): an
+        // expression inside an aggregate could count or sum a condition on one unit's values.
+        for argument in &function.params.args {
+            if matches!(argument, Expr::Literal(..)) {
+                continue;
             }
-        }
-        for column in referenced {
+            let Some(column) = stored_column(argument) else {
+                return Err(refuse(format!(
+                    "dataset '{dataset}' may only be aggregated over its columns as stored: {name}({argument}) computes an expression inside the aggregate"
+                )));
+            };
             let base_name = base(column).unwrap_or_else(|| column.name.clone());
             if base_name == spec.unit && !counts_units {
                 return Err(refuse(format!(
                     "the privacy unit '{}' of dataset '{dataset}' may only be counted",
                     spec.unit
                 )));
+            }
+        }
+        for order in &function.params.order_by {
+            let plain = stored_column(&order.expr)
+                .is_some_and(|c| base(c).unwrap_or_else(|| c.name.clone()) != spec.unit);
+            if !plain {
+                return Err(refuse(format!(
+                    "dataset '{dataset}' may only order inside an aggregate by its columns as stored, not by the privacy unit '{}'",
+                    spec.unit
+                )));
+            }
+        }
+        if let Some(filter) = &function.params.filter {
+            if let Some(problem) = not_a_plain_condition(filter)? {
+                return Err(refuse(format!(
+                    "dataset '{dataset}' may only be filtered on its dimensions with plain conditions: {problem}"
+                )));
+            }
+            for column in filter.column_refs() {
+                let name = base(column).unwrap_or_else(|| column.name.clone());
+                if name == spec.unit {
+                    return Err(refuse(format!(
+                        "the privacy unit '{}' of dataset '{dataset}' may only be counted, not used in a filter",
+                        spec.unit
+                    )));
+                }
+                if !spec.dimensions.contains(&name) {
+                    return Err(refuse(format!(
+                        "dataset '{dataset}' may only be filtered on its dimensions ({}); '{name}' is not one of them",
+                        spec.dimensions.join(", ")
+                    )));
+                }
             }
         }
     }
@@ -390,14 +476,22 @@ fn protect(
         .schema()
         .qualified_field_with_unqualified_name(&unit)?;
     let unit = Expr::Column(Column::new(qualifier.cloned(), unit));
-    let original: Vec<Expr> = aggregate
+    let mut original: Vec<Expr> = aggregate
         .schema
         .columns()
         .into_iter()
         .map(Expr::Column)
         .collect();
     let mut aggr_expr = aggregate.aggr_expr.clone();
-    aggr_expr.push(count_distinct(unit).alias(UNITS));
+    aggr_expr.push(count_distinct(unit.clone()).alias(UNITS));
+    if let Some(perturbation) = &spec.perturbation {
+        let released = perturbed(&aggregate, path, perturbation, unit)?;
+        aggr_expr.extend(released.helpers);
+        let first = original.len() - aggregate.aggr_expr.len();
+        for (column, value) in original[first..].iter_mut().zip(released.values) {
+            *column = value;
+        }
+    }
     let min = i64::try_from(spec.min_group_size).unwrap_or(i64::MAX);
     let keep = match spec.on_violation {
         // The minimum is an argument too, so that EXPLAIN shows it.
@@ -424,6 +518,113 @@ fn protect(
         .filter(keep)?
         .project(original)?
         .build()
+}
+
+/// What perturbation adds to an aggregate: the aggregates it needs (cell keys, largest values,
+/// counts), and each released value as its perturbed expression, under its original name.
+struct Perturbed {
+    helpers: Vec<Expr>,
+    values: Vec<Expr>,
+}
+
+/// The perturbation of every aggregate of `aggregate` (see [`crate::perturb`]). Each value's
+/// cell key is computed over exactly the rows it aggregates (its `FILTER` included) from the
+/// unit and every dimension, so all dimensions must reach the aggregation.
+fn perturbed(
+    aggregate: &Aggregate,
+    path: &ProtectedPath,
+    perturbation: &PerturbationSpec,
+    unit: Expr,
+) -> Result<Perturbed> {
+    let dataset = &path.dataset;
+    let secret = perturbation
+        .secret
+        .as_ref()
+        .ok_or_else(|| DataFusionError::Internal("a perturbation without its key".into()))?;
+    let input = aggregate.input.schema();
+    let mut identity = vec![unit];
+    for dimension in &path.spec.dimensions {
+        let name = path
+            .base_names
+            .iter()
+            .find(|(_, base)| *base == dimension)
+            .map(|(top, _)| top.clone())
+            .ok_or_else(|| {
+                refuse(format!(
+                    "dataset '{dataset}' is perturbed per cell: a subquery before the aggregation must keep its dimension '{dimension}'"
+                ))
+            })?;
+        let (qualifier, _) = input.qualified_field_with_unqualified_name(&name)?;
+        identity.push(Expr::Column(Column::new(qualifier.cloned(), name)));
+    }
+    let cell_key = Arc::new(CellKey::udaf(secret));
+    let base = |column: &Column| {
+        path.base_names
+            .get(&column.name)
+            .cloned()
+            .unwrap_or_else(|| column.name.clone())
+    };
+    let names = aggregate.schema.columns();
+    let names = &names[names.len() - aggregate.aggr_expr.len()..];
+    let mut helpers = vec![];
+    let mut values = vec![];
+    for (index, (expr, name)) in aggregate.aggr_expr.iter().zip(names).enumerate() {
+        let Expr::AggregateFunction(function) = expr.clone().unalias() else {
+            return Err(refuse(format!(
+                "dataset '{dataset}' may only be aggregated with the functions {}",
+                path.spec.functions.join(", ")
+            )));
+        };
+        let function_name = function.func.name().to_lowercase();
+        let statistic = Statistic::of_function(&function_name).ok_or_else(|| {
+            refuse(format!(
+                "dataset '{dataset}' is perturbed per cell, which only count, sum and avg can be; {function_name} cannot"
+            ))
+        })?;
+        let params = &function.params;
+        let helper = |func: Arc<AggregateUDF>, args: Vec<Expr>, distinct: bool, what: &str| {
+            Expr::AggregateFunction(AggregateFunction::new_udf(
+                func,
+                args,
+                distinct,
+                params.filter.clone(),
+                vec![],
+                None,
+            ))
+            .alias(format!("__polder_{what}_{index}"))
+        };
+        helpers.push(helper(
+            Arc::clone(&cell_key),
+            identity.clone(),
+            false,
+            "cell",
+        ));
+        let mut args = vec![
+            Expr::Column(name.clone()),
+            col(format!("__polder_cell_{index}")),
+        ];
+        match statistic {
+            Statistic::Count => args.push(lit("count")),
+            Statistic::Sum | Statistic::Average => {
+                let argument = params.args.first().cloned().unwrap_or_else(|| lit(0));
+                let column = stored_column(&argument).map(base).unwrap_or_default();
+                let distinct = if params.distinct { " DISTINCT" } else { "" };
+                args.push(lit(format!("{function_name}{distinct}({column})")));
+                let magnitude = abs(cast(argument.clone(), DataType::Float64));
+                helpers.push(helper(max_udaf(), vec![magnitude], false, "largest"));
+                helpers.push(helper(count_udaf(), vec![argument], params.distinct, "n"));
+                args.push(col(format!("__polder_largest_{index}")));
+                args.push(col(format!("__polder_n_{index}")));
+            }
+        }
+        let perturb = Perturb::udf(perturbation, statistic)?;
+        values.push(
+            perturb
+                .call(args)
+                .alias_qualified(name.relation.clone(), name.name.clone()),
+        );
+    }
+    Ok(Perturbed { helpers, values })
 }
 
 /// The filter of `on_violation = "suppress"`: true for every group of at least `min` units;

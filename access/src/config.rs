@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::audit::{AuditLimits, MIN_STATEMENT_BYTES, RateLimit};
+
 /// The longest clock skew a node tolerates on `exp` and `nbf`.
 pub const MAX_LEEWAY: Duration = Duration::from_secs(60);
 
@@ -99,19 +101,105 @@ pub struct AuditConfig {
     /// A signed checkpoint after this many records (and when the node stops).
     #[serde(default = "default_checkpoint_every")]
     pub checkpoint_every: u64,
+    /// The longest statement text a record keeps (literals replaced), in bytes; a longer
+    /// statement is kept as a prefix, with its full length and SHA-256.
+    #[serde(default = "default_max_statement_bytes")]
+    pub max_statement_bytes: usize,
+    /// Refusal records per second of all anonymous callers together; past the burst, refusals
+    /// are counted into one `refusals_suppressed` record a second.
+    #[serde(default = "default_anonymous_refusals_per_second")]
+    pub anonymous_refusals_per_second: u32,
+    /// Refusal records anonymous callers may cause at once.
+    #[serde(default = "default_anonymous_refusal_burst")]
+    pub anonymous_refusal_burst: u32,
+    /// Refusal records per second of each authenticated subject.
+    #[serde(default = "default_refusals_per_second")]
+    pub refusals_per_second: u32,
+    /// Refusal records each authenticated subject may cause at once.
+    #[serde(default = "default_refusal_burst")]
+    pub refusal_burst: u32,
 }
 
 fn default_checkpoint_every() -> u64 {
     1000
 }
 
+fn default_max_statement_bytes() -> usize {
+    AuditLimits::default().max_statement_bytes
+}
+
+fn default_anonymous_refusals_per_second() -> u32 {
+    AuditLimits::default().anonymous_refusals.per_second
+}
+
+fn default_anonymous_refusal_burst() -> u32 {
+    AuditLimits::default().anonymous_refusals.burst
+}
+
+fn default_refusals_per_second() -> u32 {
+    AuditLimits::default().subject_refusals.per_second
+}
+
+fn default_refusal_burst() -> u32 {
+    AuditLimits::default().subject_refusals.burst
+}
+
+/// The longest statement prefix `audit.max_statement_bytes` may keep.
+const MAX_STATEMENT_BYTES: usize = 1024 * 1024;
+
 impl AuditConfig {
-    /// An audit section with the default checkpoint interval.
+    /// An audit section with the default checkpoint interval and limits.
     pub fn new(log: PathBuf, signing_key: PathBuf) -> Self {
         Self {
             log,
             signing_key,
             checkpoint_every: default_checkpoint_every(),
+            max_statement_bytes: default_max_statement_bytes(),
+            anonymous_refusals_per_second: default_anonymous_refusals_per_second(),
+            anonymous_refusal_burst: default_anonymous_refusal_burst(),
+            refusals_per_second: default_refusals_per_second(),
+            refusal_burst: default_refusal_burst(),
         }
+    }
+
+    /// What callers can make the log write.
+    pub fn limits(&self) -> AuditLimits {
+        AuditLimits {
+            max_statement_bytes: self.max_statement_bytes,
+            anonymous_refusals: RateLimit {
+                per_second: self.anonymous_refusals_per_second,
+                burst: self.anonymous_refusal_burst,
+            },
+            subject_refusals: RateLimit {
+                per_second: self.refusals_per_second,
+                burst: self.refusal_burst,
+            },
+        }
+    }
+
+    /// Checks ranges; the message names the key at fault.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.checkpoint_every == 0 {
+            return Err("audit.checkpoint_every must be greater than 0".into());
+        }
+        if !(MIN_STATEMENT_BYTES..=MAX_STATEMENT_BYTES).contains(&self.max_statement_bytes) {
+            return Err(format!(
+                "audit.max_statement_bytes must be between {MIN_STATEMENT_BYTES} and {MAX_STATEMENT_BYTES}"
+            ));
+        }
+        for (key, value) in [
+            (
+                "audit.anonymous_refusal_burst",
+                self.anonymous_refusal_burst,
+            ),
+            ("audit.refusal_burst", self.refusal_burst),
+        ] {
+            if value == 0 {
+                return Err(format!(
+                    "{key} must be at least 1 (refusals past it are counted, not recorded)"
+                ));
+            }
+        }
+        Ok(())
     }
 }

@@ -33,33 +33,51 @@ use crate::auth::Claims;
 /// The claims a policy expression may name, with their types.
 pub const PARAMETERS: [&str; 6] = ["$sub", "$iss", "$org", "$purpose", "$groups", "$roles"];
 
+/// What makes `node` more than an expression over one row: a subquery, a reference to an
+/// outer query, an aggregate or window function (as a sentence's object: "no subquery ...").
+pub(crate) fn not_row_level(node: &Expr) -> Option<&'static str> {
+    match node {
+        Expr::ScalarSubquery(_) | Expr::InSubquery(_) | Expr::Exists(_) => {
+            Some("no subquery (EXISTS, IN (SELECT ...), scalar subqueries)")
+        }
+        Expr::OuterReferenceColumn(..) => Some("no reference to an outer query"),
+        Expr::AggregateFunction(_) | Expr::WindowFunction(_) => {
+            Some("no aggregate or window function")
+        }
+        _ => None,
+    }
+}
+
+/// The first problem `check` finds in `expr`, walking it from the top.
+pub(crate) fn first_problem<T>(
+    expr: &Expr,
+    mut check: impl FnMut(&Expr) -> Option<T>,
+) -> Result<Option<T>> {
+    let mut problem = None;
+    expr.apply(|node| {
+        problem = check(node);
+        Ok(if problem.is_some() {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    })?;
+    Ok(problem)
+}
+
 /// Parses the policy expression `text` over a dataset with schema `schema`, binds the caller's
 /// `claims` to its parameters and checks what a policy expression may not do. The error names
 /// the problem (an unknown column, function or parameter, a subquery, an aggregate).
 pub fn compile(state: &SessionState, schema: &Schema, text: &str, claims: &Claims) -> Result<Expr> {
     let df_schema = DFSchema::try_from(schema.clone())?;
     let parsed = state.create_logical_expr(text, &df_schema)?;
-    let mut problem = None;
-    parsed.apply(|e| {
-        problem = match e {
-            Expr::Placeholder(p) if !PARAMETERS.contains(&p.id.as_str()) => Some(format!(
-                "unknown parameter {}; a policy expression may use {}",
-                p.id,
-                PARAMETERS.join(", ")
-            )),
-            Expr::ScalarSubquery(_) | Expr::InSubquery(_) | Expr::Exists(_) => {
-                Some("a subquery is not allowed".into())
-            }
-            Expr::AggregateFunction(_) | Expr::WindowFunction(_) => {
-                Some("an aggregate or window function is not allowed".into())
-            }
-            _ => None,
-        };
-        Ok(if problem.is_some() {
-            TreeNodeRecursion::Stop
-        } else {
-            TreeNodeRecursion::Continue
-        })
+    let problem = first_problem(&parsed, |e| match e {
+        Expr::Placeholder(p) if !PARAMETERS.contains(&p.id.as_str()) => Some(format!(
+            "unknown parameter {}; a policy expression may use {}",
+            p.id,
+            PARAMETERS.join(", ")
+        )),
+        other => not_row_level(other).map(|why| format!("a policy expression allows {why}")),
     })?;
     if let Some(problem) = problem {
         return Err(DataFusionError::Plan(problem));

@@ -27,6 +27,7 @@ pub mod error;
 pub mod guard;
 pub mod jwks;
 pub mod mint;
+pub mod perturb;
 pub mod policy;
 pub mod session;
 

@@ -46,6 +46,7 @@ use serde::Deserialize;
 use crate::auth::{Claims, Identity};
 use crate::error::PolicyError;
 use crate::guard;
+use crate::perturb::{PERTURBABLE, PerturbationSpec};
 
 /// A node's access policy, checked against its datasets.
 #[derive(Debug, Clone, Default)]
@@ -102,6 +103,9 @@ pub struct AggregateSpec {
     /// What a query that would release a smaller group gets.
     #[serde(default)]
     pub on_violation: Violation,
+    /// Perturbation of every released value by its cell key (see [`crate::perturb`]).
+    #[serde(default)]
+    pub perturbation: Option<PerturbationSpec>,
 }
 
 /// What happens to a query whose answer would hold a group below the minimum size.
@@ -209,7 +213,8 @@ impl Policy {
             path: path.display().to_string(),
             reason: e.to_string(),
         })?;
-        Self::parse(&text).map_err(|e| match e {
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse_in(&text, base).map_err(|e| match e {
             PolicyError::Parse { reason, .. } => PolicyError::Parse {
                 path: path.display().to_string(),
                 reason,
@@ -218,12 +223,39 @@ impl Policy {
         })
     }
 
-    /// Parses a policy document.
+    /// Parses a policy document; files it names are relative to the working directory.
     pub fn parse(text: &str) -> Result<Self, PolicyError> {
-        let file: PolicyFile = toml::from_str(text).map_err(|e| PolicyError::Parse {
+        Self::parse_in(text, Path::new("."))
+    }
+
+    /// Parses a policy document whose files are relative to `base`.
+    fn parse_in(text: &str, base: &Path) -> Result<Self, PolicyError> {
+        let mut file: PolicyFile = toml::from_str(text).map_err(|e| PolicyError::Parse {
             path: "<inline>".into(),
             reason: e.to_string(),
         })?;
+        for dataset in &mut file.datasets {
+            let Some(spec) = dataset.aggregate.as_mut() else {
+                continue;
+            };
+            let Some(perturbation) = spec.perturbation.as_mut() else {
+                continue;
+            };
+            let invalid = |why: String| {
+                PolicyError::Invalid(format!("dataset '{}': aggregate.{why}", dataset.name))
+            };
+            perturbation.load_secret(base).map_err(invalid)?;
+            if let Some(function) = spec
+                .functions
+                .iter()
+                .find(|f| !PERTURBABLE.contains(&f.to_lowercase().as_str()))
+            {
+                return Err(invalid(format!(
+                    "functions lists '{function}', which cannot be perturbed: with perturbation only {} are allowed",
+                    PERTURBABLE.join(", ")
+                )));
+            }
+        }
         let mut datasets = BTreeMap::new();
         for dataset in file.datasets {
             if dataset.public && !dataset.purposes.is_empty() {

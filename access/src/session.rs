@@ -24,7 +24,7 @@ use polder_flight_sql::{Error, QueryAudit, RequestSessions};
 use tracing::error;
 
 use crate::aggregate::{AggregateOnlyRule, AggregateOnlyTable};
-use crate::audit::{self, AuditLog};
+use crate::audit::{AuditLog, Caller};
 
 use crate::auth::Identity;
 use crate::guard::{self, GuardedTable};
@@ -263,8 +263,7 @@ impl AuditRecorder {
             "datasets".into(),
             Value::Array(self.view.decisions.lock().expect("lock").clone()),
         );
-        record.insert("statement".into(), json!(audit::strip_literals(sql)));
-        record.insert("statement_sha256".into(), json!(audit::statement_hash(sql)));
+        self.log.insert_statement(&mut record, sql);
         record
     }
 
@@ -282,7 +281,11 @@ impl QueryAudit for AuditRecorder {
     fn refused(&self, sql: &str, error: &Error) {
         let mut record = self.base("refused", sql);
         record.insert("outcome".into(), json!(error.code()));
-        if let Err(err) = self.log.append(record) {
+        let caller = match &self.view.identity {
+            Identity::Anonymous => Caller::Anonymous,
+            Identity::User { claims, .. } => Caller::Subject(&claims.sub),
+        };
+        if let Err(err) = self.log.append_refusal(record, caller) {
             error!(error = %err, "cannot write to the audit log");
         }
     }
@@ -471,6 +474,11 @@ impl SchemaProvider for PolicySchema {
             }
             Decision::Refuse(err) => {
                 self.view.record(&self.name, name, None);
+                // A hidden dataset the caller may not read does not exist for the caller: the
+                // same answer as for a missing table, so that its existence does not leak.
+                if self.view.policy.is_hidden(name) {
+                    return Ok(None);
+                }
                 Err(DataFusionError::External(Box::new(err.clone())))
             }
         }
@@ -478,6 +486,8 @@ impl SchemaProvider for PolicySchema {
 
     fn table_exist(&self, name: &str) -> bool {
         self.inner.table_exist(name)
+            && !(self.view.policy.is_hidden(name)
+                && matches!(self.view.decide(&self.name, name), Decision::Refuse(_)))
     }
 }
 

@@ -217,7 +217,7 @@ async fn over_flight(client: &mut FlightSqlServiceClient<Channel>) -> anyhow::Re
 async fn serve(ctx: SessionContext) -> anyhow::Result<(SocketAddr, QueryRuntime)> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let runtime = QueryRuntime::new()?;
+    let runtime = QueryRuntime::new(&QueryLimits::default())?;
     let service = PolderFlightSqlService::new(
         QueryEngine::new(ctx, QueryLimits::default()).with_executor(runtime.handle()),
         FlightSqlConfig::default(),

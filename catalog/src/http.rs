@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -14,7 +14,7 @@ use oxigraph::model::{Literal, NamedNode, Triple};
 use tracing::{info, warn};
 
 use crate::describe::Iris;
-use crate::store::{Answer, Catalog, RDF_OFFERS, SparqlError, serialize};
+use crate::store::{Answer, AnswerBody, Catalog, RDF_OFFERS, SparqlError, serialize};
 use crate::vocab::{SD, UDN, XSD};
 
 /// The catalog once it is built; requests before that get 503.
@@ -45,9 +45,8 @@ impl IntoResponse for SparqlError {
     fn into_response(self) -> Response {
         let status = match self.kind() {
             "too_long" => StatusCode::PAYLOAD_TOO_LARGE,
-            "syntax" | "bad_request" | "too_many_results" | "unsupported" => {
-                StatusCode::BAD_REQUEST
-            }
+            "too_deep" | "syntax" | "bad_request" | "too_many_results" | "result_too_large"
+            | "unsupported" => StatusCode::BAD_REQUEST,
             "update" => StatusCode::FORBIDDEN,
             "not_acceptable" => StatusCode::NOT_ACCEPTABLE,
             "busy" => StatusCode::TOO_MANY_REQUESTS,
@@ -85,19 +84,24 @@ fn rdf_response(headers: &HeaderMap, triples: &[Triple]) -> Response {
         Ok(offer) => offer,
         Err(e) => return e.into_response(),
     };
-    answer(Answer {
-        content_type: offer.value.media_type(),
-        body: serialize(triples, offer.value),
-    })
+    answer(Answer::bytes(
+        offer.value.media_type(),
+        serialize(triples, offer.value),
+    ))
 }
 
 fn answer(answer: Answer) -> Response {
+    let body = match answer.body {
+        AnswerBody::Bytes(bytes) => Body::from(bytes),
+        // Streamed as the worker writes it; an error cuts the response.
+        AnswerBody::Stream(stream) => Body::from_stream(stream),
+    };
     (
         [
             (header::CONTENT_TYPE, answer.content_type),
             (header::VARY, "Accept"),
         ],
-        answer.body,
+        body,
     )
         .into_response()
 }

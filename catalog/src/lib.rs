@@ -9,6 +9,7 @@ pub mod config;
 pub mod describe;
 pub mod http;
 pub mod negotiate;
+mod nesting;
 pub mod store;
 pub mod vocab;
 pub mod worker;

@@ -13,7 +13,9 @@ use std::time::Duration;
 use oxigraph::io::{JsonLdProfileSet, RdfFormat, RdfSerializer};
 use oxigraph::model::{Dataset, GraphName, NamedNode, NamedOrBlankNode, Term, Triple};
 use oxigraph::sparql::results::{QueryResultsFormat, QueryResultsSerializer};
-use oxigraph::sparql::{CancellationToken, QueryEvaluationError, QueryResults, SparqlEvaluator};
+use oxigraph::sparql::{
+    CancellationToken, PreparedSparqlQuery, QueryEvaluationError, QueryResults, SparqlEvaluator,
+};
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
@@ -35,6 +37,11 @@ pub struct SparqlLimits {
     pub max_concurrent: usize,
     /// How long a query waits for a slot before it is refused.
     pub queue_timeout: Duration,
+    /// Deepest nesting accepted: brackets, and chains the parser turns into equally deep
+    /// trees (see `nesting.rs`).
+    pub max_depth: usize,
+    /// Largest serialised result, in bytes.
+    pub max_result_bytes: usize,
 }
 
 impl Default for SparqlLimits {
@@ -45,6 +52,8 @@ impl Default for SparqlLimits {
             max_results: 10_000,
             max_concurrent: 4,
             queue_timeout: Duration::from_secs(5),
+            max_depth: 128,
+            max_result_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -57,6 +66,16 @@ pub enum SparqlError {
     TooLong {
         /// Bytes sent.
         len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The query nests deeper than allowed (400).
+    #[error(
+        "the query nests deeper than the limit of {max} levels (each bracket is a level, and so \
+         is each link of a chain such as || && ! + - * / or of a group's OPTIONAL, UNION, \
+         FILTER and BIND); flatten it, e.g. with IN (...) or VALUES instead of long || chains"
+    )]
+    TooDeep {
         /// The limit.
         max: usize,
     },
@@ -88,6 +107,11 @@ pub enum SparqlError {
     /// The result is larger than allowed (400).
     #[error("the result has more than {0} solutions or triples; narrow the query or add a LIMIT")]
     TooManyResults(usize),
+    /// The serialised result is larger than allowed (400).
+    #[error(
+        "the result is larger than the limit of {0} bytes; select fewer or shorter values, or add a LIMIT"
+    )]
+    ResultTooLarge(usize),
     /// The query needed more memory or CPU than a query may use (503).
     #[error("{0}")]
     ResourceLimit(String),
@@ -112,6 +136,7 @@ impl SparqlError {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::TooLong { .. } => "too_long",
+            Self::TooDeep { .. } => "too_deep",
             Self::Syntax(_) => "syntax",
             Self::Update => "update",
             Self::BadRequest(_) => "bad_request",
@@ -119,6 +144,7 @@ impl SparqlError {
             Self::Busy => "busy",
             Self::Timeout(_) => "timeout",
             Self::TooManyResults(_) => "too_many_results",
+            Self::ResultTooLarge(_) => "result_too_large",
             Self::ResourceLimit(_) => "resource_limit",
             Self::Unsupported(_) => "unsupported",
             Self::Internal(_) => "internal",
@@ -131,12 +157,14 @@ impl SparqlError {
     pub(crate) fn from_kind(kind: &str, message: String, timeout: Duration) -> Self {
         const KINDS: &[&str] = &[
             "too_long",
+            "too_deep",
             "syntax",
             "update",
             "bad_request",
             "not_acceptable",
             "busy",
             "too_many_results",
+            "result_too_large",
             "resource_limit",
             "unsupported",
         ];
@@ -155,8 +183,57 @@ impl SparqlError {
 pub struct Answer {
     /// Its media type.
     pub content_type: &'static str,
-    /// The bytes.
-    pub body: Vec<u8>,
+    /// The bytes, whole or as they come from a SPARQL worker.
+    pub body: AnswerBody,
+}
+
+/// Chunks of a result as a worker writes them; an error ends the result early (the HTTP
+/// response is then cut, so the client cannot take it for a whole one).
+pub type ResultStream = futures::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>;
+
+/// The body of an [`Answer`].
+pub enum AnswerBody {
+    /// Serialised in the node.
+    Bytes(Vec<u8>),
+    /// Streamed from a SPARQL worker, in bounded chunks: the node never holds the whole
+    /// result. The worker and its evaluation slot live until the stream ends or is dropped,
+    /// and no longer than the query's time limit.
+    Stream(ResultStream),
+}
+
+impl std::fmt::Debug for AnswerBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Bytes(bytes) => f.debug_tuple("Bytes").field(&bytes.len()).finish(),
+            Self::Stream(_) => f.write_str("Stream"),
+        }
+    }
+}
+
+impl Answer {
+    /// An answer of `body`.
+    pub fn bytes(content_type: &'static str, body: Vec<u8>) -> Self {
+        Self {
+            content_type,
+            body: AnswerBody::Bytes(body),
+        }
+    }
+
+    /// The whole body (reading a stream to its end): for tests and small answers.
+    pub async fn into_bytes(self) -> std::io::Result<Vec<u8>> {
+        use futures::TryStreamExt;
+        match self.body {
+            AnswerBody::Bytes(bytes) => Ok(bytes),
+            AnswerBody::Stream(stream) => {
+                stream
+                    .try_fold(Vec::new(), |mut all, chunk| async move {
+                        all.extend_from_slice(&chunk);
+                        Ok(all)
+                    })
+                    .await
+            }
+        }
+    }
 }
 
 /// RDF formats the node writes, in order of preference.
@@ -210,6 +287,14 @@ impl RdfKind {
 
 /// Serialises triples with the catalog's prefixes.
 pub fn serialize(triples: &[Triple], kind: RdfKind) -> Vec<u8> {
+    serialize_to(Vec::new(), triples, kind).expect("writing to memory does not fail")
+}
+
+fn serialize_to<W: std::io::Write>(
+    writer: W,
+    triples: &[Triple],
+    kind: RdfKind,
+) -> std::io::Result<W> {
     let mut serializer = RdfSerializer::from_format(kind.format());
     if kind != RdfKind::NTriples {
         for (prefix, namespace) in PREFIXES {
@@ -218,13 +303,55 @@ pub fn serialize(triples: &[Triple], kind: RdfKind) -> Vec<u8> {
                 .expect("the prefixes are valid IRIs");
         }
     }
-    let mut writer = serializer.for_writer(Vec::new());
+    let mut writer = serializer.for_writer(writer);
     for triple in triples {
-        writer
-            .serialize_triple(triple)
-            .expect("writing to memory does not fail");
+        writer.serialize_triple(triple)?;
     }
-    writer.finish().expect("writing to memory does not fail")
+    writer.finish()
+}
+
+/// Memory that refuses to grow past `max` bytes: results are refused while they are
+/// serialised, not once they are whole.
+struct Bounded {
+    bytes: Vec<u8>,
+    max: usize,
+}
+
+/// The error [`Bounded`] writes fail with.
+#[derive(Debug, thiserror::Error)]
+#[error("the result limit is reached")]
+struct Full;
+
+impl Bounded {
+    fn new(max: usize) -> Self {
+        Self {
+            bytes: Vec::new(),
+            max,
+        }
+    }
+}
+
+/// The error a failed write to [`Bounded`] of `max` bytes is: the limit, or a fault.
+fn write_error(error: std::io::Error, max: usize) -> SparqlError {
+    if error.get_ref().is_some_and(|e| e.is::<Full>()) {
+        SparqlError::ResultTooLarge(max)
+    } else {
+        SparqlError::Internal(error.to_string())
+    }
+}
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len().saturating_add(buf.len()) > self.max {
+            return Err(std::io::Error::other(Full));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The node's catalog: its triples, kept sorted for output, and a dataset for SPARQL.
@@ -345,6 +472,11 @@ impl Catalog {
 
     /// Evaluates a SPARQL query within the limits and serialises its result in the best
     /// format `accept` allows.
+    ///
+    /// The query text is checked for length and nesting here; with a worker (see
+    /// [`Catalog::with_worker`]) the node never parses it: the worker does, and reports syntax
+    /// errors and updates. Without one, it is parsed and evaluated on a thread of its own with
+    /// a large stack.
     pub async fn query(&self, query: &str, accept: Option<&str>) -> Result<Answer, SparqlError> {
         if query.len() > self.limits.max_query_bytes {
             return Err(SparqlError::TooLong {
@@ -352,20 +484,7 @@ impl Catalog {
                 max: self.limits.max_query_bytes,
             });
         }
-        let token = CancellationToken::new();
-        let prepared = match SparqlEvaluator::new()
-            .with_cancellation_token(token.clone())
-            .parse_query(query)
-        {
-            Ok(prepared) => prepared,
-            Err(syntax) => {
-                // An update sent as a query is refused as an update, not as bad syntax.
-                if SparqlEvaluator::new().parse_update(query).is_ok() {
-                    return Err(SparqlError::Update);
-                }
-                return Err(SparqlError::Syntax(syntax.to_string()));
-            }
-        };
+        crate::nesting::check(query, self.limits.max_depth)?;
         let permit = tokio::time::timeout(
             self.limits.queue_timeout,
             Arc::clone(&self.slots).acquire_owned(),
@@ -377,14 +496,15 @@ impl Catalog {
         let dataset = match &self.evaluation {
             Evaluation::InProcess(dataset) => Arc::clone(dataset),
             Evaluation::Worker(command, file) => {
-                let _permit = permit; // held until the worker has exited or been killed
+                // The worker holds the slot until it has exited or been killed, which may be
+                // after this returns: while the client reads the result.
                 let result = crate::worker::evaluate(
                     command,
                     file.path(),
                     query,
                     accept,
-                    self.limits.max_results,
-                    self.limits.timeout,
+                    &self.limits,
+                    permit,
                 )
                 .await;
                 if let Err(SparqlError::Timeout(timeout)) = &result {
@@ -393,19 +513,32 @@ impl Catalog {
                 return result;
             }
         };
-        let max_results = self.limits.max_results;
+        let token = CancellationToken::new();
+        let limits = self.limits.clone();
+        let query = query.to_string();
         let accept = accept.map(str::to_string);
-        let evaluation = tokio::task::spawn_blocking(move || {
-            let _permit = permit; // the slot is free only once evaluation really ends
-            let results = prepared
-                .on_queryable_dataset(&*dataset)
-                .execute()
-                .map_err(evaluation_error)?;
-            serialize_results(results, accept.as_deref(), max_results)
-        });
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let evaluator_token = token.clone();
+        std::thread::Builder::new()
+            .name("sparql-query".into())
+            .stack_size(EVALUATION_STACK_BYTES)
+            .spawn(move || {
+                let _permit = permit; // the slot is free only once evaluation really ends
+                let result = parse(&query, Some(evaluator_token)).and_then(|prepared| {
+                    let results = prepared
+                        .on_queryable_dataset(&*dataset)
+                        .execute()
+                        .map_err(evaluation_error)?;
+                    serialize_results(results, accept.as_deref(), &limits)
+                });
+                let _ = sender.send(result);
+            })
+            .map_err(|e| SparqlError::Internal(format!("cannot start a query thread: {e}")))?;
         let timeout = self.limits.timeout;
-        match tokio::time::timeout(timeout, evaluation).await {
-            Ok(joined) => joined.map_err(|e| SparqlError::Internal(e.to_string()))?,
+        match tokio::time::timeout(timeout, receiver).await {
+            Ok(result) => result.map_err(|_| {
+                SparqlError::Internal("the query thread ended without answer".into())
+            })?,
             Err(_) => {
                 token.cancel();
                 warn!(?timeout, "SPARQL query stopped at its time limit");
@@ -413,6 +546,31 @@ impl Catalog {
             }
         }
     }
+}
+
+/// Stack of the threads that parse and evaluate queries: oxigraph's parser, optimiser and
+/// evaluator recurse once or more per level of the query, so this is many times what the
+/// deepest query [`SparqlLimits::max_depth`] admits needs, rather than the 2 MiB of a
+/// runtime thread.
+pub(crate) const EVALUATION_STACK_BYTES: usize = 64 * 1024 * 1024;
+
+/// Parses a query (after [`crate::nesting::check`], on a thread with a large stack); an
+/// update sent as a query is refused as an update, not as bad syntax.
+pub(crate) fn parse(
+    query: &str,
+    token: Option<CancellationToken>,
+) -> Result<PreparedSparqlQuery, SparqlError> {
+    let mut evaluator = SparqlEvaluator::new();
+    if let Some(token) = token {
+        evaluator = evaluator.with_cancellation_token(token);
+    }
+    evaluator.parse_query(query).map_err(|syntax| {
+        if SparqlEvaluator::new().parse_update(query).is_ok() {
+            SparqlError::Update
+        } else {
+            SparqlError::Syntax(syntax.to_string())
+        }
+    })
 }
 
 pub(crate) fn evaluation_error(error: QueryEvaluationError) -> SparqlError {
@@ -445,44 +603,45 @@ pub(crate) fn choose<'a, T>(
 pub(crate) fn serialize_results(
     results: QueryResults<'_>,
     accept: Option<&str>,
-    max_results: usize,
+    limits: &SparqlLimits,
 ) -> Result<Answer, SparqlError> {
+    let max_results = limits.max_results;
+    let max_bytes = limits.max_result_bytes;
+    let mut out = Bounded::new(max_bytes);
     match results {
         QueryResults::Boolean(value) => {
             let offer = choose(accept, RESULT_OFFERS)?;
-            let body = QueryResultsSerializer::from_format(offer.value)
-                .serialize_boolean_to_writer(Vec::new(), value)
-                .map_err(|e| SparqlError::Internal(e.to_string()))?;
-            Ok(Answer {
-                content_type: offer.value.media_type(),
-                body,
-            })
+            QueryResultsSerializer::from_format(offer.value)
+                .serialize_boolean_to_writer(&mut out, value)
+                .map_err(|e| write_error(e, max_bytes))?;
+            Ok(Answer::bytes(offer.value.media_type(), out.bytes))
         }
         QueryResults::Solutions(solutions) => {
             let offer = choose(accept, RESULT_OFFERS)?;
             let variables = solutions.variables().to_vec();
-            let mut writer = QueryResultsSerializer::from_format(offer.value)
-                .serialize_solutions_to_writer(Vec::new(), variables)
-                .map_err(|e| SparqlError::Internal(e.to_string()))?;
             let mut count = 0usize;
-            for solution in solutions {
-                let solution = solution.map_err(evaluation_error)?;
-                count += 1;
-                if count > max_results {
-                    return Err(SparqlError::TooManyResults(max_results));
+            let written = (|| {
+                let mut writer = QueryResultsSerializer::from_format(offer.value)
+                    .serialize_solutions_to_writer(&mut out, variables)
+                    .map_err(Err)?;
+                for solution in solutions {
+                    let solution = solution.map_err(|e| Ok(evaluation_error(e)))?;
+                    count += 1;
+                    if count > max_results {
+                        return Err(Ok(SparqlError::TooManyResults(max_results)));
+                    }
+                    writer.serialize(&solution).map_err(Err)?;
                 }
-                writer
-                    .serialize(&solution)
-                    .map_err(|e| SparqlError::Internal(e.to_string()))?;
-            }
+                writer.finish().map_err(Err)?;
+                Ok(())
+            })();
+            // A write error is the byte limit or a fault; anything else is the error itself.
+            written.map_err(|e: Result<SparqlError, std::io::Error>| match e {
+                Ok(error) => error,
+                Err(write) => write_error(write, max_bytes),
+            })?;
             debug!(solutions = count, "SPARQL SELECT answered");
-            let body = writer
-                .finish()
-                .map_err(|e| SparqlError::Internal(e.to_string()))?;
-            Ok(Answer {
-                content_type: offer.value.media_type(),
-                body,
-            })
+            Ok(Answer::bytes(offer.value.media_type(), out.bytes))
         }
         QueryResults::Graph(triples) => {
             let offer = choose(accept, RDF_OFFERS)?;
@@ -495,10 +654,9 @@ pub(crate) fn serialize_results(
             }
             // Deterministic output whatever order the evaluation produced.
             crate::describe::sort_triples(&mut collected);
-            Ok(Answer {
-                content_type: offer.value.media_type(),
-                body: serialize(&collected, offer.value),
-            })
+            serialize_to(&mut out, &collected, offer.value)
+                .map_err(|e| write_error(e, max_bytes))?;
+            Ok(Answer::bytes(offer.value.media_type(), out.bytes))
         }
     }
 }

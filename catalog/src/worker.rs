@@ -6,20 +6,26 @@
 //! in a short-lived worker process (`polder sparql-worker`) with an address-space and CPU
 //! limit, and kills it at the deadline. The worker loads the catalog from an N-Triples file
 //! (milliseconds for a city's catalog), reads one request from stdin, and writes one response
-//! to stdout: a JSON header line, then the serialised result.
+//! to stdout: a JSON header line, then the serialised result. The node never parses the query
+//! itself (only checks its length and nesting, see `nesting.rs`): the worker reports
+//! syntax errors and updates in its header. The result streams from the worker's output to the
+//! client in bounded chunks; the worker builds it in its own (limited) memory first, so that
+//! it can still report an error such as a result over the byte limit in its header.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{ExitCode, Stdio};
-use std::time::Duration;
+use std::process::{ExitCode, ExitStatus, Stdio};
 
 use oxigraph::io::{RdfFormat, RdfParser};
 use oxigraph::model::Dataset;
-use oxigraph::sparql::SparqlEvaluator;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdout};
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use tokio::time::Instant;
+use tracing::warn;
 
-use crate::store::{Answer, SparqlError, serialize_results};
+use crate::store::{Answer, AnswerBody, SparqlError, SparqlLimits, serialize_results};
 
 /// How to start a worker: a program and its arguments, to which `--catalog FILE` is added.
 #[derive(Debug, Clone)]
@@ -37,6 +43,7 @@ struct Request {
     query: String,
     accept: Option<String>,
     max_results: usize,
+    max_result_bytes: usize,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -47,18 +54,37 @@ struct Header {
     message: String,
 }
 
-/// Most bytes read back from a worker (results are bounded by the result limit already).
-const MAX_OUTPUT_BYTES: u64 = 256 * 1024 * 1024;
+/// Longest header line read from a worker (its message quotes at most a syntax error).
+const MAX_HEADER_BYTES: u64 = 1024 * 1024;
 
-/// Runs one query in a fresh worker, killing it when `timeout` passes.
-pub async fn evaluate(
+/// Size of the chunks a result is streamed in.
+const CHUNK_BYTES: usize = 64 * 1024;
+
+/// How a worker ended, as its watcher saw it.
+#[derive(Debug)]
+enum Exit {
+    /// It exited by itself.
+    Exited(std::io::Result<ExitStatus>),
+    /// It was killed at the query's time limit.
+    Deadline,
+    /// It was killed because its result was no longer wanted.
+    Dropped,
+}
+
+/// Runs one query in a fresh worker, killed when the query's time limit passes (counted from
+/// now, including the time the client takes to read the result). The answer streams from the
+/// worker's output; `permit` (the query's evaluation slot) is held until the worker has exited
+/// or been killed.
+pub(crate) async fn evaluate(
     command: &WorkerCommand,
     catalog_file: &Path,
     query: &str,
     accept: Option<&str>,
-    max_results: usize,
-    timeout: Duration,
+    limits: &SparqlLimits,
+    permit: OwnedSemaphorePermit,
 ) -> Result<Answer, SparqlError> {
+    let timeout = limits.timeout;
+    let deadline = Instant::now() + timeout;
     let internal = |what: &str, e: std::io::Error| {
         SparqlError::Internal(format!("SPARQL worker: {what}: {e}"))
     };
@@ -79,48 +105,154 @@ pub async fn evaluate(
     let request = serde_json::to_vec(&Request {
         query: query.to_string(),
         accept: accept.map(str::to_string),
-        max_results,
+        max_results: limits.max_results,
+        max_result_bytes: limits.max_result_bytes,
     })
     .expect("a request serialises");
     let mut stdin = child.stdin.take().expect("piped");
-    let mut stdout = child.stdout.take().expect("piped");
-    let exchange = async {
-        stdin
-            .write_all(&request)
-            .await
-            .map_err(|e| internal("write", e))?;
+    let stdout = child.stdout.take().expect("piped");
+    // The watcher owns the worker and the slot: it kills the worker at the deadline, or when
+    // `cancel` is dropped (the request or its result is abandoned), and reports how it ended.
+    let (cancel, cancelled) = oneshot::channel::<()>();
+    let (report, exit) = oneshot::channel();
+    tokio::spawn(watch(child, permit, deadline, cancelled, report));
+
+    let mut output = BufReader::with_capacity(CHUNK_BYTES, stdout);
+    let head = async {
+        stdin.write_all(&request).await?;
         drop(stdin);
-        let mut output = Vec::new();
-        (&mut stdout)
-            .take(MAX_OUTPUT_BYTES)
-            .read_to_end(&mut output)
-            .await
-            .map_err(|e| internal("read", e))?;
-        let status = child.wait().await.map_err(|e| internal("wait", e))?;
-        Ok::<_, SparqlError>((output, status))
+        let mut line = Vec::new();
+        (&mut output)
+            .take(MAX_HEADER_BYTES)
+            .read_until(b'\n', &mut line)
+            .await?;
+        Ok::<_, std::io::Error>(line)
     };
-    let (output, status) = match tokio::time::timeout(timeout, exchange).await {
-        Ok(result) => result?,
-        Err(_) => {
-            // Dropping the exchange drops the child handle, which kills it (kill_on_drop).
-            return Err(SparqlError::Timeout(timeout));
+    let line = match tokio::time::timeout_at(deadline, head).await {
+        Err(_) => return Err(SparqlError::Timeout(timeout)), // dropping `cancel` kills it
+        Ok(Ok(line)) if line.ends_with(b"\n") => line,
+        Ok(written) => {
+            // No header: the worker died (or closed its input) before it could answer.
+            return Err(match tokio::time::timeout_at(deadline, exit).await {
+                Ok(Ok(Exit::Exited(Ok(status)))) if !status.success() => died(status),
+                Ok(Ok(Exit::Deadline)) | Err(_) => SparqlError::Timeout(timeout),
+                _ => match written {
+                    Err(e) => internal("exchange", e),
+                    Ok(_) => SparqlError::Internal("SPARQL worker: no answer".into()),
+                },
+            });
         }
     };
-    let Some(newline) = output.iter().position(|b| *b == b'\n') else {
-        // No header: the worker died, most likely at its memory or CPU limit.
-        return Err(SparqlError::ResourceLimit(format!(
-            "the query was stopped at the endpoint's memory or CPU limit ({status})"
-        )));
-    };
-    let header: Header = serde_json::from_slice(&output[..newline])
+    let header: Header = serde_json::from_slice(&line)
         .map_err(|e| SparqlError::Internal(format!("SPARQL worker: bad header: {e}")))?;
-    let body = output[newline + 1..].to_vec();
-    match header.status.as_str() {
-        "ok" => Ok(Answer {
-            content_type: static_media_type(&header.content_type),
-            body,
-        }),
-        kind => Err(SparqlError::from_kind(kind, header.message, timeout)),
+    if header.status != "ok" {
+        return Err(SparqlError::from_kind(
+            &header.status,
+            header.message,
+            timeout,
+        ));
+    }
+    let body = Body {
+        output,
+        exit: Some(exit),
+        _cancel: cancel,
+        sent: 0,
+        max: limits.max_result_bytes,
+    };
+    let stream = futures::stream::unfold(body, |mut body| async move {
+        body.next_chunk().await.map(|chunk| (chunk, body))
+    });
+    Ok(Answer {
+        content_type: static_media_type(&header.content_type),
+        body: AnswerBody::Stream(Box::pin(stream)),
+    })
+}
+
+/// Owns a worker and its evaluation slot until the worker exits, the deadline passes, or
+/// `cancelled` resolves (its sender is dropped); then reports how it ended.
+async fn watch(
+    mut child: Child,
+    permit: OwnedSemaphorePermit,
+    deadline: Instant,
+    mut cancelled: oneshot::Receiver<()>,
+    report: oneshot::Sender<Exit>,
+) {
+    let exit = tokio::select! {
+        status = child.wait() => Exit::Exited(status),
+        () = tokio::time::sleep_until(deadline) => Exit::Deadline,
+        _ = &mut cancelled => Exit::Dropped,
+    };
+    if !matches!(exit, Exit::Exited(_)) {
+        let _ = child.kill().await;
+    }
+    if let Exit::Exited(Ok(status)) = &exit
+        && !status.success()
+    {
+        warn!(%status, "SPARQL worker stopped without finishing");
+    }
+    drop(permit);
+    let _ = report.send(exit);
+}
+
+/// The error of a worker that died before its header: almost always killed at a limit (the
+/// address space, the CPU time), or aborted by a stack overflow.
+fn died(status: ExitStatus) -> SparqlError {
+    warn!(%status, "SPARQL worker died without an answer");
+    SparqlError::ResourceLimit(
+        "the query was stopped: it needed more memory, CPU time or stack than a query may use"
+            .into(),
+    )
+}
+
+/// The rest of a worker's output after its header, read in chunks as the client takes them.
+struct Body {
+    output: BufReader<ChildStdout>,
+    /// How the worker ended; taken at the end of its output.
+    exit: Option<oneshot::Receiver<Exit>>,
+    /// Dropped with the body: kills a worker whose result is abandoned.
+    _cancel: oneshot::Sender<()>,
+    sent: usize,
+    max: usize,
+}
+
+impl Body {
+    /// The next chunk; an error if the worker did not finish its output (killed at the time
+    /// limit, or dead), which cuts the response; None at the end.
+    async fn next_chunk(&mut self) -> Option<std::io::Result<bytes::Bytes>> {
+        let exit = self.exit.as_mut()?;
+        let mut chunk = vec![0; CHUNK_BYTES];
+        let read = match self.output.read(&mut chunk).await {
+            Ok(0) => {
+                // End of output: the worker has exited, or is exiting.
+                let ended = exit.await;
+                self.exit = None;
+                return match ended {
+                    Ok(Exit::Exited(Ok(status))) if status.success() => None,
+                    Ok(Exit::Deadline) => Some(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the SPARQL query reached its time limit while its result was sent",
+                    ))),
+                    _ => Some(Err(std::io::Error::other(
+                        "the SPARQL worker stopped before the end of its result",
+                    ))),
+                };
+            }
+            Ok(read) => read,
+            Err(e) => {
+                self.exit = None;
+                return Some(Err(e));
+            }
+        };
+        self.sent += read;
+        if self.sent > self.max {
+            // The worker checks the limit itself; this only guards against a faulty one.
+            self.exit = None;
+            return Some(Err(std::io::Error::other(
+                "the SPARQL result is larger than the limit",
+            )));
+        }
+        chunk.truncate(read);
+        Some(Ok(chunk.into()))
     }
 }
 
@@ -180,15 +312,35 @@ pub fn run(args: &[String]) -> ExitCode {
         eprintln!("sparql-worker: cannot limit CPU time: {e}");
         return ExitCode::FAILURE;
     }
-    let (header, body) = match serve_one(&catalog) {
-        Ok(answer) => (
-            Header {
-                status: "ok".into(),
-                content_type: answer.content_type.into(),
-                message: String::new(),
-            },
-            answer.body,
-        ),
+    // Parsing and evaluation recurse once or more per level of the query: on a thread with
+    // a large stack (but well within the address-space limit).
+    let stack = memory.map_or(crate::store::EVALUATION_STACK_BYTES, |bytes| {
+        crate::store::EVALUATION_STACK_BYTES.min(usize::try_from(bytes / 4).unwrap_or(usize::MAX))
+    });
+    let served = std::thread::Builder::new()
+        .name("sparql-worker".into())
+        .stack_size(stack)
+        .spawn(move || serve_one(&catalog))
+        .map_err(|e| SparqlError::Internal(format!("cannot start the query thread: {e}")))
+        .and_then(|thread| {
+            thread
+                .join()
+                .unwrap_or_else(|_| Err(SparqlError::Internal("the query thread panicked".into())))
+        });
+    let (header, body) = match served {
+        Ok(answer) => {
+            let AnswerBody::Bytes(body) = answer.body else {
+                unreachable!("a worker serialises in memory")
+            };
+            (
+                Header {
+                    status: "ok".into(),
+                    content_type: answer.content_type.into(),
+                    message: String::new(),
+                },
+                body,
+            )
+        }
         Err(e) => (
             Header {
                 status: e.kind().into(),
@@ -226,12 +378,17 @@ fn serve_one(catalog: &Path) -> Result<Answer, SparqlError> {
         .for_slice(&file)
         .collect::<Result<Dataset, _>>()
         .map_err(|e| SparqlError::Internal(e.to_string()))?;
-    let prepared = SparqlEvaluator::new()
-        .parse_query(&request.query)
-        .map_err(|e| SparqlError::Syntax(e.to_string()))?;
+    // The node checked the query's length and nesting; syntax errors and updates are found
+    // here, so that the node never runs the parser.
+    let prepared = crate::store::parse(&request.query, None)?;
     let results = prepared
         .on_queryable_dataset(&dataset)
         .execute()
         .map_err(crate::store::evaluation_error)?;
-    serialize_results(results, request.accept.as_deref(), request.max_results)
+    let limits = SparqlLimits {
+        max_results: request.max_results,
+        max_result_bytes: request.max_result_bytes,
+        ..SparqlLimits::default()
+    };
+    serialize_results(results, request.accept.as_deref(), &limits)
 }

@@ -322,7 +322,7 @@ async fn select_ask_construct_answer() {
         .await
         .unwrap();
     assert_eq!(answer.content_type, "text/csv; charset=utf-8");
-    let body = String::from_utf8(answer.body).unwrap();
+    let body = String::from_utf8(answer.into_bytes().await.unwrap()).unwrap();
     // The dataset and its distribution both name the table.
     assert_eq!(
         body.matches("voorbeeld.public.air_quality").count(),
@@ -334,7 +334,8 @@ async fn select_ask_construct_answer() {
         .query("ASK { ?s a <http://www.w3.org/ns/dcat#Catalog> }", None)
         .await
         .unwrap();
-    assert!(String::from_utf8(answer.body).unwrap().contains("true"));
+    let body = answer.into_bytes().await.unwrap();
+    assert!(String::from_utf8(body).unwrap().contains("true"));
 
     let answer = catalog
         .query(
@@ -344,7 +345,7 @@ async fn select_ask_construct_answer() {
         .await
         .unwrap();
     assert_eq!(answer.content_type, "application/n-triples");
-    assert!(!answer.body.is_empty());
+    assert!(!answer.into_bytes().await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -430,19 +431,24 @@ async fn workers_answer_like_in_process_evaluation() {
         let a = in_process.query(query, accept).await.unwrap();
         let b = isolated.query(query, accept).await.unwrap();
         assert_eq!(a.content_type, b.content_type, "{query}");
-        assert_eq!(a.body, b.body, "{query}");
+        assert_eq!(
+            a.into_bytes().await.unwrap(),
+            b.into_bytes().await.unwrap(),
+            "{query}"
+        );
     }
-    for query in [
-        "SELECT * WHERE { ?s ?p ?o }",
-        "SELECT * WHERE { ?s ?p ?o } LIMIT 1",
+    // The node does not parse: syntax errors and updates come from the worker, the same.
+    for (query, accept) in [
+        ("SELECT * WHERE { ?s ?p ?o }", Some("text/html")),
+        ("SELECT * WHERE { ?s ?p ?o } LIMIT 1", Some("text/html")),
+        ("SELECT ?s WHERE { ?s ?p }", None),
+        ("INSERT DATA { <http://a> <http://b> <http://c> }", None),
+        ("DELETE WHERE { ?s ?p ?o }", None),
     ] {
-        let a = in_process
-            .query(query, Some("text/html"))
-            .await
-            .unwrap_err();
-        let b = isolated.query(query, Some("text/html")).await.unwrap_err();
-        assert_eq!(a.kind(), b.kind());
-        assert_eq!(a.to_string(), b.to_string());
+        let a = in_process.query(query, accept).await.unwrap_err();
+        let b = isolated.query(query, accept).await.unwrap_err();
+        assert_eq!(a.kind(), b.kind(), "{query}");
+        assert_eq!(a.to_string(), b.to_string(), "{query}");
     }
 }
 
@@ -470,6 +476,7 @@ async fn queries_are_stopped_at_the_memory_limit() {
     let catalog = catalog(SparqlLimits {
         timeout: Duration::from_secs(120),
         max_results: usize::MAX,
+        max_result_bytes: usize::MAX,
         ..SparqlLimits::default()
     })
     .with_worker(worker(256))
@@ -484,6 +491,256 @@ async fn queries_are_stopped_at_the_memory_limit() {
         .unwrap_err();
     assert_eq!(err.kind(), "resource_limit", "{err:?}");
     catalog.query("ASK { ?s ?p ?o }", None).await.unwrap();
+}
+
+/// The in-process catalog and one with workers, with `limits`.
+fn both(limits: SparqlLimits) -> [(&'static str, Catalog); 2] {
+    [
+        ("in process", catalog(limits.clone())),
+        ("worker", catalog(limits).with_worker(worker(1024)).unwrap()),
+    ]
+}
+
+/// Queries of 2 to 20 KB whose parse or whose tree is thousands of levels deep.
+fn deep_queries() -> Vec<(&'static str, String)> {
+    let n = 1000;
+    vec![
+        ("braces", format!("ASK {}{}", "{".repeat(n), "}".repeat(n))),
+        (
+            "parentheses",
+            format!("ASK {{ FILTER({}1{}) }}", "(".repeat(n), ")".repeat(n)),
+        ),
+        (
+            "blank node property lists",
+            format!(
+                "ASK {{ ?s ?p {}{} }}",
+                "[ <http://x/p> ".repeat(n),
+                "]".repeat(n)
+            ),
+        ),
+        (
+            "collections",
+            format!("ASK {{ ?s ?p {}1{} }}", "(".repeat(n), ")".repeat(n)),
+        ),
+        (
+            "|| chain",
+            format!("ASK {{ FILTER(true{}) }}", " || true".repeat(5 * n)),
+        ),
+        (
+            "&& chain",
+            format!("ASK {{ FILTER(true{}) }}", "&&true".repeat(5 * n)),
+        ),
+        (
+            "! chain",
+            format!("ASK {{ FILTER({}true) }}", "!".repeat(5 * n)),
+        ),
+        (
+            "unary minus",
+            format!("ASK {{ FILTER({}1) }}", "- ".repeat(5 * n)),
+        ),
+        (
+            "sum",
+            format!("ASK {{ FILTER(1{} > 0) }}", "+1".repeat(5 * n)),
+        ),
+        (
+            "property path",
+            format!("ASK {{ ?s <http://x/p>{} ?o }}", "/<http://x/p>".repeat(n)),
+        ),
+        (
+            "OPTIONAL chain",
+            format!("ASK {{ ?s ?p ?o {} }}", "OPTIONAL { ?s ?p ?o } ".repeat(n)),
+        ),
+        (
+            "\\u escapes",
+            format!("ASK {}{}", "\\u007B".repeat(n), "\\u007D".repeat(n)),
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn deep_queries_are_refused_before_parsing() {
+    for (how, catalog) in both(SparqlLimits::default()) {
+        for (name, query) in deep_queries() {
+            let err = catalog.query(&query, None).await.unwrap_err();
+            assert!(
+                matches!(err, SparqlError::TooDeep { max: 128 }),
+                "{how}, {name}: {err:?}"
+            );
+            assert!(err.to_string().contains("128"), "{err}");
+        }
+        // Still serving.
+        let answer = catalog.query("ASK { ?s ?p ?o }", None).await.unwrap();
+        let body = answer.into_bytes().await.unwrap();
+        assert!(String::from_utf8(body).unwrap().contains("true"), "{how}");
+    }
+}
+
+#[tokio::test]
+async fn queries_at_the_depth_limit_are_answered() {
+    let limits = SparqlLimits::default();
+    let max = limits.max_depth;
+    // n nested groups around a triple pattern: n levels.
+    let nested = |n: usize| format!("ASK {}?s ?p ?o{}", "{".repeat(n), "}".repeat(n));
+    // One group, FILTER, its parentheses (3 levels) and a chain of n - 3 more.
+    let chain = |n: usize| {
+        format!(
+            "ASK {{ ?s ?p ?o FILTER(?o = 1{}) }}",
+            " || ?o = 1".repeat(n - 3)
+        )
+    };
+    for (how, catalog) in both(limits) {
+        for (name, query) in [("groups", nested as fn(usize) -> String), ("chain", chain)] {
+            let answer = catalog.query(&query(max), None).await;
+            assert!(answer.is_ok(), "{how}, {name} at the limit: {answer:?}");
+            let err = catalog.query(&query(max + 1), None).await.unwrap_err();
+            assert!(
+                matches!(err, SparqlError::TooDeep { .. }),
+                "{how}, {name}: {err:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_worker_that_overflows_its_stack_is_a_resource_limit() {
+    // Without the depth limit the worker parses half a million nested groups and dies of a
+    // stack overflow: the node reports it as a resource limit and goes on.
+    let n = 500_000;
+    let catalog = catalog(SparqlLimits {
+        max_depth: usize::MAX,
+        max_query_bytes: 4 * n,
+        ..SparqlLimits::default()
+    })
+    .with_worker(worker(1024))
+    .unwrap();
+    let query = format!("ASK {}{}", "{".repeat(n), "}".repeat(n));
+    let err = catalog.query(&query, None).await.unwrap_err();
+    assert_eq!(err.kind(), "resource_limit", "{err:?}");
+    assert!(err.to_string().contains("stack"), "{err}");
+    catalog.query("ASK { ?s ?p ?o }", None).await.unwrap();
+}
+
+/// A SELECT of one solution whose value is a string of 2^(4 + doublings) bytes, from a query
+/// of a few hundred bytes.
+fn big_string(doublings: usize) -> String {
+    let mut query = String::from("SELECT ?v0 WHERE { BIND(\"0123456789abcdef\" AS ?v0) ");
+    for i in 1..=doublings {
+        query.push_str(&format!("BIND(CONCAT(?v{p}, ?v{p}) AS ?v{i}) ", p = i - 1));
+    }
+    query = query.replacen("SELECT ?v0", &format!("SELECT ?v{doublings}"), 1);
+    query.push('}');
+    query
+}
+
+#[tokio::test]
+async fn results_over_the_byte_limit_are_refused() {
+    let limits = SparqlLimits {
+        max_result_bytes: 4 * 1024 * 1024,
+        ..SparqlLimits::default()
+    };
+    for (how, catalog) in both(limits) {
+        // 2 MiB of value: answered whole.
+        let answer = catalog
+            .query(&big_string(17), Some("text/csv"))
+            .await
+            .unwrap();
+        let body = answer.into_bytes().await.unwrap();
+        assert!(body.len() > 2 * 1024 * 1024, "{how}: {} bytes", body.len());
+        assert_eq!(
+            body.iter().filter(|b| **b == b'f').count(),
+            1 << 17,
+            "{how}: the value is cut"
+        );
+        // 8 MiB: refused, naming the limit.
+        let err = catalog
+            .query(&big_string(19), Some("text/csv"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), "result_too_large", "{how}: {err:?}");
+        assert_eq!(
+            err.to_string(),
+            SparqlError::ResultTooLarge(4 * 1024 * 1024).to_string()
+        );
+        assert!(err.to_string().contains("4194304 bytes"), "{err}");
+        // The whole catalog is well within it.
+        let err = catalog
+            .query("CONSTRUCT WHERE { ?s ?p ?o }", None)
+            .await
+            .map(|_| ());
+        assert!(err.is_ok(), "{how}: {err:?}");
+    }
+    let tiny = catalog(SparqlLimits {
+        max_result_bytes: 1000,
+        ..SparqlLimits::default()
+    })
+    .with_worker(worker(1024))
+    .unwrap();
+    // Many small solutions count too.
+    let err = tiny
+        .query("SELECT * WHERE { ?s ?p ?o }", None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "result_too_large", "{err:?}");
+}
+
+#[tokio::test]
+async fn worker_results_stream_in_bounded_chunks() {
+    use futures::StreamExt;
+    let catalog = catalog(SparqlLimits::default())
+        .with_worker(worker(1024))
+        .unwrap();
+    // 16 MiB of value.
+    let answer = catalog
+        .query(&big_string(20), Some("application/sparql-results+json"))
+        .await
+        .unwrap();
+    let polder_catalog::store::AnswerBody::Stream(mut stream) = answer.body else {
+        panic!("a worker's result is held whole in the node")
+    };
+    let (mut total, mut chunks, mut largest) = (0, 0, 0);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.unwrap();
+        total += chunk.len();
+        chunks += 1;
+        largest = largest.max(chunk.len());
+    }
+    assert!(total > 16 * 1024 * 1024, "{total} bytes");
+    assert!(largest <= 64 * 1024, "a chunk of {largest} bytes");
+    assert!(chunks >= 256, "{chunks} chunks");
+}
+
+#[tokio::test]
+async fn a_client_reading_past_the_time_limit_loses_the_result_and_the_slot() {
+    use futures::StreamExt;
+    let timeout = Duration::from_secs(8);
+    let catalog = catalog(SparqlLimits {
+        timeout,
+        max_concurrent: 1,
+        queue_timeout: Duration::from_secs(1),
+        ..SparqlLimits::default()
+    })
+    .with_worker(worker(1024))
+    .unwrap();
+    let started = tokio::time::Instant::now();
+    let answer = catalog.query(&big_string(20), None).await.unwrap();
+    let polder_catalog::store::AnswerBody::Stream(mut stream) = answer.body else {
+        panic!("not streamed")
+    };
+    stream.next().await.unwrap().unwrap();
+    // The client stops reading past the deadline: the worker is killed and the only slot
+    // is free again, although the result is not dropped yet.
+    tokio::time::sleep_until(started + timeout + Duration::from_secs(1)).await;
+    let answer = catalog.query("ASK { ?s ?p ?o }", None).await.unwrap();
+    answer.into_bytes().await.unwrap();
+    // What the pipe still held arrives, then the result ends with an error, not cut silently.
+    let mut ended_with_error = false;
+    while let Some(chunk) = stream.next().await {
+        if chunk.is_err() {
+            ended_with_error = true;
+            break;
+        }
+    }
+    assert!(ended_with_error, "the cut result ended as if whole");
 }
 
 #[test]

@@ -13,6 +13,7 @@
 //! Tickets and prepared-statement handles are self-contained ([`StatementHandle`]), so any
 //! replica of a node can answer a `DoGet` for a ticket another replica issued.
 
+pub mod depth;
 pub mod error;
 pub mod fit;
 pub mod handle;

@@ -17,8 +17,9 @@ use datafusion::physical_plan::coop::CooperativeExec;
 use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::prelude::{SQLOptions, SessionContext};
 use datafusion::sql::parser::Statement as DFStatement;
-use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
+use datafusion::sql::sqlparser::ast::{SetExpr, Statement as SqlStatement};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::parser::ParserError;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 use futures::{Stream, StreamExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -40,6 +41,9 @@ pub struct QueryLimits {
     pub queue_timeout: Duration,
     /// Most parameter rows bound to one prepared statement.
     pub max_parameter_rows: usize,
+    /// Deepest nesting of expressions, subqueries and set operations in a statement (see
+    /// [`crate::depth`]).
+    pub max_query_depth: usize,
 }
 
 impl Default for QueryLimits {
@@ -50,21 +54,39 @@ impl Default for QueryLimits {
             max_concurrent: 16,
             queue_timeout: Duration::from_secs(30),
             max_parameter_rows: 10_000,
+            max_query_depth: 256,
         }
     }
 }
 
-/// The runtime query plans execute on (see [`QueryEngine::with_executor`]), one worker
-/// thread per core. It shuts down without waiting when dropped, which may happen inside
-/// another runtime (where dropping a plain `Runtime` panics).
+/// Stack each thread of the [`QueryRuntime`] gets per byte of the longest SQL text accepted.
+///
+/// A statement deeper than the depth limit is refused, but the parser has already built its
+/// tree, and dropping that tree recurses once per level; a chain of binary operators costs two
+/// bytes of SQL per level. 256 bytes of stack per byte of SQL leaves room for the deepest tree
+/// the longest statement can build, and for planning statements within the depth limit.
+const STACK_PER_QUERY_BYTE: usize = 256;
+/// Least and most stack of a query runtime thread (only the pages a thread touches are used).
+const STACK_BYTES: std::ops::RangeInclusive<usize> = (16 << 20)..=(1 << 30);
+
+/// The runtime statements are parsed and planned on and plans execute on (see
+/// [`QueryEngine::with_executor`]), one worker thread per core, each with a stack sized for
+/// the longest statement the limits accept. It shuts down without waiting when dropped, which
+/// may happen inside another runtime (where dropping a plain `Runtime` panics).
 #[derive(Debug)]
 pub struct QueryRuntime(Option<tokio::runtime::Runtime>);
 
 impl QueryRuntime {
-    /// Starts the runtime; its threads are named `polder-query`.
-    pub fn new() -> std::io::Result<Self> {
+    /// Starts the runtime for statements within `limits`; its threads are named
+    /// `polder-query`.
+    pub fn new(limits: &QueryLimits) -> std::io::Result<Self> {
+        let stack = limits
+            .max_query_bytes
+            .saturating_mul(STACK_PER_QUERY_BYTE)
+            .clamp(*STACK_BYTES.start(), *STACK_BYTES.end());
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .thread_name("polder-query")
+            .thread_stack_size(stack)
             .enable_all()
             .build()?;
         Ok(Self(Some(runtime)))
@@ -174,29 +196,42 @@ impl QueryEngine {
     /// Plans `sql` as [`QueryEngine::plan`] does; a statement refused while planning is
     /// recorded in the request's audit.
     pub async fn plan_audited(&self, sql: &str) -> Result<LogicalPlan> {
-        let planned = self.plan(sql).await;
-        if let (Err(err), Some(audit)) = (&planned, &self.audit) {
+        let planned = match self.admit().await {
+            Ok(slot) => self.plan_in(sql, &slot).await,
+            Err(err) => Err(err),
+        };
+        self.audit_refusal(sql, &planned).await;
+        planned
+    }
+
+    async fn audit_refusal<T>(&self, sql: &str, outcome: &Result<T>) {
+        if let (Err(err), Some(audit)) = (outcome, &self.audit) {
             let (audit, sql, err) = (Arc::clone(audit), sql.to_string(), err.clone());
             // A write that fails is logged by the audit; the refusal stands either way.
             let _ = blocking(move || audit.refused(&sql, &err)).await;
         }
-        planned
     }
 
     /// Plans and runs `sql` (once per parameter row), recording it in the request's audit:
     /// a refusal, the start (whose failure refuses the query) and the end with the rows sent.
+    /// Planning and running hold one query slot and share one deadline.
     pub async fn run(
         &self,
         sql: &str,
         params: Vec<RecordBatch>,
     ) -> Result<SendableRecordBatchStream> {
-        let plan = self.plan_audited(sql).await?;
+        let planned = match self.admit().await {
+            Ok(slot) => self.plan_in(sql, &slot).await.map(|plan| (plan, slot)),
+            Err(err) => Err(err),
+        };
+        self.audit_refusal(sql, &planned).await;
+        let (plan, slot) = planned?;
         let Some(audit) = self.audit.clone() else {
-            return self.execute(plan, params).await;
+            return self.execute_in(plan, params, slot).await;
         };
         let (started, statement) = (Arc::clone(&audit), sql.to_string());
         blocking(move || started.started(&statement)).await??;
-        let stream = match self.execute(plan, params).await {
+        let stream = match self.execute_in(plan, params, slot).await {
             Ok(stream) => stream,
             Err(err) => {
                 let (audit, failure) = (Arc::clone(&audit), err.clone());
@@ -236,41 +271,15 @@ impl QueryEngine {
     /// Parses and plans `sql`, refusing anything that is not a read-only query.
     ///
     /// Positional `?` placeholders (as JDBC, ODBC and ADBC clients send them) are numbered
-    /// `$1, $2, ...` in order of appearance before planning.
-    #[instrument(skip_all, fields(sql_bytes = sql.len()))]
+    /// `$1, $2, ...` in order of appearance before planning. Planning takes a query slot and
+    /// runs within the query timeout, on the executor when there is one.
     pub async fn plan(&self, sql: &str) -> Result<LogicalPlan> {
-        if sql.len() > self.limits.max_query_bytes {
-            return Err(Error::InvalidRequest(format!(
-                "query is {} bytes long; this node accepts at most {} bytes",
-                sql.len(),
-                self.limits.max_query_bytes
-            )));
-        }
-        if sql.trim().is_empty() {
-            return Err(Error::InvalidRequest("query is empty".into()));
-        }
-        let sql = number_positional_placeholders(sql)?;
-        let state = self.ctx.state();
-        let dialect = state.config().options().sql_parser.dialect;
-        let statement = state.sql_to_statement(&sql, &dialect)?;
-        check_read_only(&statement)?;
-        let plan = state.statement_to_plan(statement).await?;
-        SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(false)
-            .verify_plan(&plan)
-            .map_err(|e| Error::Forbidden(format!("the node is read-only: {}", e.message())))?;
-        Ok(plan)
+        let slot = self.admit().await?;
+        self.plan_in(sql, &slot).await
     }
 
-    /// Runs `plan` once per parameter row (once when `params` is empty) and streams the results.
-    #[instrument(skip_all)]
-    pub async fn execute(
-        &self,
-        plan: LogicalPlan,
-        params: Vec<RecordBatch>,
-    ) -> Result<SendableRecordBatchStream> {
+    /// Waits for a query slot (up to the queue timeout); the slot's deadline starts now.
+    async fn admit(&self) -> Result<Slot> {
         let permit = tokio::time::timeout(
             self.limits.queue_timeout,
             Arc::clone(&self.slots).acquire_owned(),
@@ -283,7 +292,69 @@ impl QueryEngine {
             ))
         })?
         .map_err(|_| Error::Internal("query slots closed".into()))?;
+        Ok(Slot {
+            permit: Arc::new(permit),
+            deadline: tokio::time::Instant::now() + self.limits.timeout,
+        })
+    }
 
+    /// Plans `sql` within `slot`: on the executor, whose threads have stacks for the deepest
+    /// statement the limits accept, and stopped at the slot's deadline.
+    async fn plan_in(&self, sql: &str, slot: &Slot) -> Result<LogicalPlan> {
+        let (ctx, limits, sql) = (self.ctx.clone(), self.limits.clone(), sql.to_string());
+        let permit = Arc::clone(&slot.permit);
+        let work = async move {
+            // The slot stays taken until planning really ends, also after a timeout.
+            let _permit = permit;
+            plan_statement(&ctx, &limits, &sql).await
+        };
+        self.on_executor(work, slot.deadline, "planning").await
+    }
+
+    /// Runs `work` on the executor (inline without one) until `deadline`, then aborts it.
+    async fn on_executor<T: Send + 'static>(
+        &self,
+        work: impl Future<Output = Result<T>> + Send + 'static,
+        deadline: tokio::time::Instant,
+        what: &str,
+    ) -> Result<T> {
+        let timeout = self.limits.timeout;
+        let late = || {
+            Error::Timeout(format!(
+                "query exceeded the node's timeout of {timeout:?} while {what}"
+            ))
+        };
+        match &self.executor {
+            None => tokio::time::timeout_at(deadline, work)
+                .await
+                .map_err(|_| late())?,
+            Some(executor) => {
+                let task = AbortOnDrop(executor.spawn(work));
+                tokio::time::timeout_at(deadline, task)
+                    .await
+                    .map_err(|_| late())?
+            }
+        }
+    }
+
+    /// Runs `plan` once per parameter row (once when `params` is empty) and streams the results.
+    #[instrument(skip_all)]
+    pub async fn execute(
+        &self,
+        plan: LogicalPlan,
+        params: Vec<RecordBatch>,
+    ) -> Result<SendableRecordBatchStream> {
+        let slot = self.admit().await?;
+        self.execute_in(plan, params, slot).await
+    }
+
+    /// Runs `plan` within `slot`, which the result stream holds until it ends.
+    async fn execute_in(
+        &self,
+        plan: LogicalPlan,
+        params: Vec<RecordBatch>,
+        slot: Slot,
+    ) -> Result<SendableRecordBatchStream> {
         let schema = Arc::clone(plan.schema().inner());
         let rows = parameter_rows(&params, self.limits.max_parameter_rows)?;
         let plans = if rows.is_empty() {
@@ -314,24 +385,72 @@ impl QueryEngine {
             };
             Ok::<_, Error>(stream)
         };
+        let stream = self.on_executor(start, slot.deadline, "planning").await?;
         let inner = match &self.executor {
-            None => start.await?,
-            Some(executor) => {
-                let stream = executor
-                    .spawn(start)
-                    .await
-                    .map_err(|e| Error::Internal(format!("query planning task failed: {e}")))??;
-                forward(executor, Arc::clone(&schema), stream)
-            }
+            None => stream,
+            Some(executor) => forward(executor, Arc::clone(&schema), stream),
         };
         Ok(Box::pin(LimitedStream {
             schema,
             inner,
-            deadline: Box::pin(tokio::time::sleep(self.limits.timeout)),
+            deadline: Box::pin(tokio::time::sleep_until(slot.deadline)),
             timeout: self.limits.timeout,
-            permit: Some(permit),
+            permit: Some(slot.permit),
         }))
     }
+}
+
+/// A query slot: taken from the node's concurrent-query limit, with the deadline of the
+/// statement it admits. Planning and execution share it.
+#[derive(Debug)]
+struct Slot {
+    permit: Arc<OwnedSemaphorePermit>,
+    deadline: tokio::time::Instant,
+}
+
+/// Parses `sql`, bounds its depth and plans it, refusing anything that is not a read-only
+/// query. Runs where the stack is sized for the limits (see [`QueryRuntime`]).
+#[instrument(skip_all, fields(sql_bytes = sql.len()))]
+async fn plan_statement(
+    ctx: &SessionContext,
+    limits: &QueryLimits,
+    sql: &str,
+) -> Result<LogicalPlan> {
+    if sql.len() > limits.max_query_bytes {
+        return Err(Error::InvalidRequest(format!(
+            "query is {} bytes long; this node accepts at most {} bytes",
+            sql.len(),
+            limits.max_query_bytes
+        )));
+    }
+    if sql.trim().is_empty() {
+        return Err(Error::InvalidRequest("query is empty".into()));
+    }
+    let sql = number_positional_placeholders(sql)?;
+    let state = ctx.state();
+    let options = state.config().options();
+    let dialect = options.sql_parser.dialect;
+    let statement =
+        state
+            .sql_to_statement(&sql, &dialect)
+            .map_err(|err| match err.find_root() {
+                DataFusionError::SQL(parse, _)
+                    if matches!(parse.as_ref(), ParserError::RecursionLimitExceeded) =>
+                {
+                    crate::depth::too_deep(options.sql_parser.recursion_limit.get())
+                }
+                _ => Error::from_datafusion(err),
+            })?;
+    crate::depth::check_depth(&statement, limits.max_query_depth)?;
+    check_read_only(&statement)?;
+    let plan = state.statement_to_plan(statement).await?;
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+        .verify_plan(&plan)
+        .map_err(|e| Error::Forbidden(format!("the node is read-only: {}", e.message())))?;
+    Ok(plan)
 }
 
 /// The parameters a planned statement expects, as a schema with one field per placeholder
@@ -406,9 +525,11 @@ fn check_read_only(statement: &DFStatement) -> Result<()> {
     };
     match statement {
         DFStatement::Statement(inner) => match inner.as_ref() {
-            SqlStatement::Query(_)
-            | SqlStatement::ShowTables { .. }
-            | SqlStatement::ShowColumns { .. } => Ok(()),
+            SqlStatement::Query(query) => match writes(&query.body) {
+                Some(kind) => refuse(kind),
+                None => Ok(()),
+            },
+            SqlStatement::ShowTables { .. } | SqlStatement::ShowColumns { .. } => Ok(()),
             SqlStatement::Explain { statement, .. } => {
                 check_read_only(&DFStatement::Statement(statement.clone()))
             }
@@ -419,6 +540,27 @@ fn check_read_only(statement: &DFStatement) -> Result<()> {
         DFStatement::CopyTo(_) => refuse("COPY"),
         DFStatement::Reset(_) => refuse("RESET"),
     }
+}
+
+/// The kind of write a query body holds (`WITH ... INSERT ...` is a query whose body is an
+/// insert), without recursion: a chain of set operations may be long.
+fn writes(body: &SetExpr) -> Option<&'static str> {
+    let mut pending = vec![body];
+    while let Some(node) = pending.pop() {
+        match node {
+            SetExpr::Insert(_) => return Some("INSERT"),
+            SetExpr::Update(_) => return Some("UPDATE"),
+            SetExpr::Delete(_) => return Some("DELETE"),
+            SetExpr::Merge(_) => return Some("MERGE"),
+            SetExpr::Query(query) => pending.push(&query.body),
+            SetExpr::SetOperation { left, right, .. } => {
+                pending.push(left);
+                pending.push(right);
+            }
+            SetExpr::Select(_) | SetExpr::Values(_) | SetExpr::Table(_) => {}
+        }
+    }
+    None
 }
 
 /// The leading keywords of a statement, for error messages (never its literals).
@@ -473,12 +615,23 @@ fn forward(
     Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, batches))
 }
 
-/// Aborts a task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+/// A task that is aborted when its handle is dropped; awaiting it gives the task's output.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
 
-impl Drop for AbortOnDrop {
+impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+impl<T> Future for AbortOnDrop<Result<T>> {
+    type Output = Result<T>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // A panic is the task's failure, reported as the node's fault; the node serves on.
+        Pin::new(&mut self.0).poll(cx).map(|joined| {
+            joined.unwrap_or_else(|err| Err(Error::Internal(format!("query task failed: {err}"))))
+        })
     }
 }
 
@@ -489,7 +642,7 @@ struct LimitedStream {
     inner: SendableRecordBatchStream,
     deadline: Pin<Box<Sleep>>,
     timeout: Duration,
-    permit: Option<OwnedSemaphorePermit>,
+    permit: Option<Arc<OwnedSemaphorePermit>>,
 }
 
 impl Stream for LimitedStream {
@@ -647,6 +800,9 @@ mod tests {
             "SET datafusion.execution.batch_size = 1",
             "EXPLAIN INSERT INTO t VALUES (4, 'w')",
             "CREATE VIEW v AS SELECT 1",
+            "WITH x AS (SELECT 4 AS a, 'w' AS b) INSERT INTO t SELECT * FROM x",
+            "WITH x AS (SELECT 1) UPDATE t SET a = 5",
+            "WITH x AS (SELECT 1) DELETE FROM t",
         ] {
             let err = engine.plan(sql).await.unwrap_err();
             assert!(matches!(err, Error::Forbidden(_)), "{sql}: {err:?}");
@@ -698,7 +854,7 @@ mod tests {
     async fn stops_at_the_deadline() {
         let ctx = SessionContext::new();
         let limits = QueryLimits {
-            timeout: Duration::from_millis(1),
+            timeout: Duration::from_millis(300),
             ..QueryLimits::default()
         };
         let engine = QueryEngine::new(ctx, limits);
@@ -706,19 +862,29 @@ mod tests {
             .plan("SELECT count(*) FROM generate_series(1, 1000000000) a")
             .await
             .unwrap();
-        let mut stream = engine.execute(plan, vec![]).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        let err = stream.next().await.unwrap().unwrap_err();
-        assert!(err.to_string().contains("timeout"), "{err}");
-        assert!(stream.next().await.is_none());
+        // The deadline covers physical planning too: the timeout comes from starting the
+        // stream or from its first item.
+        let err = match engine.execute(plan, vec![]).await {
+            Err(err) => err.to_string(),
+            Ok(mut stream) => {
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                let err = stream.next().await.unwrap().unwrap_err().to_string();
+                assert!(stream.next().await.is_none());
+                err
+            }
+        };
+        assert!(err.contains("timeout"), "{err}");
     }
 
-    /// Through a dedicated executor, plans that outlive their deadline end with the timeout
-    /// error and are aborted: the executor's only thread is free again for the next query.
-    /// (That the node stays responsive under CPU-bound load is checked end to end by the
-    /// conformance suite, test_limits.py.)
-    #[test]
-    fn dedicated_executor_keeps_the_caller_responsive() {
+    fn chain(terms: usize, op: &str) -> String {
+        format!(
+            "SELECT {} AS x",
+            std::iter::repeat_n("1", terms).collect::<Vec<_>>().join(op)
+        )
+    }
+
+    /// An executor with one worker thread, and a current-thread runtime for the caller.
+    fn runtimes() -> (tokio::runtime::Runtime, tokio::runtime::Runtime) {
         let executor = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -728,6 +894,125 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
+        (executor, caller)
+    }
+
+    fn engine_on(executor: &tokio::runtime::Runtime, limits: QueryLimits) -> QueryEngine {
+        QueryEngine::new(SessionContext::new(), limits).with_executor(executor.handle().clone())
+    }
+
+    async fn answer(engine: &QueryEngine, sql: &str) -> Result<Vec<RecordBatch>> {
+        let stream = engine.run(sql, vec![]).await?;
+        stream
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .map(|batch| batch.map_err(Error::from_datafusion))
+            .collect()
+    }
+
+    /// Deep statements are refused with a message naming the limit, never crash the process,
+    /// and statements within the limit are answered; the engine serves on after each.
+    #[test]
+    fn refuses_statements_nested_deeper_than_the_limit() {
+        let limits = QueryLimits::default();
+        let executor = QueryRuntime::new(&limits).unwrap();
+        let caller = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let engine = QueryEngine::new(SessionContext::new(), limits.clone())
+            .with_executor(executor.handle());
+        let longest = |piece: &str| {
+            // The longest statement of repeated `piece`s the length limit accepts.
+            let n = (limits.max_query_bytes - 32) / piece.len();
+            format!("SELECT 1{}", piece.repeat(n))
+        };
+        let mut parens = "1".to_string();
+        for _ in 0..1000 {
+            parens = format!("({parens})");
+        }
+        let mut subqueries = "SELECT 1".to_string();
+        for _ in 0..300 {
+            subqueries = format!("SELECT ({subqueries})");
+        }
+        caller.block_on(async {
+            for sql in [
+                chain(1_900, "+"),
+                chain(5_000, " OR "),
+                chain(5_000, " AND "),
+                chain(5_000, " || "),
+                longest("+1"),
+                longest(" OR 1"),
+                longest(" UNION ALL SELECT 1"),
+                vec!["SELECT 1"; 2_000].join(" UNION ALL "),
+                format!("SELECT {parens}"),
+                subqueries.clone(),
+                format!("EXPLAIN {}", chain(1_900, "+")),
+                format!(
+                    "SELECT * FROM (VALUES (1)) t(a) WHERE {}",
+                    vec!["a = 1"; 2_000].join(" OR ")
+                ),
+            ] {
+                let err = engine.plan(&sql).await.unwrap_err();
+                assert!(
+                    matches!(&err, Error::InvalidRequest(m) if m.contains("levels deep")),
+                    "{}...: {err:?}",
+                    &sql[..60]
+                );
+                let batches = answer(&engine, "SELECT 41 + 1 AS answer").await.unwrap();
+                assert_eq!(batches[0].num_rows(), 1);
+            }
+            // Just within the limit: planned and answered.
+            let within = limits.max_query_depth - 8;
+            let batches = answer(&engine, &chain(within, "+")).await.unwrap();
+            let sum =
+                datafusion::arrow::compute::cast(batches[0].column(0), &DataType::Int64).unwrap();
+            assert_eq!(
+                sum.as_any()
+                    .downcast_ref::<datafusion::arrow::array::Int64Array>()
+                    .unwrap()
+                    .value(0),
+                within as i64
+            );
+            let unions = vec!["SELECT 1 AS x"; within].join(" UNION ALL ");
+            let batches = answer(&engine, &format!("SELECT count(*) FROM ({unions})"))
+                .await
+                .unwrap();
+            assert_eq!(batches[0].num_rows(), 1);
+        });
+    }
+
+    /// Planning takes a query slot: with every slot held by a running result, a statement
+    /// waits for one and is refused when the queue timeout passes.
+    #[test]
+    fn planning_takes_a_query_slot() {
+        let (executor, caller) = runtimes();
+        let engine = engine_on(
+            &executor,
+            QueryLimits {
+                max_concurrent: 1,
+                queue_timeout: Duration::from_millis(100),
+                ..QueryLimits::default()
+            },
+        );
+        caller.block_on(async {
+            let running = engine.run("SELECT 1", vec![]).await.unwrap();
+            let err = engine.plan("SELECT 2").await.unwrap_err();
+            assert!(matches!(err, Error::ResourceExhausted(_)), "{err:?}");
+            drop(running);
+            engine.plan("SELECT 2").await.unwrap();
+        });
+        executor.shutdown_background();
+    }
+
+    /// Through a dedicated executor, plans that outlive their deadline end with the timeout
+    /// error and are aborted: the executor's only thread is free again for the next query.
+    /// (That the node stays responsive under CPU-bound load is checked end to end by the
+    /// conformance suite, test_limits.py.)
+    #[test]
+    fn dedicated_executor_keeps_the_caller_responsive() {
+        let (executor, caller) = runtimes();
         let engine = QueryEngine::new(
             SessionContext::new(),
             QueryLimits {

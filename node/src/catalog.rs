@@ -258,6 +258,8 @@ pub async fn build(
             max_results: limits.sparql_max_results,
             max_concurrent: limits.sparql_max_concurrent,
             queue_timeout: limits.queue_timeout,
+            max_depth: limits.sparql_max_depth,
+            max_result_bytes: limits.sparql_max_result_bytes,
         },
     )?
     .with_worker(WorkerCommand {

@@ -37,7 +37,8 @@ pub enum Command {
 /// `polder audit` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Check a log's hash chain and its checkpoints' signatures; exits non-zero when broken.
+    /// Check a log's hash chain and its checkpoints' signatures; exits non-zero when broken,
+    /// or when records are not covered by a signed checkpoint (see --allow-unsigned).
     Verify(VerifyArgs),
 }
 
@@ -50,6 +51,12 @@ pub struct VerifyArgs {
     /// The public JWKS of the signing key (as `polder token keygen` wrote it).
     #[arg(long, value_name = "FILE")]
     pub jwks: PathBuf,
+    /// Accept a log that no signed checkpoint covers, or whose records after the last
+    /// checkpoint are more than it promised (e.g. a log copied without its checkpoints):
+    /// those records are then checked only as a chain, which anyone who can write the file can
+    /// recompute. Without it such a log fails.
+    #[arg(long)]
+    pub allow_unsigned: bool,
 }
 
 /// `polder token` subcommands.

@@ -125,6 +125,10 @@ pub struct LimitsConfig {
     /// Longest SQL text accepted, in bytes.
     #[serde(default = "default_max_query_bytes")]
     pub max_query_bytes: usize,
+    /// Deepest nesting of expressions, subqueries and set operations in a SQL statement
+    /// (a chain `a OR b OR c` is three levels deep).
+    #[serde(default = "default_max_query_depth")]
+    pub max_query_depth: usize,
     /// Longest a query may run, from planning to its last batch (e.g. "5m", "30s").
     #[serde(default = "default_query_timeout", with = "humantime_serde")]
     pub query_timeout: Duration,
@@ -169,6 +173,13 @@ pub struct LimitsConfig {
     /// Memory one SPARQL query may use, in MiB (the address space of its worker process).
     #[serde(default = "default_sparql_memory_limit_mib")]
     pub sparql_memory_limit_mib: usize,
+    /// Deepest nesting of a SPARQL query: brackets, and chains of operators, OPTIONAL, UNION,
+    /// FILTER and BIND, each link a level; deeper queries are refused before they are parsed.
+    #[serde(default = "default_sparql_max_depth")]
+    pub sparql_max_depth: usize,
+    /// Largest serialised SPARQL result, in bytes; a larger result is refused.
+    #[serde(default = "default_sparql_max_result_bytes")]
+    pub sparql_max_result_bytes: usize,
 }
 
 impl Default for LimitsConfig {
@@ -179,6 +190,9 @@ impl Default for LimitsConfig {
 
 fn default_max_query_bytes() -> usize {
     256 * 1024
+}
+fn default_max_query_depth() -> usize {
+    polder_flight_sql::QueryLimits::default().max_query_depth
 }
 fn default_query_timeout() -> Duration {
     Duration::from_secs(300)
@@ -221,6 +235,12 @@ fn default_sparql_max_concurrent() -> usize {
 }
 fn default_sparql_memory_limit_mib() -> usize {
     1024
+}
+fn default_sparql_max_depth() -> usize {
+    128
+}
+fn default_sparql_max_result_bytes() -> usize {
+    64 * 1024 * 1024
 }
 
 impl NodeConfig {
@@ -302,6 +322,7 @@ impl NodeConfig {
         let l = &self.limits;
         for (what, value) in [
             ("limits.max_query_bytes", l.max_query_bytes),
+            ("limits.max_query_depth", l.max_query_depth),
             ("limits.max_concurrent_queries", l.max_concurrent_queries),
             ("limits.memory_limit_mib", l.memory_limit_mib),
             ("limits.max_message_bytes", l.max_message_bytes),
@@ -310,6 +331,8 @@ impl NodeConfig {
             ("limits.sparql_max_results", l.sparql_max_results),
             ("limits.sparql_max_concurrent", l.sparql_max_concurrent),
             ("limits.sparql_memory_limit_mib", l.sparql_memory_limit_mib),
+            ("limits.sparql_max_depth", l.sparql_max_depth),
+            ("limits.sparql_max_result_bytes", l.sparql_max_result_bytes),
         ] {
             if value == 0 {
                 return Err(ConfigError::Invalid(format!(
@@ -367,11 +390,7 @@ impl NodeConfig {
                         .into(),
                 ));
             }
-            if audit.checkpoint_every == 0 {
-                return Err(ConfigError::Invalid(
-                    "audit.checkpoint_every must be greater than 0".into(),
-                ));
-            }
+            audit.validate().map_err(ConfigError::Invalid)?;
         }
         Ok(())
     }

@@ -240,11 +240,7 @@ impl Access {
         };
         let authenticator = Authenticator::start(auth, policy.has_public_datasets()).await?;
         let audit = match audit {
-            Some(audit) => Some(Arc::new(AuditLog::open(
-                &audit.log,
-                &audit.signing_key,
-                audit.checkpoint_every,
-            )?)),
+            Some(audit) => Some(Arc::new(AuditLog::open_config(audit)?)),
             None => None,
         };
         Ok(Self {
@@ -313,6 +309,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         max_concurrent: limits.max_concurrent_queries,
         queue_timeout: limits.queue_timeout,
         max_parameter_rows: limits.max_parameter_rows,
+        max_query_depth: limits.max_query_depth,
     };
     let flight_config = FlightSqlConfig {
         server: ServerInfo {
@@ -332,7 +329,8 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     };
     // Query plans run on a runtime of their own, so CPU-bound operators never stall the
     // gRPC and HTTP services or the timers that end queries at their deadline.
-    let query_runtime = QueryRuntime::new().context("cannot start the query runtime")?;
+    let query_runtime =
+        QueryRuntime::new(&query_limits).context("cannot start the query runtime")?;
     let mut engine =
         QueryEngine::new(ctx.clone(), query_limits).with_executor(query_runtime.handle());
     let sessions = access.as_ref().map(|a| {

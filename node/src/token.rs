@@ -20,7 +20,8 @@ pub fn run(command: TokenCommand) -> anyhow::Result<()> {
     }
 }
 
-/// Runs `polder audit verify`: prints what it checked, fails naming the first broken record.
+/// Runs `polder audit verify`: prints what it checked and what no signature covers; fails
+/// naming the first broken record, or when records are unsigned without `--allow-unsigned`.
 pub fn audit(command: AuditCommand) -> anyhow::Result<()> {
     let AuditCommand::Verify(args) = command;
     let jwks = std::fs::read_to_string(&args.jwks)
@@ -28,13 +29,54 @@ pub fn audit(command: AuditCommand) -> anyhow::Result<()> {
     let key = polder_access::audit::verifying_key_from_jwks(&jwks)
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.jwks.display()))?;
     let verified = polder_access::audit::verify(&args.log, Some(&key))?;
+    let log = args.log.display();
     println!(
-        "{}: intact: {} records, {} signed checkpoints, {} records after the last checkpoint, last hash {}",
-        args.log.display(),
+        "{log}: chain unbroken: {} records, last hash {}",
         verified.records,
-        verified.checkpoints,
-        verified.unsigned_tail,
         hex_of(&verified.last_hash)
+    );
+    match verified.signed_through {
+        0 => println!(
+            "  signed: nothing (no checkpoint verifies with {})",
+            args.jwks.display()
+        ),
+        through => println!(
+            "  signed: records 1-{through}, by {} checkpoints that verify with {}",
+            verified.checkpoints,
+            args.jwks.display()
+        ),
+    }
+    let promised = verified
+        .checkpoint_every
+        .map_or("no interval promised".to_string(), |every| {
+            format!("the last checkpoint promised the next within {every}")
+        });
+    println!(
+        "  not yet signed: {} records after the last checkpoint ({promised})",
+        verified.unsigned_tail
+    );
+    match verified.head {
+        Some(seq) => println!("  head file: names checkpoint record {seq}, which the log reaches"),
+        None => println!(
+            "  head file: none (a log cut back to an earlier checkpoint is detected only by a head kept elsewhere)"
+        ),
+    }
+    if let Some(problem) = verified.unproven() {
+        if !args.allow_unsigned {
+            anyhow::bail!(
+                "{log} is not verified: {problem} (--allow-unsigned accepts such a log, checking only its chain)"
+            );
+        }
+        eprintln!("polder: warning: {log}: {problem}; accepted with --allow-unsigned");
+        println!(
+            "{log}: intact as a chain only, UNSIGNED records accepted (--allow-unsigned): {} records, {} signed checkpoints, {} records after the last checkpoint",
+            verified.records, verified.checkpoints, verified.unsigned_tail
+        );
+        return Ok(());
+    }
+    println!(
+        "{log}: intact: {} records, {} signed checkpoints, {} records after the last checkpoint",
+        verified.records, verified.checkpoints, verified.unsigned_tail
     );
     Ok(())
 }

@@ -1,0 +1,510 @@
+//! Deterministic perturbation of released cells: the cell-key method of statistical offices.
+//!
+//! The minimum group size stops a query from releasing a small group, but not two allowed
+//! queries whose groups differ by a few units (a tracker attack: all neighbourhoods, then all
+//! but one): their difference is exact. Census tables are protected against this by adding to
+//! every released value a small perturbation that is a function of *which records* the value
+//! describes, so that:
+//!
+//! - the same cell asked again, in any phrasing, gets the same perturbation (repeating a query
+//!   averages nothing away);
+//! - two cells that differ by a few records get independent perturbations, so their difference
+//!   is the true difference plus noise of the size of one contribution.
+//!
+//! Here each row gets a *record key*, a keyed hash of its privacy unit and dimensions (a secret
+//! key of the node, so that a caller cannot compute it); the *cell key* of a released value is
+//! the sum (modulo 2^64) of the record keys of the rows it aggregates. The perturbation is drawn
+//! from the cell key and what is released:
+//!
+//! - a count moves by an integer in `[-D, D]` (`count_spread`), drawn from a symmetric
+//!   triangular distribution (variance `D(D+2)/6`), indexed like an ABS perturbation table by
+//!   the cell key and the true count, so that equal counts of the same rows (`count(*)`,
+//!   `count(sensor_id)` where no value is NULL) move alike; a count never goes below zero;
+//! - a sum moves by `m × M × t` and an average by `m × M × t / n`, where `m` is `magnitude`,
+//!   `M` the largest absolute value in the cell, `n` the values averaged and `t` a triangular
+//!   draw in `(-1, 1)` indexed by the cell key and the statistic (function and column).
+//!
+//! What it costs: a count is off by at most `D`; a sum by at most `m` times the cell's largest
+//! value, which for a cell of many units is a small share of the sum.
+
+use std::hash::Hasher;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array, StringArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type, Int64Type, UInt64Type};
+use datafusion::common::ScalarValue;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::utils::format_state_name;
+use datafusion::logical_expr::{
+    Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, ScalarFunctionArgs, ScalarUDF,
+    ScalarUDFImpl, Signature, Volatility,
+};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use siphasher::sip::SipHasher13;
+
+/// `[dataset.aggregate.perturbation]`: how an aggregate-only dataset's released values are
+/// perturbed.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PerturbationSpec {
+    /// A file of at least 32 secret bytes (relative to the policy file), e.g. made with
+    /// `head -c 32 /dev/urandom > cell-key.bin`. Keep it: a new key gives every cell new
+    /// perturbations, and answers before and after could be averaged.
+    pub key_file: PathBuf,
+    /// `D`: a released count moves by an integer in `[-D, D]`.
+    #[serde(default = "default_count_spread")]
+    pub count_spread: u32,
+    /// `m`: a released sum moves by at most `m` times the cell's largest absolute value (an
+    /// average by that divided by the number of values).
+    #[serde(default = "default_magnitude")]
+    pub magnitude: Magnitude,
+    /// The key, read from `key_file` when the policy is loaded.
+    #[serde(skip)]
+    pub secret: Option<CellKeySecret>,
+}
+
+impl std::fmt::Debug for PerturbationSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PerturbationSpec")
+            .field("key_file", &self.key_file)
+            .field("count_spread", &self.count_spread)
+            .field("magnitude", &self.magnitude.0)
+            .finish_non_exhaustive()
+    }
+}
+
+fn default_count_spread() -> u32 {
+    2
+}
+
+fn default_magnitude() -> Magnitude {
+    Magnitude(0.5)
+}
+
+/// The aggregate functions whose results can be perturbed.
+pub const PERTURBABLE: &[&str] = &["count", "sum", "avg", "mean"];
+
+/// A positive fraction (compared by its bits, so that specs stay `Eq`).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(transparent)]
+pub struct Magnitude(pub f64);
+
+impl PartialEq for Magnitude {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_bits() == other.0.to_bits()
+    }
+}
+
+impl Eq for Magnitude {}
+
+/// The node's secret for one perturbation: one key for record keys, one for draws.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct CellKeySecret {
+    record: [u8; 16],
+    draw: [u8; 16],
+}
+
+impl std::fmt::Debug for CellKeySecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CellKeySecret(..)")
+    }
+}
+
+impl CellKeySecret {
+    /// Derives the keys from `bytes` (at least 32 of them).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
+        if bytes.len() < 32 {
+            return Err(format!(
+                "holds {} bytes; a perturbation key needs at least 32 secret bytes",
+                bytes.len()
+            ));
+        }
+        let digest = Sha256::digest(bytes);
+        let mut record = [0; 16];
+        let mut draw = [0; 16];
+        record.copy_from_slice(&digest[..16]);
+        draw.copy_from_slice(&digest[16..]);
+        Ok(Self { record, draw })
+    }
+
+    fn record_key(&self, fields: &[&[u8]]) -> u64 {
+        let mut hasher = SipHasher13::new_with_key(&self.record);
+        for field in fields {
+            // Length-prefixed, so that ("ab", "c") and ("a", "bc") differ.
+            hasher.write_u64(field.len() as u64);
+            hasher.write(field);
+        }
+        hasher.finish()
+    }
+
+    fn draw(&self, cell_key: u64, statistic: &str, value: u64) -> u64 {
+        let mut hasher = SipHasher13::new_with_key(&self.draw);
+        hasher.write_u64(cell_key);
+        hasher.write(statistic.as_bytes());
+        hasher.write_u64(value);
+        hasher.finish()
+    }
+}
+
+impl PerturbationSpec {
+    /// Checks the parameters and reads the key, `key_file` taken relative to `base`.
+    pub fn load_secret(&mut self, base: &Path) -> Result<(), String> {
+        if self.count_spread == 0 {
+            return Err("perturbation.count_spread must be at least 1".into());
+        }
+        let m = self.magnitude.0;
+        if !(m.is_finite() && m > 0.0 && m <= 10.0) {
+            return Err(format!(
+                "perturbation.magnitude must be above 0 and at most 10, not {m}"
+            ));
+        }
+        let path = base.join(&self.key_file);
+        let bytes = std::fs::read(&path).map_err(|e| {
+            format!(
+                "perturbation.key_file '{}' cannot be read: {e}",
+                path.display()
+            )
+        })?;
+        let secret = CellKeySecret::from_bytes(&bytes)
+            .map_err(|e| format!("perturbation.key_file '{}' {e}", path.display()))?;
+        self.secret = Some(secret);
+        Ok(())
+    }
+}
+
+/// An integer in `[-spread, spread]` from `draw`, triangular: `spread + 1 - |d|` in
+/// `(spread + 1)^2` draws give `d`.
+fn count_noise(draw: u64, spread: u32) -> i64 {
+    let spread = i64::from(spread);
+    let total = (spread + 1) * (spread + 1);
+    let mut left = (draw % total as u64) as i64;
+    for d in -spread..=spread {
+        let weight = spread + 1 - d.abs();
+        if left < weight {
+            return d;
+        }
+        left -= weight;
+    }
+    0
+}
+
+/// A number in `(-1, 1)` from `draw`, triangular: the sum of two uniform halves, less one.
+fn unit_noise(draw: u64) -> f64 {
+    let scale = 1.0 / 4_294_967_296.0;
+    let a = ((draw >> 32) as f64 + 0.5) * scale;
+    let b = ((draw & 0xffff_ffff) as f64 + 0.5) * scale;
+    a + b - 1.0
+}
+
+/// The aggregate function `polder_cell_key(unit, dimension, ...)`: the sum modulo 2^64 of the
+/// record keys of the rows aggregated.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct CellKey {
+    signature: Signature,
+    secret: CellKeySecret,
+}
+
+impl CellKey {
+    /// The aggregate function under `secret`.
+    pub fn udaf(secret: &CellKeySecret) -> AggregateUDF {
+        AggregateUDF::new_from_impl(Self {
+            signature: Signature::variadic_any(Volatility::Immutable),
+            secret: secret.clone(),
+        })
+    }
+}
+
+impl AggregateUDFImpl for CellKey {
+    fn name(&self) -> &str {
+        "polder_cell_key"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::UInt64)
+    }
+
+    fn is_nullable(&self) -> bool {
+        false
+    }
+
+    fn accumulator(&self, _args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        Ok(Box::new(CellKeyAccumulator {
+            secret: self.secret.clone(),
+            key: 0,
+        }))
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        Ok(vec![Arc::new(Field::new(
+            format_state_name(args.name, "key"),
+            DataType::UInt64,
+            false,
+        ))])
+    }
+}
+
+#[derive(Debug)]
+struct CellKeyAccumulator {
+    secret: CellKeySecret,
+    key: u64,
+}
+
+impl Accumulator for CellKeyAccumulator {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        // Each field as text, NULL as no bytes with a marker length: a stable identity of the
+        // row's unit and dimensions, whatever their types.
+        let texts = values
+            .iter()
+            .map(|v| cast(v, &DataType::Utf8))
+            .collect::<Result<Vec<_>, _>>()?;
+        let texts: Vec<&StringArray> = texts.iter().map(|t| t.as_string::<i32>()).collect();
+        let rows = texts.first().map_or(0, |t| t.len());
+        let mut fields: Vec<&[u8]> = Vec::with_capacity(texts.len());
+        for row in 0..rows {
+            fields.clear();
+            for text in &texts {
+                fields.push(if text.is_null(row) {
+                    b"\xff<null>"
+                } else {
+                    text.value(row).as_bytes()
+                });
+            }
+            self.key = self.key.wrapping_add(self.secret.record_key(&fields));
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        Ok(ScalarValue::UInt64(Some(self.key)))
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self)
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        Ok(vec![ScalarValue::UInt64(Some(self.key))])
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        if let Some(keys) = states.first() {
+            for key in keys.as_primitive::<UInt64Type>().iter().flatten() {
+                self.key = self.key.wrapping_add(key);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a perturbed value is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Statistic {
+    /// A count: moves by an integer, indexed by the true count.
+    Count,
+    /// A sum: moves by `m × M × t`.
+    Sum,
+    /// An average: moves by `m × M × t / n`.
+    Average,
+}
+
+impl Statistic {
+    /// The kind of statistic the aggregate function `name` releases, if it can be perturbed.
+    pub fn of_function(name: &str) -> Option<Self> {
+        match name {
+            "count" => Some(Self::Count),
+            "sum" => Some(Self::Sum),
+            "avg" | "mean" => Some(Self::Average),
+            _ => None,
+        }
+    }
+}
+
+/// The scalar function `polder_perturb(value, cell_key, statistic[, largest, n])`: `value`
+/// perturbed as [`Statistic`] says, deterministically from the cell key. `statistic` names what
+/// is released without depending on how the query is written (function, `DISTINCT`, column).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct Perturb {
+    signature: Signature,
+    secret: CellKeySecret,
+    statistic: Statistic,
+    count_spread: u32,
+    magnitude: Magnitude,
+}
+
+impl std::hash::Hash for Magnitude {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.to_bits().hash(state);
+    }
+}
+
+impl Perturb {
+    /// The scalar function perturbing `statistic` under `spec`, whose key is loaded.
+    pub fn udf(spec: &PerturbationSpec, statistic: Statistic) -> Result<ScalarUDF> {
+        let secret = spec
+            .secret
+            .clone()
+            .ok_or_else(|| DataFusionError::Internal("a perturbation without its key".into()))?;
+        Ok(ScalarUDF::new_from_impl(Self {
+            // Volatile: no optimizer rule folds, moves or duplicates it.
+            signature: Signature::variadic_any(Volatility::Volatile),
+            secret,
+            statistic,
+            count_spread: spec.count_spread,
+            magnitude: spec.magnitude,
+        }))
+    }
+}
+
+impl ScalarUDFImpl for Perturb {
+    fn name(&self) -> &str {
+        "polder_perturb"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        args.first()
+            .cloned()
+            .ok_or_else(|| DataFusionError::Internal("polder_perturb without a value".into()))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let rows = args.number_rows;
+        let arrays = args
+            .args
+            .iter()
+            .map(|a| a.to_array(rows))
+            .collect::<Result<Vec<_>>>()?;
+        let [value, cell_key, statistic, rest @ ..] = arrays.as_slice() else {
+            return Err(DataFusionError::Internal(
+                "polder_perturb takes a value, a cell key and a statistic".into(),
+            ));
+        };
+        let output_type = value.data_type().clone();
+        let cell_keys = cast(cell_key, &DataType::UInt64)?;
+        let cell_keys = cell_keys.as_primitive::<UInt64Type>();
+        let statistic = cast(statistic, &DataType::Utf8)?;
+        let statistic = statistic.as_string::<i32>();
+        let perturbed: ArrayRef = match self.statistic {
+            Statistic::Count => {
+                let counts = cast(value, &DataType::Int64)?;
+                let counts = counts.as_primitive::<Int64Type>();
+                let out: Int64Array = (0..rows)
+                    .map(|row| {
+                        if counts.is_null(row) {
+                            return None;
+                        }
+                        let count = counts.value(row);
+                        let draw = self.secret.draw(
+                            cell_keys.value(row),
+                            statistic.value(row),
+                            count as u64,
+                        );
+                        Some((count + count_noise(draw, self.count_spread)).max(0))
+                    })
+                    .collect();
+                Arc::new(out)
+            }
+            Statistic::Sum | Statistic::Average => {
+                let [largest, n, ..] = rest else {
+                    return Err(DataFusionError::Internal(
+                        "polder_perturb of a sum or average needs the largest value and n".into(),
+                    ));
+                };
+                let values = cast(value, &DataType::Float64)?;
+                let values = values.as_primitive::<Float64Type>();
+                let largest = cast(largest, &DataType::Float64)?;
+                let largest = largest.as_primitive::<Float64Type>();
+                let n = cast(n, &DataType::Float64)?;
+                let n = n.as_primitive::<Float64Type>();
+                let integer = output_type.is_integer();
+                let out: Float64Array = (0..rows)
+                    .map(|row| {
+                        if values.is_null(row) {
+                            return None;
+                        }
+                        let draw = self
+                            .secret
+                            .draw(cell_keys.value(row), statistic.value(row), 0);
+                        let mut spread = self.magnitude.0 * largest.value(row).abs();
+                        if self.statistic == Statistic::Average {
+                            spread /= n.value(row).max(1.0);
+                        }
+                        let moved = values.value(row) + spread * unit_noise(draw);
+                        Some(if integer { moved.round() } else { moved })
+                    })
+                    .collect();
+                Arc::new(out)
+            }
+        };
+        Ok(ColumnarValue::Array(cast(&perturbed, &output_type)?))
+    }
+}
+
+/// The record keys of `units` (one field each), for tests of the cell key.
+#[cfg(test)]
+fn keys_of(secret: &CellKeySecret, units: &[&str]) -> Vec<u64> {
+    units
+        .iter()
+        .map(|u| secret.record_key(&[u.as_bytes()]))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret() -> CellKeySecret {
+        CellKeySecret::from_bytes(&[7; 32]).unwrap()
+    }
+
+    #[test]
+    fn count_noise_is_symmetric_and_bounded() {
+        let mut histogram = [0u64; 5];
+        for draw in 0..90_000u64 {
+            let d = count_noise(draw.wrapping_mul(0x9E37_79B9_7F4A_7C15), 2);
+            histogram[(d + 2) as usize] += 1;
+        }
+        // Weights 1, 2, 3, 2, 1 of 9.
+        for (i, want) in [1.0, 2.0, 3.0, 2.0, 1.0].iter().enumerate() {
+            let share = histogram[i] as f64 / 90_000.0;
+            assert!((share - want / 9.0).abs() < 0.01, "{histogram:?}");
+        }
+    }
+
+    #[test]
+    fn unit_noise_is_within_one_and_centred() {
+        let mut sum = 0.0;
+        for draw in 0..10_000u64 {
+            let t = unit_noise(draw.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            assert!(t > -1.0 && t < 1.0);
+            sum += t;
+        }
+        assert!((sum / 10_000.0).abs() < 0.02);
+    }
+
+    #[test]
+    fn the_cell_key_depends_on_the_rows_not_their_order() {
+        let secret = secret();
+        let sum = |keys: Vec<u64>| keys.into_iter().fold(0u64, u64::wrapping_add);
+        let a = sum(keys_of(&secret, &["r1", "r2", "r3"]));
+        let b = sum(keys_of(&secret, &["r3", "r1", "r2"]));
+        let c = sum(keys_of(&secret, &["r1", "r2"]));
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        // Another key, other record keys.
+        let other = CellKeySecret::from_bytes(&[8; 32]).unwrap();
+        assert_ne!(keys_of(&secret, &["r1"]), keys_of(&other, &["r1"]));
+        assert!(CellKeySecret::from_bytes(&[1; 31]).is_err());
+    }
+}

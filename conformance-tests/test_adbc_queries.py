@@ -180,6 +180,18 @@ def test_empty_result_keeps_the_real_schema(main_conn, main_tables):
         assert type_family(field.type) == type_family(expected.field(field.name).type), field.name
 
 
+@pytest.mark.requirement("UDN-DATA-1")
+@pytest.mark.parametrize("explain", ["EXPLAIN", "EXPLAIN VERBOSE", "EXPLAIN ANALYZE"])
+def test_plans_do_not_reveal_where_data_is_stored(main_conn, main_tables, explain):
+    """A plan names tables, never the server's paths to their files."""
+    table = query(main_conn, f"{explain} SELECT count(*) FROM lineitem WHERE l_quantity > 10")
+    text = "\n".join(str(v) for column in table.columns for v in column.to_pylist())
+    assert "lineitem" in text.lower() or "l_quantity" in text, text[:2000]
+    location = main_tables["lineitem"].resolve()
+    for revealing in {str(location.parent).lstrip("/"), location.name}:
+        assert revealing not in text, f"{explain} shows {revealing!r}:\n{text[:2000]}"
+
+
 @pytest.mark.requirement("UDN-FSQL-4", "UDN-FSQL-5")
 def test_empty_result_of_prepared_statement_keeps_schema(main_conn):
     sql = "SELECT id, station, ts, value, ok FROM readings WHERE level > ?"

@@ -34,6 +34,8 @@ DML = {
     "insert": "INSERT INTO nation VALUES (99, 'ATLANTIS', 1, 'sunk')",
     "delete": "DELETE FROM nation",
     "update": "UPDATE nation SET n_name = 'X'",
+    "with_insert": "WITH x AS (SELECT * FROM nation) INSERT INTO nation SELECT * FROM x",
+    "with_delete": "WITH x AS (SELECT 1) DELETE FROM nation",
 }
 
 
@@ -127,8 +129,15 @@ def test_unknown_column_names_the_column(main_conn, assert_healthy):
         "SELECT n_name + DATE '2020-01-01' FROM nation",
         "SELECT sum(n_name) FROM nation",
         "SELECT * FROM nation WHERE n_nationkey = ARRAY[1, 2]",
+        # A pattern too big to compile is the caller's, not the node's, fault.
+        "SELECT n_name ~ repeat('(a|b)*', 100000) FROM nation",
+        "SELECT regexp_replace(n_name, '(a{1000}){1000}', 'b') FROM nation",
+        "SELECT regexp_like(n_name, '(') FROM nation",
     ],
-    ids=["string_plus_date", "sum_of_strings", "compare_int_with_array"],
+    ids=[
+        "string_plus_date", "sum_of_strings", "compare_int_with_array", "regex_operator_too_big",
+        "regexp_replace_too_big", "regexp_unbalanced",
+    ],
 )
 @pytest.mark.requirement("UDN-ERR-1", "UDN-ERR-2")
 def test_type_error_is_invalid_argument(main_conn, assert_healthy, sql):

@@ -283,6 +283,56 @@ def test_a_peer_down_at_startup_is_named_and_the_rest_still_works(launcher, citi
         assert query(conn, "SELECT count(*) AS n FROM utrecht.public.customer").num_rows == 1
 
 
+@pytest.fixture
+def silent_peer(tmp_path):
+    """A peer that accepts TCP connections and never answers (not even HTTP/2's handshake)."""
+    err = open(tmp_path / "silent.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "udn_conformance.chaos_peer", "--mode", "silent"],
+        stdout=subprocess.PIPE, stderr=err, cwd=Path(__file__).parent, text=True,
+    )
+    line = proc.stdout.readline().strip()
+    assert line.startswith("listening "), f"silent peer did not start: {line!r}"
+    yield line.split()[1]
+    proc.kill()
+    proc.wait()
+
+
+@pytest.mark.requirement("UDN-FED-4", "UDN-OPS-2")
+def test_a_silent_peer_does_not_hold_the_coordinators_start(
+    launcher, cities, tpch, silent_peer, tmp_path
+):
+    import requests
+
+    # A peer timeout far longer than the start may take: the start must not wait for it.
+    from udn_conformance.node import with_catalog
+
+    peer_timeout_s = 30
+    config = federation_config(tmp_path, peer_timeout_s=peer_timeout_s)
+    config.write_text(with_catalog(config.read_text()))  # it serves a table of its own
+    started = time.monotonic()
+    node = launcher.spawn(
+        ["--config", str(config), "--table", f"nation={tpch['nation']}",
+         "--peer", f"silent={silent_peer}", "--peer", f"utrecht={cities['utrecht'].flight_url}"],
+        name="coordinator",
+        wait_peers=["utrecht"],
+    )
+    elapsed = time.monotonic() - started
+    assert elapsed < peer_timeout_s / 3, f"ready after {elapsed:.1f} s"
+    ready = requests.get(f"{node.http_url}/readyz", timeout=5)
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["peers"] == {"silent": "discovering", "utrecht": "discovered"}, ready.text
+    with node.connect() as conn:
+        assert query(conn, "SELECT count(*) AS n FROM nation").column("n")[0].as_py() == 25
+        asked = time.monotonic()
+        err = expect_error(conn, "SELECT * FROM silent.public.lineitem")
+        assert time.monotonic() - asked < peer_timeout_s / 3
+        assert adbc_grpc_status(err) == "Unavailable", describe(err)
+        assert "peer 'silent'" in str(err) and "not discovered yet" in str(err), describe(err)
+        assert query(conn, "SELECT count(*) AS n FROM utrecht.public.customer").num_rows == 1
+    assert node.alive()
+
+
 @pytest.mark.parametrize(
     "peer, message",
     [

@@ -342,6 +342,67 @@ def test_memory_limit_holds(limits_node):
     _answers(node, ref)
 
 
+# Scalar functions whose output size the query controls: each is refused with RESOURCE_EXHAUSTED
+# under the 8 MiB limit, whether one value is huge or a batch of rows adds up.
+GROWING = [
+    "SELECT length(repeat('x', 1500000000))",
+    "SELECT length(lpad('x', 1500000000))",
+    "SELECT length(rpad('x', 1500000000, 'ab'))",
+    "SELECT cardinality(range(1, 300000000))",
+    "SELECT cardinality(generate_series(1, 300000000))",
+    "SELECT cardinality(array_repeat(1, 300000000))",
+    "SELECT cardinality(array_resize([1], 300000000, 0))",
+    "SELECT length(replace(repeat('x', 100000), 'x', repeat('y', 10000)))",
+    "SELECT length(regexp_replace(repeat('x', 100000), 'x', repeat('y', 10000), 'g'))",
+    "SELECT length(repeat(repeat('x', 40000), 40000))",
+    "SELECT length(repeat('x', 100000000)) FROM generate_series(1, 100)",
+    "SELECT length(repeat('x', 100000)) FROM generate_series(1, 1000)",
+    # A string doubled by `||` in each of a chain of subqueries.
+    "SELECT length(s || s) FROM (SELECT s || s AS s FROM (SELECT s || s AS s FROM "
+    "(SELECT repeat('x', 1000000) AS s) a) b) c",
+]
+
+
+@pytest.mark.spawns_node
+@pytest.mark.requirement("UDN-FSQL-8", "UDN-ERR-1", "UDN-ERR-2")
+@pytest.mark.parametrize("sql", GROWING)
+def test_memory_limit_bounds_scalar_functions(limits_node, sql):
+    """A function asked for gigabytes is refused before it allocates them: RESOURCE_EXHAUSTED
+    naming it, and the node grows by no more than the limit and the margin of the sort test."""
+    node, ref = limits_node
+    c = fs.client(node)
+    with _PeakRss(node) as memory:
+        status, _, message = _status_of(lambda: fs.statement(c, sql))
+    c.close()
+    assert status == "ResourceExhausted", f"{status}: {message[:500]}"
+    name = "||" if "s || s" in sql else sql.split("(")[1].split(" ")[-1]
+    assert name in message, f"the refusal does not name {name}: {message[:500]}"
+    limit = LIMITS["memory_limit_mib"] * 1024 * 1024
+    assert memory.growth < limit + 200 * 1024 * 1024, (
+        f"node grew by {memory.growth / 2**20:.0f} MiB "
+        f"under a {LIMITS['memory_limit_mib']} MiB limit"
+    )
+    _answers(node, ref)
+
+
+@pytest.mark.spawns_node
+@pytest.mark.requirement("UDN-FSQL-8")
+def test_memory_limit_leaves_small_function_calls_alone(limits_node):
+    node, _ = limits_node
+    c = fs.client(node)
+    sql = (
+        "SELECT length(repeat('x', 100000)) AS a, lpad('7', 3, '0') AS b, "
+        "cardinality(range(1, 1001)) AS c, array_repeat(2, 3) AS d, "
+        "sum(length(repeat('ab', 100))) OVER () AS e FROM generate_series(1, 2)"
+    )
+    _, table = fs.statement(c, sql)
+    c.close()
+    rows = table.to_pylist()
+    assert len(rows) == 2
+    assert rows[0]["a"] == 100000 and rows[0]["b"] == "007" and rows[0]["c"] == 1000
+    assert list(rows[0]["d"]) == [2, 2, 2] and rows[0]["e"] == 400
+
+
 @pytest.fixture(scope="module")
 def message_node(launcher, main_tables, tmp_path_factory):
     node, ref = _spawn(

@@ -196,6 +196,19 @@ fn usable_key(jwk: &Jwk) -> Result<(String, VerifyKey), String> {
         Some(_) => return Err(format!("key '{kid}' is not for signatures")),
     }
     let algorithm = pinned_algorithm(jwk).map_err(|reason| format!("key '{kid}': {reason}"))?;
+    if let AlgorithmParameters::OctetKeyPair(p) = &jwk.algorithm {
+        // jsonwebtoken takes any `x` and panics verifying with one shorter than 32 bytes.
+        use base64::Engine as _;
+        let x = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(&p.x)
+            .map_err(|_| format!("key '{kid}': x is not base64url"))?;
+        if x.len() != 32 {
+            return Err(format!(
+                "key '{kid}': an Ed25519 public key is 32 bytes, not {}",
+                x.len()
+            ));
+        }
+    }
     let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("key '{kid}': {e}"))?;
     Ok((kid, VerifyKey { key, algorithm }))
 }

@@ -7,7 +7,9 @@ batches, as `--mode` says:
 - `error`: the stream ends with a gRPC error status (the peer fails mid-query);
 - `hang`: the stream stops sending and never ends (the peer is stuck);
 - `exit`: the process exits at once (the peer is killed mid-query);
-- `drop-column`: batches lack their last column (the peer breaks the schema it promised).
+- `drop-column`: batches lack their last column (the peer breaks the schema it promised);
+- `silent`: a TCP listener that accepts connections and never answers anything, not even the
+  HTTP/2 handshake (a peer that is stuck; no `--upstream` needed).
 
 Run: `python -m udn_conformance.chaos_peer --upstream grpc://127.0.0.1:50051 --mode error`;
 it prints `listening grpc://127.0.0.1:PORT` when ready.
@@ -68,13 +70,32 @@ class ChaosPeer(flight.FlightServerBase):
         return flight.GeneratorStream(out_schema, batches())
 
 
+def serve_silent(port: int) -> None:
+    """Accepts connections and holds them open without reading or answering."""
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", port))
+    print(f"listening grpc://127.0.0.1:{listener.getsockname()[1]}", flush=True)
+    held = []
+    while True:
+        conn, _ = listener.accept()
+        held.append(conn)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--upstream", required=True)
-    parser.add_argument("--mode", choices=["error", "hang", "exit", "drop-column"], required=True)
+    parser.add_argument("--upstream")
+    parser.add_argument(
+        "--mode", choices=["error", "hang", "exit", "drop-column", "silent"], required=True
+    )
     parser.add_argument("--after", type=int, default=1)
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
+    if args.mode == "silent":
+        serve_silent(args.port)
+        return
+    if not args.upstream:
+        parser.error(f"--mode {args.mode} needs --upstream")
     server = ChaosPeer(f"grpc://127.0.0.1:{args.port}", args.upstream, args.mode, args.after)
     print(f"listening grpc://127.0.0.1:{server.port}", flush=True)
     server.serve()

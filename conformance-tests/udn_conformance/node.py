@@ -13,6 +13,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -144,9 +145,14 @@ def spawn(
     *,
     name: str = "conformance",
     wait_ready: bool = True,
+    wait_peers: bool | Iterable[str] = True,
     timeout: float = READY_TIMEOUT_S,
 ) -> Node:
     """Run `polder serve --name NAME --flight 127.0.0.1:0 --http 127.0.0.1:0 ARGS...`.
+
+    With `wait_ready`, waits for `/readyz` to say 200 and, as `wait_peers` says: `True`, for
+    the first discovery of every peer to end (discovered or unavailable); names, for those
+    peers to be discovered; `False`, for nothing. A node is ready before its peers are.
 
     A node serving `--table`s without a `--config` gets one with `CATALOG_SECTION`.
     """
@@ -199,11 +205,11 @@ def spawn(
         log_dir=log_dir,
     )
     if wait_ready:
-        wait_until_ready(node, deadline)
+        wait_until_ready(node, deadline, wait_peers)
     return node
 
 
-def wait_until_ready(node: Node, deadline: float) -> None:
+def wait_until_ready(node: Node, deadline: float, peers: bool | Iterable[str] = False) -> None:
     last = "no answer"
     while time.monotonic() < deadline:
         if not node.alive():
@@ -215,8 +221,18 @@ def wait_until_ready(node: Node, deadline: float) -> None:
         try:
             r = requests.get(f"{node.http_url}/readyz", timeout=5)
             if r.status_code == 200:
-                return
-            last = f"HTTP {r.status_code}"
+                states = r.json().get("peers", {})
+                if peers is True:
+                    pending = [name for name, state in states.items() if state == "discovering"]
+                elif peers is False:
+                    pending = []
+                else:
+                    pending = [name for name in peers if states.get(name) != "discovered"]
+                if not pending:
+                    return
+                last = f"peers not discovered yet: {', '.join(pending)}"
+            else:
+                last = f"HTTP {r.status_code}"
         except requests.RequestException as e:
             last = str(e)
         time.sleep(0.1)

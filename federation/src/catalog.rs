@@ -28,6 +28,8 @@ pub struct PeerCatalog {
     peer: Peer,
     provider: Arc<SQLFederationProvider>,
     state: RwLock<View>,
+    /// Whether a discovery has ended (succeeded or failed) at least once.
+    tried: std::sync::atomic::AtomicBool,
     /// The background task counting the rows of newly discovered tables.
     counting: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// What the peer lists for each caller's token, with when it was asked.
@@ -65,6 +67,27 @@ enum View {
 }
 
 impl PeerCatalog {
+    /// A catalog for `config` whose tables are not discovered yet.
+    fn new(config: PeerConfig, options: FederationOptions) -> Result<Arc<Self>, PeerError> {
+        let pending = PeerError::Unavailable {
+            peer: config.name.clone(),
+            url: config.url.clone(),
+            message: "its tables are not discovered yet (discovery is under way)".into(),
+        };
+        let peer = Peer::new(config, options)?;
+        let provider = Arc::new(SQLFederationProvider::new(Arc::new(peer.clone())));
+        Ok(Arc::new(Self {
+            peer,
+            provider,
+            state: RwLock::new(View::Pending(pending)),
+            tried: Default::default(),
+            counting: Default::default(),
+            listings: std::sync::Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(CALLER_LISTINGS).expect("not zero"),
+            )),
+        }))
+    }
+
     /// A catalog for `config`, after one discovery attempt (bounded by the peer timeout), and
     /// refreshed in the background from then on. Returns the error of the first discovery when
     /// it failed: the catalog still exists and keeps trying.
@@ -72,21 +95,7 @@ impl PeerCatalog {
         config: PeerConfig,
         options: FederationOptions,
     ) -> Result<(Arc<Self>, Option<PeerError>), PeerError> {
-        let peer = Peer::new(config, options)?;
-        let provider = Arc::new(SQLFederationProvider::new(Arc::new(peer.clone())));
-        let catalog = Arc::new(Self {
-            peer,
-            provider,
-            state: RwLock::new(View::Pending(PeerError::Unavailable {
-                peer: String::new(),
-                url: String::new(),
-                message: "not discovered yet".into(),
-            })),
-            counting: Default::default(),
-            listings: std::sync::Mutex::new(lru::LruCache::new(
-                std::num::NonZeroUsize::new(CALLER_LISTINGS).expect("not zero"),
-            )),
-        });
+        let catalog = Self::new(config, options)?;
         let first = catalog.refresh().await.err();
         // Give the first row counts a moment, so that the first queries get estimates too.
         let counting = catalog.counting.lock().expect("lock").take();
@@ -96,8 +105,35 @@ impl PeerCatalog {
         spawn_refresh(
             Arc::downgrade(&catalog),
             catalog.peer.options().refresh_interval,
+            false,
         );
         Ok((catalog, first))
+    }
+
+    /// A catalog for `config`, returned at once: the first discovery runs in the background
+    /// (retried every few seconds until it succeeds), then refreshes. Until then every table
+    /// of the catalog answers with an `Unavailable` error naming the peer.
+    pub fn connect_in_background(
+        config: PeerConfig,
+        options: FederationOptions,
+    ) -> Result<Arc<Self>, PeerError> {
+        let catalog = Self::new(config, options)?;
+        spawn_refresh(
+            Arc::downgrade(&catalog),
+            catalog.peer.options().refresh_interval,
+            true,
+        );
+        Ok(catalog)
+    }
+
+    /// Whether the peer's tables have been discovered (at least once).
+    pub fn is_discovered(&self) -> bool {
+        self.age().is_some()
+    }
+
+    /// Whether a discovery of the peer has ended, successfully or not, at least once.
+    pub fn was_tried(&self) -> bool {
+        self.tried.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The peer behind the catalog.
@@ -116,7 +152,15 @@ impl PeerCatalog {
     /// Discovers the peer's tables again and replaces the view; on failure the last good view
     /// stays.
     pub async fn refresh(&self) -> Result<(), PeerError> {
-        match self.peer.discover().await {
+        let discovered = self.peer.discover().await;
+        let result = self.update(discovered);
+        self.tried.store(true, std::sync::atomic::Ordering::SeqCst);
+        result
+    }
+
+    /// Replaces the view with what a discovery found; a failure keeps the last good view.
+    fn update(&self, discovered: Result<Discovered, PeerError>) -> Result<(), PeerError> {
+        match discovered {
             Ok(discovered) => {
                 let tables: usize = discovered.schemas.values().map(BTreeMap::len).sum();
                 // Row counts for the planner's estimates, in the background: a peer with
@@ -152,7 +196,16 @@ impl PeerCatalog {
                 if let View::Pending(last) = &mut *state {
                     *last = err.clone();
                 }
-                warn!(peer = %self.peer.name(), error = %err, "peer discovery failed");
+                match &err {
+                    PeerError::Remote { code, .. }
+                        if code == "Unauthenticated" || code == "PermissionDenied" =>
+                    {
+                        info!(peer = %self.peer.name(), "peer lists nothing without a token; callers reach its tables with their own");
+                    }
+                    _ => {
+                        warn!(peer = %self.peer.name(), error = %err, "peer discovery failed; retrying in the background")
+                    }
+                }
                 Err(err)
             }
         }
@@ -270,8 +323,17 @@ impl PeerCatalog {
     }
 }
 
-fn spawn_refresh(catalog: Weak<PeerCatalog>, interval: Duration) {
+/// Refreshes the catalog every `interval` while it exists; `now`: the first discovery first.
+fn spawn_refresh(catalog: Weak<PeerCatalog>, interval: Duration, now: bool) {
     tokio::spawn(async move {
+        if now {
+            match catalog.upgrade() {
+                Some(catalog) => {
+                    let _ = catalog.refresh().await;
+                }
+                None => return,
+            }
+        }
         loop {
             // Until the first discovery succeeds, try again sooner, unless the peer answered and
             // refused this node (it requires a token): that does not change within seconds.
@@ -306,7 +368,10 @@ impl CatalogProvider for PeerCatalog {
             View::Ready { schemas, .. } => schemas
                 .get(name)
                 .map(|s| Arc::clone(s) as Arc<dyn SchemaProvider>),
-            View::Pending(err) => Some(Arc::new(UnavailableSchema(err.clone()))),
+            View::Pending(err) => Some(Arc::new(UnavailableSchema(not_discovered(
+                err,
+                &self.peer.config().url,
+            )))),
         }
     }
 }
@@ -431,6 +496,23 @@ impl SchemaProvider for CallerSchema {
     }
 }
 
+/// What a query naming a peer that was never discovered fails with: the reason discovery
+/// failed, except that a discovery that timed out makes the peer unavailable (the query did
+/// not run past a deadline of its own).
+fn not_discovered(err: &PeerError, url: &str) -> PeerError {
+    match err {
+        PeerError::Timeout { peer, timeout } => PeerError::Unavailable {
+            peer: peer.clone(),
+            url: url.to_string(),
+            message: format!(
+                "its tables are not discovered yet: it did not answer within {}",
+                crate::error::humantime_duration(*timeout)
+            ),
+        },
+        other => other.clone(),
+    }
+}
+
 /// The schema of a peer never discovered: each table lookup fails with the reason.
 #[derive(Debug)]
 struct UnavailableSchema(PeerError);
@@ -447,5 +529,38 @@ impl SchemaProvider for UnavailableSchema {
 
     fn table_exist(&self, _name: &str) -> bool {
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A peer that accepts connections and never answers does not hold up registration, and
+    /// queries naming it fail at once as unavailable, naming it.
+    #[tokio::test]
+    async fn a_silent_peer_is_pending_not_waited_for() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let held = tokio::spawn(async move {
+            let mut open = vec![];
+            while let Ok((conn, _)) = listener.accept().await {
+                open.push(conn);
+            }
+        });
+        let config = PeerConfig::parse_flag(&format!("silent=grpc://{addr}")).unwrap();
+        let started = Instant::now();
+        let catalog = PeerCatalog::connect_in_background(config, FederationOptions::default())
+            .expect("a valid peer");
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert!(!catalog.is_discovered() && !catalog.was_tried());
+        let schema = catalog.schema("public").expect("a schema that explains");
+        let err = schema.table("lineitem").await.unwrap_err().to_string();
+        assert!(
+            err.contains("peer 'silent' is unavailable") && err.contains("not discovered yet"),
+            "{err}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(2));
+        held.abort();
     }
 }

@@ -97,7 +97,7 @@ impl From<PeerError> for DataFusionError {
     }
 }
 
-fn humantime_duration(d: Duration) -> String {
+pub(crate) fn humantime_duration(d: Duration) -> String {
     if d.subsec_millis() == 0 {
         format!("{} s", d.as_secs())
     } else {

@@ -23,6 +23,7 @@
 
 pub mod catalog;
 pub mod config;
+pub mod dialect;
 pub mod error;
 mod partial;
 pub mod peer;

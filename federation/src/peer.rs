@@ -26,7 +26,7 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{FetchType, JoinType, LogicalPlan};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{PhysicalExpr, SendableRecordBatchStream};
-use datafusion::sql::unparser::dialect::{DefaultDialect, Dialect};
+use datafusion::sql::unparser::dialect::Dialect;
 use datafusion_federation::sql::SQLExecutor;
 use futures::stream::{self, BoxStream};
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -247,6 +247,9 @@ impl Peer {
     fn flight_error(&self, err: FlightError) -> PeerError {
         let peer = self.config.name.clone();
         match err {
+            // A peer that stopped answering HTTP/2 keep-alive pings ran out of time: the same
+            // as one that took longer than the peer timeout (DEADLINE_EXCEEDED, UDN-ERR-1).
+            FlightError::Tonic(status) if timed_out(status.as_ref()) => self.timeout(),
             FlightError::Tonic(status) => {
                 // Statuses made by the transport carry its error as their source; statuses the
                 // peer sent do not.
@@ -479,7 +482,7 @@ impl SQLExecutor for Peer {
     fn dialect(&self) -> Arc<dyn Dialect> {
         // Peers speak DataFusion's SQL (Polder nodes, roapi); other engines get their own
         // dialect when they are supported.
-        Arc::new(DefaultDialect {})
+        Arc::new(crate::dialect::PeerDialect)
     }
 
     fn execute(
@@ -503,7 +506,7 @@ impl SQLExecutor for Peer {
                         &sql,
                         &expected,
                         &filters,
-                        &DefaultDialect {},
+                        &crate::dialect::PeerDialect,
                         peer.options.runtime_filter_max_bytes,
                     )
                 } else {
@@ -655,6 +658,22 @@ where
             Err(_) => Some((None, None)),
         }
     })
+}
+
+/// Whether the transport error under `status` is a timeout (hyper's keep-alive ping timeout
+/// among them), found in its chain of sources.
+fn timed_out(status: &tonic::Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(error) = source {
+        if error
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_timeout)
+        {
+            return true;
+        }
+        source = error.source();
+    }
+    false
 }
 
 /// The URI tonic connects to for a peer URL: `grpc://` and `grpc+tcp://` are plain HTTP/2.

@@ -269,17 +269,21 @@ pub struct FederatedSession {
     /// Each peer's catalog, in the order given.
     pub catalogs: Vec<Arc<PeerCatalog>>,
     /// Peers whose first discovery failed; they keep being retried in the background.
+    /// (Always empty after [`FederatedSession::register_in_background`].)
     pub unavailable: Vec<PeerError>,
 }
 
 impl FederatedSession {
-    /// Registers every peer as a catalog of `ctx`, named after it. A name taken by a catalog
-    /// of the session already (the node's own) is a configuration error.
+    /// Registers every peer as a catalog of `ctx`, named after it, once each peer's first
+    /// discovery has answered or failed (each bounded by the peer timeout): for a client that
+    /// queries at once (`polder sql`). A name taken by a catalog of the session already (the
+    /// node's own) is a configuration error.
     pub async fn register(
         ctx: &SessionContext,
         peers: &[PeerConfig],
         options: &FederationOptions,
     ) -> Result<Self, PeerError> {
+        check_names(ctx, peers)?;
         let mut session = Self::default();
         let attempts = futures::future::join_all(
             peers
@@ -288,17 +292,49 @@ impl FederatedSession {
         )
         .await;
         for (peer, attempt) in peers.iter().zip(attempts) {
-            if ctx.catalog(&peer.name).is_some() {
-                return Err(PeerError::Config {
-                    peer: peer.name.clone(),
-                    detail: "the name is already a catalog of this session".into(),
-                });
-            }
             let (catalog, first_error) = attempt?;
             ctx.register_catalog(&peer.name, Arc::clone(&catalog) as Arc<_>);
             session.catalogs.push(catalog);
             session.unavailable.extend(first_error);
         }
         Ok(session)
+    }
+
+    /// Registers every peer as a catalog of `ctx` at once, without waiting for any peer: each
+    /// is discovered in the background (retried every few seconds until it answers), and its
+    /// tables appear when it is. Until then, queries naming the peer fail with an `Unavailable`
+    /// error naming it. For a node, whose start must not wait on other nodes.
+    pub fn register_in_background(
+        ctx: &SessionContext,
+        peers: &[PeerConfig],
+        options: &FederationOptions,
+    ) -> Result<Self, PeerError> {
+        check_names(ctx, peers)?;
+        let mut session = Self::default();
+        for peer in peers {
+            let catalog = PeerCatalog::connect_in_background(peer.clone(), options.clone())?;
+            ctx.register_catalog(&peer.name, Arc::clone(&catalog) as Arc<_>);
+            session.catalogs.push(catalog);
+        }
+        Ok(session)
+    }
+
+    /// Each peer's name, and whether its tables have been discovered.
+    pub fn discovered(&self) -> Vec<(String, bool)> {
+        self.catalogs
+            .iter()
+            .map(|c| (c.peer().name().to_string(), c.is_discovered()))
+            .collect()
+    }
+}
+
+/// A peer may not take the name of a catalog the session has already (the node's own).
+fn check_names(ctx: &SessionContext, peers: &[PeerConfig]) -> Result<(), PeerError> {
+    match peers.iter().find(|peer| ctx.catalog(&peer.name).is_some()) {
+        Some(peer) => Err(PeerError::Config {
+            peer: peer.name.clone(),
+            detail: "the name is already a catalog of this session".into(),
+        }),
+        None => Ok(()),
     }
 }

@@ -100,6 +100,10 @@ impl Error {
                 // The CSV and JSON readers report values that do not fit the column type as
                 // parse errors with their position in the file.
                 ArrowError::ParseError(m) if m.contains(" at line ") => Error::BadData(message),
+                ArrowError::ComputeError(m) if is_bad_pattern(m) => Error::InvalidRequest(message),
+                ArrowError::ExternalError(inner) if is_regex_error(inner.as_ref()) => {
+                    Error::InvalidRequest(message)
+                }
                 ArrowError::IoError(..) | ArrowError::ExternalError(_) => Error::Upstream(message),
                 ArrowError::ParseError(_)
                 | ArrowError::CastError(_)
@@ -109,12 +113,30 @@ impl Error {
                 _ => Error::Internal(message),
             },
             DataFusionError::ParquetError(_) => Error::BadData(message),
+            // A pattern that does not compile (or compiles too big) is the caller's.
+            DataFusionError::External(inner) if is_regex_error(inner.as_ref()) => {
+                Error::InvalidRequest(message)
+            }
             DataFusionError::External(_) => Error::Upstream(message),
             DataFusionError::Execution(m) if is_missing_table(m) => Error::NotFound(message),
             DataFusionError::Execution(_) => Error::InvalidRequest(message),
+            // Some kernels wrap the compute error as an internal one.
+            DataFusionError::Internal(m) if is_bad_pattern(m) => Error::InvalidRequest(message),
             _ => Error::Internal(message),
         }
     }
+}
+
+/// A caller's regular expression that does not parse or compiles too big.
+fn is_regex_error(error: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+    error.downcast_ref::<regex::Error>().is_some()
+        || error.downcast_ref::<regex_syntax::Error>().is_some()
+}
+
+/// Arrow's regular-expression kernels report a pattern that does not compile (or compiles
+/// past the size limit) only in text.
+fn is_bad_pattern(message: &str) -> bool {
+    message.contains("Regular expression did not compile")
 }
 
 fn is_missing_table(message: &str) -> bool {
@@ -194,6 +216,14 @@ mod tests {
             error_of("SELECT a + b FROM t").await,
             Error::InvalidRequest(_)
         ));
+        for sql in [
+            "SELECT b ~ repeat('(a|b)*', 100000) FROM t",
+            "SELECT regexp_replace(b, '(a{1000}){1000}', 'c') FROM t",
+            "SELECT regexp_like(b, '(') FROM t",
+        ] {
+            let err = error_of(sql).await;
+            assert!(matches!(err, Error::InvalidRequest(_)), "{sql}: {err:?}");
+        }
     }
 
     #[test]

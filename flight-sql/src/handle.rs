@@ -8,6 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use datafusion::arrow::ipc::reader::StreamReader;
+use datafusion::arrow::ipc::root_as_message;
 use datafusion::arrow::ipc::writer::StreamWriter;
 use datafusion::arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
@@ -73,6 +74,7 @@ impl StatementHandle {
         let bytes = BASE64.decode(encoded).map_err(|_| {
             Error::InvalidRequest("malformed statement handle: bad parameters".into())
         })?;
+        check_ipc_framing(&bytes)?;
         let reader = StreamReader::try_new(std::io::Cursor::new(bytes), None).map_err(|_| {
             Error::InvalidRequest("malformed statement handle: bad parameters".into())
         })?;
@@ -98,6 +100,72 @@ impl StatementHandle {
         }
         Ok(handle)
     }
+}
+
+/// Checks the framing of the Arrow IPC stream of a handle's parameters before a reader sees
+/// it: every message's metadata and body lie within the bytes, every buffer of a batch within
+/// its body, and no batch is compressed.
+///
+/// The handle comes back from the client, and Arrow's stream reader trusts the lengths a
+/// message declares: it allocates (and zeroes) metadata and body at their declared sizes, and
+/// a compressed buffer at its declared uncompressed size, so a few bytes could make the node
+/// allocate gigabytes or abort, and it slices buffers out of a body without checking that they
+/// fit (a panic). The node writes parameters uncompressed ([`Self::with_params`]).
+fn check_ipc_framing(bytes: &[u8]) -> Result<()> {
+    let bad = || Error::InvalidRequest("malformed statement handle: bad parameters".into());
+    let mut rest = bytes;
+    let take_u32 = |rest: &mut &[u8]| -> Result<usize> {
+        let (head, tail) = rest.split_first_chunk::<4>().ok_or_else(bad)?;
+        *rest = tail;
+        Ok(u32::from_le_bytes(*head) as usize)
+    };
+    while !rest.is_empty() {
+        let mut len = take_u32(&mut rest)?;
+        if len == 0xFFFF_FFFF {
+            // The continuation marker of the current format; the length follows.
+            len = take_u32(&mut rest)?;
+        }
+        if len == 0 {
+            // The end-of-stream marker.
+            return Ok(());
+        }
+        let metadata = rest.get(..len).ok_or_else(bad)?;
+        rest = &rest[len..];
+        let body = ipc_message_fits(metadata, rest.len()).ok_or_else(bad)?;
+        rest = &rest[body..];
+    }
+    Ok(())
+}
+
+/// The body length the IPC message `metadata` declares, if its body fits in `available` bytes,
+/// every buffer of its batch lies inside that body, and the batch is not compressed (whose
+/// declared uncompressed sizes Arrow's reader would allocate unchecked); `None` otherwise.
+/// Checked before Arrow's reader sees a message a client sent.
+pub(crate) fn ipc_message_fits(metadata: &[u8], available: usize) -> Option<usize> {
+    let message = root_as_message(metadata).ok()?;
+    let body = usize::try_from(message.bodyLength())
+        .ok()
+        .filter(|body| *body <= available)?;
+    let batch = message.header_as_record_batch().or_else(|| {
+        message
+            .header_as_dictionary_batch()
+            .and_then(|dictionary| dictionary.data())
+    });
+    if let Some(batch) = batch {
+        if batch.compression().is_some() {
+            return None;
+        }
+        let within_body = |offset: i64, length: i64| {
+            offset >= 0 && length >= 0 && offset.saturating_add(length) <= body as i64
+        };
+        if !batch
+            .buffers()
+            .is_none_or(|buffers| buffers.iter().all(|b| within_body(b.offset(), b.length())))
+        {
+            return None;
+        }
+    }
+    Some(body)
 }
 
 #[cfg(test)]

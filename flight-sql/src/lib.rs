@@ -13,8 +13,10 @@
 //! Tickets and prepared-statement handles are self-contained ([`StatementHandle`]), so any
 //! replica of a node can answer a `DoGet` for a ticket another replica issued.
 
+pub mod bounded;
 pub mod depth;
 pub mod error;
+pub mod explain;
 pub mod fit;
 pub mod handle;
 pub mod metadata;

@@ -356,6 +356,7 @@ impl QueryEngine {
         slot: Slot,
     ) -> Result<SendableRecordBatchStream> {
         let schema = Arc::clone(plan.schema().inner());
+        let explains = matches!(plan, LogicalPlan::Explain(_) | LogicalPlan::Analyze(_));
         let rows = parameter_rows(&params, self.limits.max_parameter_rows)?;
         let plans = if rows.is_empty() {
             vec![plan]
@@ -385,7 +386,10 @@ impl QueryEngine {
             };
             Ok::<_, Error>(stream)
         };
-        let stream = self.on_executor(start, slot.deadline, "planning").await?;
+        let mut stream = self.on_executor(start, slot.deadline, "planning").await?;
+        if explains {
+            stream = crate::explain::without_paths(stream);
+        }
         let inner = match &self.executor {
             None => stream,
             Some(executor) => forward(executor, Arc::clone(&schema), stream),
@@ -809,6 +813,37 @@ mod tests {
         }
         assert!(engine.plan("EXPLAIN SELECT * FROM t").await.is_ok());
         assert!(engine.plan("SHOW TABLES").await.is_ok());
+    }
+
+    /// EXPLAIN shows plans, not where the data lies on the server.
+    #[tokio::test]
+    async fn explain_withholds_file_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret-mount-air.csv");
+        std::fs::write(&file, "a,b\n1,x\n2,y\n").unwrap();
+        let ctx = SessionContext::new();
+        ctx.register_csv("air", file.to_str().unwrap(), Default::default())
+            .await
+            .unwrap();
+        let engine = QueryEngine::new(ctx, QueryLimits::default());
+        for sql in [
+            "EXPLAIN SELECT * FROM air",
+            "EXPLAIN VERBOSE SELECT a FROM air WHERE b = 'x'",
+            "EXPLAIN ANALYZE SELECT count(*) FROM air",
+        ] {
+            let stream = engine.run(sql, vec![]).await.unwrap();
+            let batches: Vec<RecordBatch> = stream
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+                .unwrap()
+                .to_string();
+            assert!(text.contains("file_groups="), "{sql}: {text}");
+            assert!(!text.contains("secret-mount"), "{sql}: {text}");
+        }
     }
 
     #[tokio::test]

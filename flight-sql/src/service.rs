@@ -434,9 +434,23 @@ impl FlightSqlService for PolderFlightSqlService {
     ) -> Result<DoPutPreparedStatementResult, Status> {
         let handle = StatementHandle::decode(&cmd.prepared_statement_handle)?;
         let max_rows = self.engine.limits().max_parameter_rows;
-        let mut stream = FlightRecordBatchStream::new_from_flight_data(
-            request.into_inner().map_err(FlightError::from),
-        );
+        // Each message is checked before Arrow's reader trusts the sizes it declares (see
+        // `handle::ipc_message_fits`): a forged length must not make the node allocate it.
+        let checked = request.into_inner().map(|data| {
+            let data = data.map_err(FlightError::from)?;
+            if !data.data_header.is_empty()
+                && crate::handle::ipc_message_fits(&data.data_header, data.data_body.len())
+                    .is_none()
+            {
+                return Err(FlightError::DecodeError(
+                    "a message whose buffers do not fit its body, or a compressed batch (bind \
+                     parameters uncompressed)"
+                        .into(),
+                ));
+            }
+            Ok(data)
+        });
+        let mut stream = FlightRecordBatchStream::new_from_flight_data(checked);
         let mut batches = vec![];
         let mut rows = 0;
         while let Some(batch) = stream.next().await {

@@ -233,3 +233,62 @@ async fn bad_requests_get_typed_statuses_and_the_node_keeps_serving() {
         1000
     );
 }
+
+/// Bound parameters arrive as Arrow IPC messages whose declared sizes Arrow's reader trusts:
+/// a compressed batch declares the size it decompresses to, which a forged message could make
+/// petabytes (the process aborts on the allocation). Such messages are refused before the
+/// reader sees them, and the node serves on.
+#[tokio::test]
+async fn compressed_or_forged_parameter_batches_are_refused() {
+    use arrow_flight::FlightDescriptor;
+    use arrow_flight::encode::FlightDataEncoderBuilder;
+    use arrow_flight::sql::{CommandPreparedStatementQuery, ProstMessageExt};
+    use datafusion::arrow::ipc::CompressionType;
+    use datafusion::arrow::ipc::writer::IpcWriteOptions;
+    use futures::StreamExt;
+    use prost::Message;
+
+    let mut client = start().await;
+    let handle = polder_flight_sql::handle::StatementHandle::new("SELECT a FROM t WHERE a > $1");
+    let command = CommandPreparedStatementQuery {
+        prepared_statement_handle: handle.encode(),
+    };
+    let descriptor = FlightDescriptor::new_cmd(command.as_any().encode_to_vec());
+    let batch =
+        RecordBatch::try_from_iter([("p", Arc::new(Int64Array::from(vec![5; 100])) as _)]).unwrap();
+    let encode = |compression: Option<CompressionType>| {
+        let options = IpcWriteOptions::default()
+            .try_with_compression(compression)
+            .unwrap();
+        FlightDataEncoderBuilder::new()
+            .with_options(options)
+            .with_flight_descriptor(Some(descriptor.clone()))
+            .build(futures::stream::iter([Ok(batch.clone())]))
+            .map(|data| data.unwrap())
+    };
+    let refused = client
+        .do_put(encode(Some(CompressionType::LZ4_FRAME)))
+        .await
+        .err()
+        .map(|e| match e {
+            arrow_flight::error::FlightError::Tonic(s) => s.code(),
+            other => panic!("not a status: {other}"),
+        });
+    assert_eq!(refused, Some(Code::InvalidArgument));
+    // A batch whose buffer lies beyond its body (a panic in Arrow's reader) is refused too.
+    let mut forged: Vec<arrow_flight::FlightData> = encode(None).collect().await;
+    let last = forged.last_mut().unwrap();
+    last.data_body = last.data_body.slice(..last.data_body.len() / 2);
+    let refused = client
+        .do_put(futures::stream::iter(forged))
+        .await
+        .err()
+        .map(|e| match e {
+            arrow_flight::error::FlightError::Tonic(s) => s.code(),
+            other => panic!("not a status: {other}"),
+        });
+    assert_eq!(refused, Some(Code::InvalidArgument));
+    // Uncompressed, well-formed parameters bind.
+    let mut results = client.do_put(encode(None)).await.unwrap();
+    assert!(results.next().await.is_some());
+}

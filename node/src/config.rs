@@ -180,6 +180,24 @@ pub struct LimitsConfig {
     /// Largest serialised SPARQL result, in bytes; a larger result is refused.
     #[serde(default = "default_sparql_max_result_bytes")]
     pub sparql_max_result_bytes: usize,
+    /// Flight SQL connections open at once; a connection beyond it is closed at once. Default:
+    /// derived from the descriptor limit (RLIMIT_NOFILE) at startup, below it.
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+    /// HTTP connections open at once, a budget of their own, so that `/healthz` answers when
+    /// Flight SQL's is used up. Default: derived from the descriptor limit, below it.
+    #[serde(default)]
+    pub http_max_connections: Option<usize>,
+    /// How long a new connection (either service) may take to send its first request (TLS and
+    /// HTTP/2 handshakes included) before it is closed.
+    #[serde(default = "default_handshake_timeout", with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    /// How long a Flight SQL connection may stay open without a request in progress.
+    #[serde(default = "default_idle_timeout", with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// How long an HTTP connection may stay open without a request in progress (keep-alive).
+    #[serde(default = "default_http_idle_timeout", with = "humantime_serde")]
+    pub http_idle_timeout: Duration,
 }
 
 impl Default for LimitsConfig {
@@ -241,6 +259,27 @@ fn default_sparql_max_depth() -> usize {
 }
 fn default_sparql_max_result_bytes() -> usize {
     64 * 1024 * 1024
+}
+fn default_handshake_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_http_idle_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+
+impl LimitsConfig {
+    /// The connection budgets (Flight SQL, HTTP): as configured, else derived from the
+    /// descriptor limit `nofile` (see [`crate::connections::default_budgets`]).
+    pub fn connection_budgets(&self, nofile: u64) -> (usize, usize) {
+        let (flight, http) = crate::connections::default_budgets(nofile);
+        (
+            self.max_connections.unwrap_or(flight),
+            self.http_max_connections.unwrap_or(http),
+        )
+    }
 }
 
 impl NodeConfig {
@@ -333,6 +372,14 @@ impl NodeConfig {
             ("limits.sparql_memory_limit_mib", l.sparql_memory_limit_mib),
             ("limits.sparql_max_depth", l.sparql_max_depth),
             ("limits.sparql_max_result_bytes", l.sparql_max_result_bytes),
+            (
+                "limits.max_connections",
+                l.max_connections.unwrap_or(usize::MAX),
+            ),
+            (
+                "limits.http_max_connections",
+                l.http_max_connections.unwrap_or(usize::MAX),
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigError::Invalid(format!(
@@ -344,10 +391,24 @@ impl NodeConfig {
             ("limits.query_timeout", l.query_timeout),
             ("limits.sparql_timeout", l.sparql_timeout),
             ("limits.catalog_scan_timeout", l.catalog_scan_timeout),
+            ("limits.handshake_timeout", l.handshake_timeout),
+            ("limits.idle_timeout", l.idle_timeout),
+            ("limits.http_idle_timeout", l.http_idle_timeout),
         ] {
             if value.is_zero() {
                 return Err(ConfigError::Invalid(format!(
                     "{what} must be greater than 0"
+                )));
+            }
+        }
+        // tokio's semaphore counts permits up to usize::MAX >> 3.
+        for (what, value) in [
+            ("limits.max_connections", l.max_connections),
+            ("limits.http_max_connections", l.http_max_connections),
+        ] {
+            if value.is_some_and(|v| v > 1 << 24) {
+                return Err(ConfigError::Invalid(format!(
+                    "{what} must be at most 16777216"
                 )));
             }
         }

@@ -1,7 +1,7 @@
 //! The node's HTTP service: liveness and readiness for operators and orchestrators.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::Json;
 use axum::Router;
@@ -10,25 +10,32 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 
+use polder_federation::PeerCatalog;
+
 use crate::datasets::SharedReadiness;
+
+/// The node's peers, once registered.
+pub type SharedPeers = Arc<OnceLock<Vec<Arc<PeerCatalog>>>>;
+
+type ReadyState = (SharedReadiness, Arc<BTreeSet<String>>, SharedPeers);
 
 /// Routes of the HTTP service.
 ///
-/// `/readyz` lists the datasets by name, except the `hidden` ones (see the access policy).
-pub fn router(readiness: SharedReadiness, hidden: BTreeSet<String>) -> Router {
+/// `/readyz` lists the datasets by name, except the `hidden` ones (see the access policy), and
+/// each peer's state: `discovering` (the first discovery is under way), `unavailable` (it
+/// failed; retried in the background) or `discovered`. Peers do not hold readiness.
+pub fn router(readiness: SharedReadiness, hidden: BTreeSet<String>, peers: SharedPeers) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .with_state((readiness, Arc::new(hidden)))
+        .with_state((readiness, Arc::new(hidden), peers))
 }
 
 async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz(
-    State((readiness, hidden)): State<(SharedReadiness, Arc<BTreeSet<String>>)>,
-) -> impl IntoResponse {
+async fn readyz(State((readiness, hidden, peers)): State<ReadyState>) -> impl IntoResponse {
     let mut snapshot = readiness.read().expect("lock").clone();
     snapshot.tables.retain(|t| !hidden.contains(t));
     snapshot.skipped.retain(|t, _| !hidden.contains(t));
@@ -37,5 +44,23 @@ async fn readyz(
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(snapshot))
+    let mut body = serde_json::to_value(&snapshot).expect("readiness serializes");
+    if let Some(peers) = peers.get().filter(|peers| !peers.is_empty()) {
+        let peers: serde_json::Map<String, serde_json::Value> = peers
+            .iter()
+            .map(|peer| {
+                let state = if peer.is_discovered() {
+                    "discovered"
+                } else if peer.was_tried() {
+                    // Retried in the background.
+                    "unavailable"
+                } else {
+                    "discovering"
+                };
+                (peer.peer().name().to_string(), state.into())
+            })
+            .collect();
+        body["peers"] = peers.into();
+    }
+    (status, Json(body))
 }

@@ -3,6 +3,7 @@
 mod catalog;
 mod cli;
 mod config;
+mod connections;
 mod datasets;
 mod demo;
 mod http;

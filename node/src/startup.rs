@@ -11,17 +11,17 @@ use polder_flight_sql::{
 };
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::interceptor::InterceptedService;
 
 use polder_access::{
     AuditConfig, AuditLog, AuthConfig, AuthInterceptor, Authenticator, Policy, PolicySessions,
 };
-use polder_federation::{FederatedSession, Manifest, PeerConfig, PeerError};
+use polder_federation::{FederatedSession, Manifest, PeerConfig};
 use tracing::{info, warn};
 
 use crate::cli::ServeArgs;
 use crate::config::NodeConfig;
+use crate::connections::{Activity, Limited, Timeouts, TrackRequests};
 use crate::datasets::{self, Readiness, SampleFiles, SharedReadiness};
 
 /// Builds the effective configuration from the file and the flags. Without datasets, the
@@ -157,7 +157,8 @@ pub fn complete(mut config: NodeConfig) -> anyhow::Result<NodeConfig> {
     Ok(config)
 }
 
-/// The DataFusion session of a node: its catalog is the node's name, memory is bounded.
+/// The DataFusion session of a node: its catalog is the node's name, memory is bounded
+/// (operators by the memory pool, scalar functions by [`polder_flight_sql::bounded`]).
 pub fn session(config: &NodeConfig) -> anyhow::Result<SessionContext> {
     let session_config = polder_flight_sql::session_config()
         .with_default_catalog_and_schema(&config.node.name, datasets::SCHEMA)
@@ -166,12 +167,15 @@ pub fn session(config: &NodeConfig) -> anyhow::Result<SessionContext> {
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_limit(config.limits.memory_limit_mib * 1024 * 1024, 1.0)
         .build_arc()?;
-    if config.peers.is_empty() {
-        Ok(SessionContext::new_with_config_rt(session_config, runtime))
+    let state = if config.peers.is_empty() {
+        SessionContext::new_with_config_rt(session_config, runtime).state()
     } else {
-        let state = polder_federation::session_state(session_config, runtime, &config.federation);
-        Ok(SessionContext::new_with_state(state))
-    }
+        polder_federation::session_state(session_config, runtime, &config.federation)
+    };
+    // Functions whose output size the caller controls are bounded by the memory limit too.
+    Ok(SessionContext::new_with_state(
+        polder_flight_sql::bounded::bound_functions(state),
+    ))
 }
 
 /// A node started in this process.
@@ -273,6 +277,26 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         .with_context(|| format!("cannot listen for HTTP on {}", config.node.http_addr))?;
     let flight_addr = flight_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
+    // Each listener has a budget of connections below the descriptor limit, so that idle
+    // connections cannot use up the descriptors, and a full Flight SQL budget leaves HTTP
+    // (health, readiness) answering.
+    let nofile = crate::connections::descriptor_limit();
+    let (flight_budget, http_budget) = config.limits.connection_budgets(nofile.unwrap_or(1024));
+    if let Some(nofile) = nofile
+        && (flight_budget + http_budget) as u64 + 64 > nofile
+    {
+        warn!(
+            nofile,
+            max_connections = flight_budget,
+            http_max_connections = http_budget,
+            "the connection limits leave fewer than 64 file descriptors for data files and peers: lower them, or raise the descriptor limit (ulimit -n)"
+        );
+    }
+    info!(
+        max_connections = flight_budget,
+        http_max_connections = http_budget,
+        "connection limits"
+    );
 
     let readiness: SharedReadiness = Arc::new(std::sync::RwLock::new(Readiness::default()));
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
@@ -288,18 +312,32 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
             .collect(),
         None => Default::default(),
     };
-    let router =
-        crate::http::router(Arc::clone(&readiness), hidden.clone()).merge(polder_catalog::router(
+    let peers = crate::http::SharedPeers::default();
+    let router = crate::http::router(Arc::clone(&readiness), hidden.clone(), Arc::clone(&peers))
+        .merge(polder_catalog::router(
             Arc::clone(&shared_catalog),
             config.limits.sparql_max_query_bytes + 4096,
-        ));
+        ))
+        .layer(TrackRequests);
+    let http_listener = Limited::new(
+        http_listener,
+        http_budget,
+        Timeouts {
+            handshake: config.limits.handshake_timeout,
+            idle: config.limits.http_idle_timeout,
+        },
+        "http",
+    );
     let mut http_shutdown = shutdown_rx.clone();
     let http = tokio::spawn(
-        axum::serve(http_listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = http_shutdown.wait_for(|stop| *stop).await;
-            })
-            .into_future(),
+        axum::serve(
+            http_listener,
+            router.into_make_service_with_connect_info::<Activity>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = http_shutdown.wait_for(|stop| *stop).await;
+        })
+        .into_future(),
     );
 
     let limits = &config.limits;
@@ -344,7 +382,12 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         engine = engine.with_sessions(Arc::new(sessions.clone()));
     }
     let service = PolderFlightSqlService::new(engine, flight_config)?;
-    let mut transport = PolderFlightSqlService::transport();
+    // Keep-alive pings find connections whose client went away during a request; the idle
+    // and handshake timeouts close those that carry no request (src/connections.rs).
+    let mut transport = PolderFlightSqlService::transport()
+        .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT))
+        .layer(TrackRequests);
     if let (Some(cert), Some(key)) = (&config.node.tls_cert, &config.node.tls_key) {
         let read = |path: &std::path::PathBuf, what: &str| {
             std::fs::read(path)
@@ -355,7 +398,11 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
             read(key, "private key")?,
         );
         transport = transport
-            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .tls_config(
+                tonic::transport::ServerTlsConfig::new()
+                    .identity(identity)
+                    .timeout(limits.handshake_timeout),
+            )
             .context("the TLS certificate or key cannot be used")?;
     }
     // With [auth], one interceptor in front of every RPC establishes who is asking.
@@ -367,12 +414,42 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         None => transport.add_service(service.into_server()),
     };
     let mut flight_shutdown = shutdown_rx.clone();
+    let flight_listener = Limited::new(
+        flight_listener,
+        flight_budget,
+        Timeouts {
+            handshake: limits.handshake_timeout,
+            idle: limits.idle_timeout,
+        },
+        "flight",
+    );
     let flight = tokio::spawn(router.serve_with_incoming_shutdown(
-        TcpListenerStream::new(flight_listener),
+        flight_listener.into_incoming(),
         async move {
             let _ = flight_shutdown.wait_for(|stop| *stop).await;
         },
     ));
+
+    // Peers become catalogs of the session at once, and are discovered in the background
+    // (retried until they answer): the node's start never waits on another node. Until a peer
+    // is discovered, queries naming its tables fail with UNAVAILABLE naming it.
+    let federation =
+        FederatedSession::register_in_background(&ctx, &config.peers, &config.federation)?;
+    let _ = peers.set(federation.catalogs.clone());
+    // An authenticated caller's queries reach each peer with the caller's own token, so each
+    // peer applies its own policy.
+    if let Some(sessions) = &sessions {
+        for catalog in &federation.catalogs {
+            let catalog = Arc::clone(catalog);
+            sessions.forward(
+                catalog.peer().name().to_string(),
+                Arc::new(move |token: String| {
+                    let catalog = Arc::clone(&catalog);
+                    Box::pin(async move { catalog.for_caller(&token).await })
+                }),
+            );
+        }
+    }
 
     // Datasets load after the listeners are up, so /healthz answers and /readyz reports
     // progress; the node is ready once every dataset is loaded or skipped.
@@ -414,33 +491,6 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     shared_catalog
         .set(catalog)
         .expect("the catalog is built once");
-    // Peers become catalogs of the session; one that cannot be reached now is retried in the
-    // background, and queries naming its tables fail with the reason until it answers.
-    let federation = FederatedSession::register(&ctx, &config.peers, &config.federation).await?;
-    // An authenticated caller's queries reach each peer with the caller's own token, so each
-    // peer applies its own policy.
-    if let Some(sessions) = &sessions {
-        for catalog in &federation.catalogs {
-            let catalog = Arc::clone(catalog);
-            sessions.forward(
-                catalog.peer().name().to_string(),
-                Arc::new(move |token: String| {
-                    let catalog = Arc::clone(&catalog);
-                    Box::pin(async move { catalog.for_caller(&token).await })
-                }),
-            );
-        }
-    }
-    for err in &federation.unavailable {
-        match err {
-            PeerError::Remote { code, .. } if code == "Unauthenticated" && sessions.is_some() => {
-                info!(peer = %err.peer(), "peer lists nothing without a token; callers reach its tables with their own");
-            }
-            _ => {
-                warn!(peer = %err.peer(), error = %err, "peer not reachable at startup; retrying in the background")
-            }
-        }
-    }
     readiness.write().expect("lock").ready = true;
     info!(node = %config.node.name, %flight_addr, %http_addr, tables = config.tables.len(), peers = config.peers.len(), "node ready");
 
@@ -457,6 +507,11 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         _federation: federation,
     })
 }
+
+/// How often the Flight SQL service pings an HTTP/2 connection, and how long it waits for the
+/// answer before it closes the connection (a client that went away mid-request).
+const HTTP2_KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+const HTTP2_KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();

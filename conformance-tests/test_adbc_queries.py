@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import threading
 
 import pyarrow as pa
@@ -253,3 +254,21 @@ def test_concurrent_connections(main_node, main_ref):
         t.join(timeout=300)
     assert not any(t.is_alive() for t in threads), "a concurrent query did not finish"
     assert not errors, errors[0]
+
+
+@pytest.mark.requirement("UDN-FSQL-4", "UDN-FSQL-5")
+@pytest.mark.parametrize(
+    "value",
+    [
+        42, 2.5, "Utrecht", True, b"\x00\x01", dt.date(2026, 12, 6),
+        dt.datetime(2026, 12, 6, 14, 30, 5), decimal.Decimal("12.345"), -7,
+    ],
+    ids=["int", "float", "string", "bool", "bytes", "date", "datetime", "decimal", "negative"],
+)
+def test_a_parameter_alone_takes_the_type_of_its_value(main_conn, value):
+    """`SELECT ? AS x`: nothing but the bound value gives the parameter a type; the answer is the
+    value, of its type, never an error or a NULL of type null."""
+    table = query(main_conn, "SELECT ? AS x", (value,))
+    assert table.num_rows == 1
+    assert table.schema.field("x").type != pa.null(), table.schema
+    assert table.column("x")[0].as_py() == value, table

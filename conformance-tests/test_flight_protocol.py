@@ -68,6 +68,22 @@ def test_do_get_streams_many_batches(main_node, main_ref):
     assert batches > 1, "250 000 rows arrived in one batch"
 
 
+@pytest.mark.requirement("UDN-FSQL-7")
+def test_rows_ready_together_travel_together(launcher, generated):
+    """A cross join of a CSV table (no statistics to reorder it by) with a few constant rows can
+    produce one tiny batch per row of the table; sent as they come, every row or two costs a
+    message. Rows the plan has ready together are sent together."""
+    node = launcher.node({"parts_glob": generated["parts_glob"]})
+    client = _client(node)
+    sql = "SELECT p.*, x.k FROM parts_glob p CROSS JOIN (VALUES (1), (2), (3)) x(k)"
+    info = _flight_info(client, sql)
+    messages = rows = 0
+    for ep in info.endpoints:
+        for chunk in client.do_get(ep.ticket, OPTIONS):
+            messages += 1
+            rows += chunk.data.num_rows
+    assert rows == 2700
+    assert messages <= rows / 50, f"{rows} rows arrived in {messages} messages"
 
 
 @pytest.mark.spawns_node

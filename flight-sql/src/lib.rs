@@ -14,6 +14,7 @@
 //! replica of a node can answer a `DoGet` for a ticket another replica issued.
 
 pub mod bounded;
+pub mod coalesce;
 pub mod depth;
 pub mod error;
 pub mod explain;

@@ -355,7 +355,6 @@ impl QueryEngine {
         params: Vec<RecordBatch>,
         slot: Slot,
     ) -> Result<SendableRecordBatchStream> {
-        let schema = Arc::clone(plan.schema().inner());
         let explains = matches!(plan, LogicalPlan::Explain(_) | LogicalPlan::Analyze(_));
         let rows = parameter_rows(&params, self.limits.max_parameter_rows)?;
         let plans = if rows.is_empty() {
@@ -365,6 +364,9 @@ impl QueryEngine {
                 .map(|values| plan.clone().with_param_values(values))
                 .collect::<Result<Vec<_>, _>>()?
         };
+        // The schema of the bound plan: a parameter nothing else gives a type (`SELECT ? AS x`)
+        // takes the type of the value bound to it.
+        let schema = Arc::clone(plans[0].schema().inner());
         let ctx = self.ctx.clone();
         let output_schema = Arc::clone(&schema);
         let start = async move {
@@ -390,6 +392,10 @@ impl QueryEngine {
         if explains {
             stream = crate::explain::without_paths(stream);
         }
+        // Gathered where the plan runs, before the hand-over, so that batches are gathered from
+        // what the plan has ready, not from what the channel holds.
+        let batch_size = self.ctx.state().config().batch_size();
+        let stream = crate::coalesce::coalesced(stream, batch_size);
         let inner = match &self.executor {
             None => stream,
             Some(executor) => forward(executor, Arc::clone(&schema), stream),
@@ -455,6 +461,20 @@ async fn plan_statement(
         .verify_plan(&plan)
         .map_err(|e| Error::Forbidden(format!("the node is read-only: {}", e.message())))?;
     Ok(plan)
+}
+
+/// The schema of `plan`'s answer with the first row of `params` bound (as it is without
+/// parameters): what `GetFlightInfo` of a prepared statement with bound parameters states.
+pub fn bound_schema(plan: &LogicalPlan, params: &[RecordBatch]) -> Result<SchemaRef> {
+    let first = params
+        .iter()
+        .find(|b| b.num_rows() > 0)
+        .map(|b| b.slice(0, 1));
+    let schema = match parameter_rows(first.as_slice(), 1)?.pop() {
+        Some(values) => Arc::clone(plan.clone().with_param_values(values)?.schema().inner()),
+        None => Arc::clone(plan.schema().inner()),
+    };
+    Ok(schema)
 }
 
 /// The parameters a planned statement expects, as a schema with one field per placeholder

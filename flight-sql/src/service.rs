@@ -38,7 +38,7 @@ use crate::error::{Error, Result};
 use crate::fit;
 use crate::handle::StatementHandle;
 use crate::metadata::{self, ServerInfo};
-use crate::query::{QueryEngine, QueryLimits, parameter_schema};
+use crate::query::{QueryEngine, QueryLimits, bound_schema, parameter_schema};
 use crate::wire::{CheckedCommands, OversizeStatus};
 use tower_layer::{Identity, Stack};
 
@@ -378,10 +378,11 @@ impl FlightSqlService for PolderFlightSqlService {
         let engine = self.engine.for_request(request.extensions()).await?;
         let handle = self.resolve(&cmd.prepared_statement_handle)?;
         let plan = engine.plan_audited(&handle.sql).await?;
+        let schema = bound_schema(&plan, &handle.params()?)?;
         let ticket = CommandPreparedStatementQuery {
             prepared_statement_handle: handle.encode(),
         };
-        command_info(plan.schema().as_arrow(), &ticket, request)
+        command_info(&schema, &ticket, request)
     }
 
     #[instrument(skip_all)]

@@ -882,11 +882,7 @@ def test_aggregate_only_holds_through_a_coordinator(launcher, idp, aggregate_nod
     for attack in AGGREGATE_ATTACKS:
         sql = attack.replace("FROM air_quality", "FROM utrecht.public.air_quality")
         err = refused(coordinator, t, sql)
-        status = adbc_grpc_status(err)
-        # Inline rows (VALUES) do not federate yet: such a query fails closed at the coordinator.
-        assert status == "PermissionDenied" or ("VALUES" in sql and status == "Unimplemented"), (
-            sql, str(err)
-        )  # fmt: skip
+        assert adbc_grpc_status(err) == "PermissionDenied", (sql, str(err))
 
 
 @pytest.mark.requirement("UDN-AUTH-8")

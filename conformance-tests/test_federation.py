@@ -197,6 +197,27 @@ def test_an_aggregate_over_nodes_is_computed_partially_on_each(coord_conn, tpch_
 
 
 @pytest.mark.requirement("UDN-FED-3")
+@pytest.mark.parametrize(
+    "shape",
+    [
+        "SELECT v.r, count(*) AS n FROM {nation} x JOIN (VALUES (0), (1), (7)) v(r) "
+        "ON x.n_regionkey = v.r GROUP BY v.r",
+        "WITH wanted(r) AS (VALUES (2), (3)) SELECT count(*) AS n FROM {nation} "
+        "WHERE n_regionkey IN (SELECT r FROM wanted)",
+        "SELECT count(*) AS n FROM {nation} x CROSS JOIN (VALUES (1), (2)) v(k) "
+        "JOIN {customer} c ON c.c_nationkey = x.n_nationkey WHERE v.k = 2",
+    ],
+    ids=["join", "cte-in-subquery", "cross-join-across-peers"],
+)
+def test_inline_rows_meet_peers_tables(coord_conn, tpch_ref, shape):
+    """Inline rows (VALUES) joined with peers' tables: answered as over the local tables."""
+    federated = shape.format(nation="rotterdam.public.nation", customer="utrecht.public.customer")
+    local = shape.format(nation="nation", customer="customer")
+    got = rows_of_arrow(query(coord_conn, federated))
+    assert_same_rows(got, tpch_ref.rows(local), context="inline rows")
+
+
+@pytest.mark.requirement("UDN-FED-3")
 def test_parameters_bind_in_federated_queries(coord_conn, tpch_ref):
     sql = "SELECT count(*) FROM {} WHERE l_quantity > ?"
     got = query(coord_conn, sql.format("amsterdam.public.lineitem"), (45,))

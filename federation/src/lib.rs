@@ -29,6 +29,7 @@ mod partial;
 pub mod peer;
 mod runtime_filter;
 pub mod session;
+mod values;
 mod whole;
 
 pub use catalog::PeerCatalog;

@@ -48,6 +48,8 @@ pub fn federated_state(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> Sessi
     // the federation sends each partial to its node.
     rules.insert(early, Arc::new(crate::partial::PartialAggregates));
     rules.insert(0, Arc::new(CollapseAliases));
+    // Inline rows are a local source, so that no part with them is sent to a peer.
+    rules.insert(0, Arc::new(crate::values::LocalValues));
     rules.push(Arc::new(FederateRemaining::default()));
     SessionStateBuilder::new()
         .with_config(config)

@@ -52,6 +52,33 @@ def test_catalog_is_turtle_by_default(main_http, accept):
     rdf.the_catalog(graph)
 
 
+@pytest.mark.requirement("UDN-CAT-1", "UDN-SPARQL-1")
+@pytest.mark.parametrize("path", ["/catalog", "/sparql"])
+def test_metadata_may_be_read_from_any_web_page(main_http, path):
+    """Open metadata is meant to be harvested and queried from browsers too: CORS allows any
+    origin, and a preflight for a SPARQL POST is answered."""
+    import requests
+
+    origin = {"Origin": "https://portal.example"}
+    r = requests.get(f"{main_http}{path}", headers=origin, timeout=30)
+    assert r.status_code == 200, r.status_code
+    assert r.headers.get("Access-Control-Allow-Origin") == "*", dict(r.headers)
+    preflight = requests.options(
+        f"{main_http}{path}",
+        headers={
+            **origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+        timeout=30,
+    )
+    assert preflight.status_code in (200, 204), preflight.status_code
+    assert preflight.headers.get("Access-Control-Allow-Origin") == "*", dict(preflight.headers)
+    assert "POST" in preflight.headers.get("Access-Control-Allow-Methods", ""), dict(
+        preflight.headers
+    )
+
+
 @pytest.mark.requirement("UDN-CAT-1")
 @pytest.mark.parametrize("kind", ["application/ld+json", "application/n-triples"])
 def test_catalog_in_every_format_is_the_same_graph(main_http, main_catalog, kind):
@@ -155,6 +182,8 @@ def test_dataset_and_distribution_properties(main_catalog, main_node, table):
     distribution = one(g, dataset, DCAT.distribution, f"dataset {table}")
     assert (distribution, RDF.type, DCAT.Distribution) in g
     assert isinstance(one(g, distribution, DCT.license), URIRef)
+    # Harvesters (ckanext-dcat) read the licence on the dataset: the same one.
+    assert one(g, dataset, DCT.license) == one(g, distribution, DCT.license)
     assert one(g, distribution, DCAT.mediaType) == rdf.ARROW_STREAM
     assert isinstance(one(g, distribution, DCT['format']), URIRef)
     size = one(g, distribution, DCAT.byteSize)

@@ -596,6 +596,14 @@ pub fn build(
             text(&ids.dataset(&table.name)),
         );
         g.add(ds.clone(), iri(UDN, "sqlTable"), text(&sql_name));
+        // DCAT-AP puts the licence on the distribution; harvesters such as ckanext-dcat read
+        // it on the dataset too, so it is stated on both.
+        g.typed(
+            &ds,
+            iri(DCT, "license"),
+            meta.license,
+            iri(DCT, "LicenseDocument"),
+        );
         for keyword in meta.keywords {
             g.add(ds.clone(), iri(DCAT, "keyword"), text(keyword));
         }

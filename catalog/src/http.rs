@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use oxigraph::model::{Literal, NamedNode, Triple};
+use tower_http::cors::{Any, CorsLayer};
 use tracing::{info, warn};
 
 use crate::describe::Iris;
@@ -27,6 +28,13 @@ pub fn router(catalog: SharedCatalog, max_body_bytes: usize) -> Router {
         .route("/sparql", get(sparql_get).post(sparql_post))
         .fallback(resource)
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        // Read-only open metadata, meant to be harvested and queried from any web page.
+        .layer(
+            CorsLayer::new()
+                .allow_origin(Any)
+                .allow_methods([Method::GET, Method::HEAD, Method::POST])
+                .allow_headers([header::ACCEPT, header::CONTENT_TYPE]),
+        )
         .with_state(catalog)
 }
 

@@ -33,21 +33,16 @@ use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNodeRecursion};
 use datafusion::datasource::source_as_provider;
 use datafusion::error::{DataFusionError, Result};
-use datafusion::functions::math::expr_fn::abs;
-use datafusion::functions_aggregate::count::{count_distinct, count_udaf};
-use datafusion::functions_aggregate::min_max::max_udaf;
-use datafusion::logical_expr::expr::AggregateFunction;
+use datafusion::functions_aggregate::count::count_distinct;
 use datafusion::logical_expr::{
-    Aggregate, AggregateUDF, ColumnarValue, Expr, LogicalPlan, LogicalPlanBuilder,
-    ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TableProviderFilterPushDown,
-    TableType, Volatility, cast, col, lit,
+    Aggregate, ColumnarValue, Expr, LogicalPlan, LogicalPlanBuilder, ScalarFunctionArgs, ScalarUDF,
+    ScalarUDFImpl, Signature, TableProviderFilterPushDown, TableType, Volatility, col, lit,
 };
 use datafusion::optimizer::AnalyzerRule;
 use datafusion::physical_plan::ExecutionPlan;
 use polder_flight_sql::Error;
 
 use crate::guard::{first_problem, not_row_level};
-use crate::perturb::{CellKey, Perturb, PerturbationSpec, Statistic};
 use crate::policy::{AggregateSpec, Violation};
 
 /// The column the rule adds to count each group's distinct privacy units.
@@ -171,7 +166,7 @@ impl AnalyzerRule for AggregateOnlyRule {
     }
 }
 
-fn refuse(message: String) -> DataFusionError {
+pub(crate) fn refuse(message: String) -> DataFusionError {
     DataFusionError::External(Box::new(Error::Forbidden(message)))
 }
 
@@ -212,10 +207,10 @@ fn first_protected(plan: &LogicalPlan) -> Result<Option<String>> {
 
 /// An aggregate's input that reads an aggregate-only dataset: its spec, and for each column
 /// name of the aggregate's input, the dataset column it is.
-struct ProtectedPath {
-    dataset: String,
-    spec: AggregateSpec,
-    base_names: HashMap<String, String>,
+pub(crate) struct ProtectedPath {
+    pub(crate) dataset: String,
+    pub(crate) spec: AggregateSpec,
+    pub(crate) base_names: HashMap<String, String>,
 }
 
 /// Follows `input` down through filters, aliases and column-only projections to a scan; the
@@ -350,7 +345,7 @@ fn not_a_plain_condition(condition: &Expr) -> Result<Option<&'static str>> {
 
 /// The column an aggregate argument reads as stored (through casts the planner adds to fit a
 /// function's signature), `None` when the argument computes something else.
-fn stored_column(argument: &Expr) -> Option<&Column> {
+pub(crate) fn stored_column(argument: &Expr) -> Option<&Column> {
     match argument {
         Expr::Column(column) => Some(column),
         Expr::Cast(cast) => stored_column(&cast.expr),
@@ -485,7 +480,7 @@ fn protect(
     let mut aggr_expr = aggregate.aggr_expr.clone();
     aggr_expr.push(count_distinct(unit.clone()).alias(UNITS));
     if let Some(perturbation) = &spec.perturbation {
-        let released = perturbed(&aggregate, path, perturbation, unit)?;
+        let released = crate::perturb::perturbed(&aggregate, path, perturbation, unit)?;
         aggr_expr.extend(released.helpers);
         let first = original.len() - aggregate.aggr_expr.len();
         for (column, value) in original[first..].iter_mut().zip(released.values) {
@@ -518,113 +513,6 @@ fn protect(
         .filter(keep)?
         .project(original)?
         .build()
-}
-
-/// What perturbation adds to an aggregate: the aggregates it needs (cell keys, largest values,
-/// counts), and each released value as its perturbed expression, under its original name.
-struct Perturbed {
-    helpers: Vec<Expr>,
-    values: Vec<Expr>,
-}
-
-/// The perturbation of every aggregate of `aggregate` (see [`crate::perturb`]). Each value's
-/// cell key is computed over exactly the rows it aggregates (its `FILTER` included) from the
-/// unit and every dimension, so all dimensions must reach the aggregation.
-fn perturbed(
-    aggregate: &Aggregate,
-    path: &ProtectedPath,
-    perturbation: &PerturbationSpec,
-    unit: Expr,
-) -> Result<Perturbed> {
-    let dataset = &path.dataset;
-    let secret = perturbation
-        .secret
-        .as_ref()
-        .ok_or_else(|| DataFusionError::Internal("a perturbation without its key".into()))?;
-    let input = aggregate.input.schema();
-    let mut identity = vec![unit];
-    for dimension in &path.spec.dimensions {
-        let name = path
-            .base_names
-            .iter()
-            .find(|(_, base)| *base == dimension)
-            .map(|(top, _)| top.clone())
-            .ok_or_else(|| {
-                refuse(format!(
-                    "dataset '{dataset}' is perturbed per cell: a subquery before the aggregation must keep its dimension '{dimension}'"
-                ))
-            })?;
-        let (qualifier, _) = input.qualified_field_with_unqualified_name(&name)?;
-        identity.push(Expr::Column(Column::new(qualifier.cloned(), name)));
-    }
-    let cell_key = Arc::new(CellKey::udaf(secret));
-    let base = |column: &Column| {
-        path.base_names
-            .get(&column.name)
-            .cloned()
-            .unwrap_or_else(|| column.name.clone())
-    };
-    let names = aggregate.schema.columns();
-    let names = &names[names.len() - aggregate.aggr_expr.len()..];
-    let mut helpers = vec![];
-    let mut values = vec![];
-    for (index, (expr, name)) in aggregate.aggr_expr.iter().zip(names).enumerate() {
-        let Expr::AggregateFunction(function) = expr.clone().unalias() else {
-            return Err(refuse(format!(
-                "dataset '{dataset}' may only be aggregated with the functions {}",
-                path.spec.functions.join(", ")
-            )));
-        };
-        let function_name = function.func.name().to_lowercase();
-        let statistic = Statistic::of_function(&function_name).ok_or_else(|| {
-            refuse(format!(
-                "dataset '{dataset}' is perturbed per cell, which only count, sum and avg can be; {function_name} cannot"
-            ))
-        })?;
-        let params = &function.params;
-        let helper = |func: Arc<AggregateUDF>, args: Vec<Expr>, distinct: bool, what: &str| {
-            Expr::AggregateFunction(AggregateFunction::new_udf(
-                func,
-                args,
-                distinct,
-                params.filter.clone(),
-                vec![],
-                None,
-            ))
-            .alias(format!("__polder_{what}_{index}"))
-        };
-        helpers.push(helper(
-            Arc::clone(&cell_key),
-            identity.clone(),
-            false,
-            "cell",
-        ));
-        let mut args = vec![
-            Expr::Column(name.clone()),
-            col(format!("__polder_cell_{index}")),
-        ];
-        match statistic {
-            Statistic::Count => args.push(lit("count")),
-            Statistic::Sum | Statistic::Average => {
-                let argument = params.args.first().cloned().unwrap_or_else(|| lit(0));
-                let column = stored_column(&argument).map(base).unwrap_or_default();
-                let distinct = if params.distinct { " DISTINCT" } else { "" };
-                args.push(lit(format!("{function_name}{distinct}({column})")));
-                let magnitude = abs(cast(argument.clone(), DataType::Float64));
-                helpers.push(helper(max_udaf(), vec![magnitude], false, "largest"));
-                helpers.push(helper(count_udaf(), vec![argument], params.distinct, "n"));
-                args.push(col(format!("__polder_largest_{index}")));
-                args.push(col(format!("__polder_n_{index}")));
-            }
-        }
-        let perturb = Perturb::udf(perturbation, statistic)?;
-        values.push(
-            perturb
-                .call(args)
-                .alias_qualified(name.relation.clone(), name.name.clone()),
-        );
-    }
-    Ok(Perturbed { helpers, values })
 }
 
 /// The filter of `on_violation = "suppress"`: true for every group of at least `min` units;

@@ -34,17 +34,25 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array, StringArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type, Int64Type, UInt64Type};
+use datafusion::common::Column as DFColumn;
 use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result};
+use datafusion::functions::math::expr_fn::abs;
+use datafusion::functions_aggregate::count::count_udaf;
+use datafusion::functions_aggregate::min_max::max_udaf;
+use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::format_state_name;
 use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, ScalarFunctionArgs, ScalarUDF,
     ScalarUDFImpl, Signature, Volatility,
 };
+use datafusion::logical_expr::{Aggregate, Expr, cast as cast_expr, col, lit};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use siphasher::sip::SipHasher13;
+
+use crate::aggregate::{ProtectedPath, refuse, stored_column};
 
 /// `[dataset.aggregate.perturbation]`: how an aggregate-only dataset's released values are
 /// perturbed.
@@ -449,6 +457,113 @@ impl ScalarUDFImpl for Perturb {
         };
         Ok(ColumnarValue::Array(cast(&perturbed, &output_type)?))
     }
+}
+
+/// What perturbation adds to an aggregate: the aggregates it needs (cell keys, largest values,
+/// counts), and each released value as its perturbed expression, under its original name.
+pub(crate) struct Perturbed {
+    pub(crate) helpers: Vec<Expr>,
+    pub(crate) values: Vec<Expr>,
+}
+
+/// The perturbation of every aggregate of `aggregate` (see the [module docs](self)). Each value's
+/// cell key is computed over exactly the rows it aggregates (its `FILTER` included) from the
+/// unit and every dimension, so all dimensions must reach the aggregation.
+pub(crate) fn perturbed(
+    aggregate: &Aggregate,
+    path: &ProtectedPath,
+    perturbation: &PerturbationSpec,
+    unit: Expr,
+) -> Result<Perturbed> {
+    let dataset = &path.dataset;
+    let secret = perturbation
+        .secret
+        .as_ref()
+        .ok_or_else(|| DataFusionError::Internal("a perturbation without its key".into()))?;
+    let input = aggregate.input.schema();
+    let mut identity = vec![unit];
+    for dimension in &path.spec.dimensions {
+        let name = path
+            .base_names
+            .iter()
+            .find(|(_, base)| *base == dimension)
+            .map(|(top, _)| top.clone())
+            .ok_or_else(|| {
+                refuse(format!(
+                    "dataset '{dataset}' is perturbed per cell: a subquery before the aggregation must keep its dimension '{dimension}'"
+                ))
+            })?;
+        let (qualifier, _) = input.qualified_field_with_unqualified_name(&name)?;
+        identity.push(Expr::Column(DFColumn::new(qualifier.cloned(), name)));
+    }
+    let cell_key = Arc::new(CellKey::udaf(secret));
+    let base = |column: &DFColumn| {
+        path.base_names
+            .get(&column.name)
+            .cloned()
+            .unwrap_or_else(|| column.name.clone())
+    };
+    let names = aggregate.schema.columns();
+    let names = &names[names.len() - aggregate.aggr_expr.len()..];
+    let mut helpers = vec![];
+    let mut values = vec![];
+    for (index, (expr, name)) in aggregate.aggr_expr.iter().zip(names).enumerate() {
+        let Expr::AggregateFunction(function) = expr.clone().unalias() else {
+            return Err(refuse(format!(
+                "dataset '{dataset}' may only be aggregated with the functions {}",
+                path.spec.functions.join(", ")
+            )));
+        };
+        let function_name = function.func.name().to_lowercase();
+        let statistic = Statistic::of_function(&function_name).ok_or_else(|| {
+            refuse(format!(
+                "dataset '{dataset}' is perturbed per cell, which only count, sum and avg can be; {function_name} cannot"
+            ))
+        })?;
+        let params = &function.params;
+        let helper = |func: Arc<AggregateUDF>, args: Vec<Expr>, distinct: bool, what: &str| {
+            Expr::AggregateFunction(AggregateFunction::new_udf(
+                func,
+                args,
+                distinct,
+                params.filter.clone(),
+                vec![],
+                None,
+            ))
+            .alias(format!("__polder_{what}_{index}"))
+        };
+        helpers.push(helper(
+            Arc::clone(&cell_key),
+            identity.clone(),
+            false,
+            "cell",
+        ));
+        let mut args = vec![
+            Expr::Column(name.clone()),
+            col(format!("__polder_cell_{index}")),
+        ];
+        match statistic {
+            Statistic::Count => args.push(lit("count")),
+            Statistic::Sum | Statistic::Average => {
+                let argument = params.args.first().cloned().unwrap_or_else(|| lit(0));
+                let column = stored_column(&argument).map(base).unwrap_or_default();
+                let distinct = if params.distinct { " DISTINCT" } else { "" };
+                args.push(lit(format!("{function_name}{distinct}({column})")));
+                let magnitude = abs(cast_expr(argument.clone(), DataType::Float64));
+                helpers.push(helper(max_udaf(), vec![magnitude], false, "largest"));
+                helpers.push(helper(count_udaf(), vec![argument], params.distinct, "n"));
+                args.push(col(format!("__polder_largest_{index}")));
+                args.push(col(format!("__polder_n_{index}")));
+            }
+        }
+        let perturb = Perturb::udf(perturbation, statistic)?;
+        values.push(
+            perturb
+                .call(args)
+                .alias_qualified(name.relation.clone(), name.name.clone()),
+        );
+    }
+    Ok(Perturbed { helpers, values })
 }
 
 /// The record keys of `units` (one field each), for tests of the cell key.

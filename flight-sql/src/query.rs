@@ -376,7 +376,7 @@ impl QueryEngine {
                 let physical = cooperative(state.create_physical_plan(&plan).await?)?;
                 streams.push(execute_stream(physical, ctx.task_ctx())?);
             }
-            let stream: SendableRecordBatchStream = if streams.len() == 1 {
+            let mut stream: SendableRecordBatchStream = if streams.len() == 1 {
                 streams.pop().expect("one stream")
             } else {
                 Box::pin(
@@ -386,16 +386,17 @@ impl QueryEngine {
                     ),
                 )
             };
-            Ok::<_, Error>(stream)
+            if explains {
+                stream = crate::explain::without_paths(stream);
+            }
+            // Gathered where the plan runs, before the hand-over, so that batches are gathered
+            // from what the plan has ready, not from what the channel holds.
+            Ok::<_, Error>(crate::coalesce::coalesced(
+                stream,
+                state.config().batch_size(),
+            ))
         };
-        let mut stream = self.on_executor(start, slot.deadline, "planning").await?;
-        if explains {
-            stream = crate::explain::without_paths(stream);
-        }
-        // Gathered where the plan runs, before the hand-over, so that batches are gathered from
-        // what the plan has ready, not from what the channel holds.
-        let batch_size = self.ctx.state().config().batch_size();
-        let stream = crate::coalesce::coalesced(stream, batch_size);
+        let stream = self.on_executor(start, slot.deadline, "planning").await?;
         let inner = match &self.executor {
             None => stream,
             Some(executor) => forward(executor, Arc::clone(&schema), stream),

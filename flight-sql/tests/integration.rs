@@ -48,6 +48,14 @@ async fn start() -> FlightSqlServiceClient<Channel> {
     FlightSqlServiceClient::new(channel)
 }
 
+/// The gRPC code of a failed call.
+fn code_of(err: arrow_flight::error::FlightError) -> Code {
+    match err {
+        arrow_flight::error::FlightError::Tonic(status) => status.code(),
+        other => panic!("not a status: {other}"),
+    }
+}
+
 async fn fetch(
     client: &mut FlightSqlServiceClient<Channel>,
     info: FlightInfo,
@@ -201,10 +209,6 @@ async fn metadata_commands_answer_with_spec_schemas() {
 #[tokio::test]
 async fn bad_requests_get_typed_statuses_and_the_node_keeps_serving() {
     let mut client = start().await;
-    let status = |e: arrow_flight::error::FlightError| match e {
-        arrow_flight::error::FlightError::Tonic(s) => s.code(),
-        other => panic!("not a status: {other}"),
-    };
     for (sql, code) in [
         ("SELEC 1", Code::InvalidArgument),
         ("SELECT * FROM missing", Code::NotFound),
@@ -213,7 +217,7 @@ async fn bad_requests_get_typed_statuses_and_the_node_keeps_serving() {
         ("SELECT a + b FROM t", Code::InvalidArgument),
     ] {
         let err = client.execute(sql.into(), None).await.unwrap_err();
-        assert_eq!(status(err), code, "{sql}");
+        assert_eq!(code_of(err), code, "{sql}");
     }
     let garbage = arrow_flight::Ticket::new(b"not a ticket".to_vec());
     assert!(client.do_get(garbage).await.is_err());
@@ -221,7 +225,7 @@ async fn bad_requests_get_typed_statuses_and_the_node_keeps_serving() {
         .execute_update("DELETE FROM t".into(), None)
         .await
         .unwrap_err();
-    assert_eq!(status(err), Code::PermissionDenied);
+    assert_eq!(code_of(err), Code::PermissionDenied);
 
     let info = client
         .execute("SELECT count(*) FROM t".into(), None)
@@ -270,10 +274,7 @@ async fn compressed_or_forged_parameter_batches_are_refused() {
         .do_put(encode(Some(CompressionType::LZ4_FRAME)))
         .await
         .err()
-        .map(|e| match e {
-            arrow_flight::error::FlightError::Tonic(s) => s.code(),
-            other => panic!("not a status: {other}"),
-        });
+        .map(code_of);
     assert_eq!(refused, Some(Code::InvalidArgument));
     // A batch whose buffer lies beyond its body (a panic in Arrow's reader) is refused too.
     let mut forged: Vec<arrow_flight::FlightData> = encode(None).collect().await;
@@ -283,10 +284,7 @@ async fn compressed_or_forged_parameter_batches_are_refused() {
         .do_put(futures::stream::iter(forged))
         .await
         .err()
-        .map(|e| match e {
-            arrow_flight::error::FlightError::Tonic(s) => s.code(),
-            other => panic!("not a status: {other}"),
-        });
+        .map(code_of);
     assert_eq!(refused, Some(Code::InvalidArgument));
     // Uncompressed, well-formed parameters bind.
     let mut results = client.do_put(encode(None)).await.unwrap();

@@ -1,0 +1,213 @@
+//! Checking an audit log: the chain unbroken, the checkpoints' signatures valid, and every
+//! record covered by a signed checkpoint (`polder audit verify`).
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ed25519_dalek::{Signature, Verifier as _, VerifyingKey};
+use serde_json::{Map, Value};
+
+use super::{AuditError, GENESIS, checkpoint_message, head_path, record_hash};
+
+/// What [`verify`] found in an unbroken log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// Records in the log (checkpoints included).
+    pub records: u64,
+    /// Checkpoints whose signatures verified (with a key; without one, checkpoints found).
+    pub checkpoints: u64,
+    /// The last record a verified checkpoint signs (0: none).
+    pub signed_through: u64,
+    /// Records after the last checkpoint (not yet covered by a signature); all records when
+    /// there is no checkpoint.
+    pub unsigned_tail: u64,
+    /// The most records the last checkpoint promised before the next one (signed with it);
+    /// `None` without a checkpoint, or for a checkpoint written before checkpoints said so.
+    pub checkpoint_every: Option<u64>,
+    /// The record the `<log>.head` file names (the last checkpoint when it was written);
+    /// `None` without a head file.
+    pub head: Option<u64>,
+    /// The last record's hash.
+    pub last_hash: [u8; 32],
+}
+
+impl Verified {
+    /// Why the log, though an unbroken chain, is not proven by the signing key, or `None`.
+    ///
+    /// A chain alone proves nothing: whoever can write the file can recompute it. So a log
+    /// with records needs a signed checkpoint, and the records after the last one (which a
+    /// running node always has) may be no more than that checkpoint promised before the next.
+    /// More means checkpoints were removed, or the node that wrote them stopped signing.
+    pub fn unproven(&self) -> Option<String> {
+        if self.records > 0 && self.checkpoints == 0 {
+            return Some(format!(
+                "no signed checkpoint: none of its {} records is covered by a signature, and anyone who can write the file can recompute its chain",
+                self.records
+            ));
+        }
+        let allowed = self.checkpoint_every.unwrap_or(0);
+        if self.unsigned_tail > allowed {
+            return Some(format!(
+                "{} records after the last signed checkpoint (record {}), more than the {allowed} it promised before the next one: checkpoints were removed or not written",
+                self.unsigned_tail,
+                self.signed_through + 1
+            ));
+        }
+        None
+    }
+}
+
+/// Checks a whole log: every record chains to the one before, every hash is right, sequence
+/// numbers run without gaps, and (with `key`) every checkpoint's signature verifies. The
+/// `<log>.head` file, when present, must be reached: a log cut back before its last
+/// checkpoint fails.
+pub fn verify(path: &Path, key: Option<&VerifyingKey>) -> Result<Verified, AuditError> {
+    let name = path.display().to_string();
+    let file = File::open(path).map_err(|e| AuditError::Io {
+        path: name.clone(),
+        reason: e.to_string(),
+    })?;
+    let broken = |line: u64, reason: String| AuditError::Broken {
+        path: name.clone(),
+        line,
+        reason,
+    };
+    let mut prev = GENESIS;
+    let mut records = 0u64;
+    let mut checkpoints = 0u64;
+    let mut since_checkpoint = 0u64;
+    let mut signed_through = 0u64;
+    let mut checkpoint_every = None;
+    let mut hashes_at: Vec<(u64, [u8; 32])> = Vec::new();
+    for (index, line) in BufReader::new(file).lines().enumerate() {
+        let number = index as u64 + 1;
+        let line = line.map_err(|e| broken(number, e.to_string()))?;
+        let mut record: Map<String, Value> = serde_json::from_str(&line)
+            .map_err(|e| broken(number, format!("not a JSON record: {e}")))?;
+        let stated = record
+            .remove("hash")
+            .and_then(|h| h.as_str().map(str::to_string))
+            .ok_or_else(|| broken(number, "no hash".into()))?;
+        if record.get("seq").and_then(Value::as_u64) != Some(records + 1) {
+            return Err(broken(
+                number,
+                format!(
+                    "expected record {}: a record was removed or added",
+                    records + 1
+                ),
+            ));
+        }
+        if record.get("prev").and_then(Value::as_str) != Some(hex::encode(prev).as_str()) {
+            return Err(broken(number, "does not chain to the record before".into()));
+        }
+        let hash = record_hash(&prev, &record);
+        if hex::encode(hash) != stated {
+            return Err(broken(number, "the record was changed".into()));
+        }
+        if record.get("kind").and_then(Value::as_str) == Some("checkpoint") {
+            let covers = record.get("covers").and_then(Value::as_u64).unwrap_or(0);
+            let covered = hex::encode(prev);
+            if covers != records
+                || record.get("covers_hash").and_then(Value::as_str) != Some(covered.as_str())
+            {
+                return Err(broken(
+                    number,
+                    "the checkpoint does not cover the record before it".into(),
+                ));
+            }
+            let every = match record.get("every") {
+                None => None,
+                Some(every) => Some(every.as_u64().filter(|e| *e > 0).ok_or_else(|| {
+                    broken(number, "the checkpoint's interval is not a number".into())
+                })?),
+            };
+            if let Some(key) = key {
+                let signature = record
+                    .get("signature")
+                    .and_then(Value::as_str)
+                    .and_then(|s| URL_SAFE_NO_PAD.decode(s).ok())
+                    .and_then(|b| Signature::from_slice(&b).ok())
+                    .ok_or_else(|| {
+                        broken(number, "the checkpoint has no valid signature".into())
+                    })?;
+                key.verify(
+                    checkpoint_message(covers, &covered, every).as_bytes(),
+                    &signature,
+                )
+                .map_err(|_| {
+                    broken(
+                        number,
+                        "the checkpoint's signature does not verify with the key".into(),
+                    )
+                })?;
+            }
+            checkpoints += 1;
+            since_checkpoint = 0;
+            signed_through = covers;
+            checkpoint_every = every;
+        } else {
+            since_checkpoint += 1;
+        }
+        records += 1;
+        prev = hash;
+        hashes_at.push((records, hash));
+    }
+    let head = head_path(path);
+    let mut head_seq = None;
+    if let Ok(text) = std::fs::read_to_string(&head) {
+        let head: Value = serde_json::from_str(&text)
+            .map_err(|e| broken(records, format!("unreadable {}: {e}", head.display())))?;
+        let seq = head.get("seq").and_then(Value::as_u64).unwrap_or(0);
+        let hash = head.get("hash").and_then(Value::as_str).unwrap_or("");
+        head_seq = Some(seq);
+        match hashes_at.get((seq as usize).wrapping_sub(1)) {
+            Some((_, h)) if hex::encode(h) == hash => {}
+            Some(_) => {
+                return Err(broken(
+                    seq,
+                    "differs from the last checkpoint recorded in the head file".into(),
+                ));
+            }
+            None => {
+                return Err(broken(
+                    records,
+                    format!(
+                        "the log ends at record {records} but its last checkpoint was record {seq}: records were cut off"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(Verified {
+        records,
+        checkpoints,
+        signed_through,
+        unsigned_tail: since_checkpoint,
+        checkpoint_every,
+        head: head_seq,
+        last_hash: prev,
+    })
+}
+
+/// The verifying key of the first Ed25519 key in a JWKS (as `polder token keygen` writes).
+pub fn verifying_key_from_jwks(text: &str) -> Result<VerifyingKey, String> {
+    let jwks: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let x = jwks
+        .get("keys")
+        .and_then(Value::as_array)
+        .and_then(|keys| {
+            keys.iter()
+                .find(|k| k.get("crv").and_then(Value::as_str) == Some("Ed25519"))
+        })
+        .and_then(|k| k.get("x"))
+        .and_then(Value::as_str)
+        .ok_or("no Ed25519 key in the JWKS")?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(x)
+        .map_err(|e| format!("bad key: {e}"))?;
+    let bytes: [u8; 32] = bytes.try_into().map_err(|_| "bad key length".to_string())?;
+    VerifyingKey::from_bytes(&bytes).map_err(|e| format!("bad key: {e}"))
+}

@@ -82,8 +82,9 @@ def _closed_count(socks: list[socket.socket], within: float) -> int:
     return closed
 
 
-def _established(port: int) -> int:
-    """The node's open connections on its `port` (server side of ESTABLISHED TCP sockets)."""
+def _established(port: int, states: tuple[str, ...] = ("01",)) -> int:
+    """The node's open connections on its `port` (server side of ESTABLISHED TCP sockets, or
+    of the TCP `states` given, as /proc/net/tcp numbers them)."""
     count = 0
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
@@ -93,9 +94,18 @@ def _established(port: int) -> int:
         for line in lines:
             fields = line.split()
             local_port = int(fields[1].rsplit(":", 1)[1], 16)
-            if local_port == port and fields[3] == "01":
+            if local_port == port and fields[3] in states:
                 count += 1
     return count
+
+
+def _quiet(port: int, within: float = 5) -> None:
+    """Waits until the node holds no connection on `port`: the launcher's readiness probe
+    frees its slot only once the node has seen it close, which races with new connections."""
+    deadline = time.monotonic() + within
+    # ESTABLISHED, or CLOSE_WAIT: closed by the client, not yet by the node.
+    while _established(port, ("01", "08")) > 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def _healthz(node) -> int:
@@ -122,6 +132,7 @@ def test_the_flight_connection_limit_closes_extra_connections_and_health_still_a
         max_connections=20, handshake_timeout=f"{HANDSHAKE_S}s", idle_timeout=f"{TIMEOUT_S}s",
     )
     port = _port(node.flight_url)
+    _quiet(port)
     held = _open(port, 20)
     extra = _open(port, 10)
     try:
@@ -169,6 +180,7 @@ def test_idle_http_connections_have_a_budget_of_their_own(launcher, tmp_path):
         http_max_connections=8, handshake_timeout=f"{HANDSHAKE_S}s", http_idle_timeout="2s",
     )
     port = _port(node.http_url)
+    _quiet(port)
     held = _open(port, 8)
     extra = _open(port, 8)
     try:

@@ -16,11 +16,12 @@ import json
 import os
 import re
 from pathlib import Path
+from xml.etree import ElementTree
 
 import adbc_driver_flightsql.dbapi
 import pyarrow as pa
 import pytest
-from rdflib import Literal, URIRef
+from rdflib import Graph, Literal, URIRef
 from rdflib.compare import isomorphic, to_isomorphic
 
 from udn_conformance import datasets, rdf, shacl
@@ -80,15 +81,20 @@ def test_metadata_may_be_read_from_any_web_page(main_http, path):
 
 
 @pytest.mark.requirement("UDN-CAT-1")
-@pytest.mark.parametrize("kind", ["application/ld+json", "application/n-triples"])
+@pytest.mark.parametrize(
+    "kind", ["application/ld+json", "application/n-triples", "application/rdf+xml"]
+)
 def test_catalog_in_every_format_is_the_same_graph(main_http, main_catalog, kind):
-    """JSON-LD and N-Triples carry exactly the triples of the Turtle (blank nodes aside)."""
+    """JSON-LD, N-Triples and RDF/XML carry exactly the triples of the Turtle (blank nodes
+    aside)."""
     r = rdf.get(f"{main_http}/catalog", kind)
     graph = rdf.parse(r, f"GET /catalog (Accept: {kind})")
     assert rdf.media_type(r) == kind, r.headers
     assert "accept" in r.headers.get("Vary", "").lower(), f"no Vary: Accept: {dict(r.headers)}"
     if kind == "application/ld+json":
         json.loads(r.content)  # JSON-LD is JSON
+    if kind == "application/rdf+xml":
+        ElementTree.fromstring(r.content)  # well-formed XML
     assert isomorphic(graph, main_catalog.graph), _graph_difference(graph, main_catalog.graph)
 
 
@@ -101,6 +107,12 @@ NEGOTIATION = {
     "application/json;q=0.9, application/ld+json": "application/ld+json",
     "text/turtle;q=0, */*;q=0.1": "not text/turtle",
     "TEXT/Turtle": "text/turtle",
+    "application/rdf+xml": "application/rdf+xml",
+    "application/rdf+xml;q=0.9, text/turtle": "text/turtle",
+    "text/turtle;q=0.8, application/rdf+xml;q=0.9": "application/rdf+xml",
+    # SPARQLWrapper's and rdflib's defaults for graphs
+    "application/sparql-results+xml, application/rdf+xml": "application/rdf+xml",
+    "application/*;q=0.2, application/rdf+xml;q=0.1, text/turtle;q=0.15": "not text/turtle",
 }
 
 
@@ -122,12 +134,104 @@ def test_accept_quality_values_choose_the_format(main_http, accept):
 
 @pytest.mark.requirement("UDN-CAT-1")
 @pytest.mark.parametrize(
-    "accept", ["text/html", "application/json", "application/rdf+xml", "application/ld+json;q=0"]
+    "accept",
+    [
+        "text/html",
+        "application/json",
+        "application/ld+json;q=0",
+        "application/rdf+xml;q=0, text/html",
+    ],
 )
 def test_unsatisfiable_accept_is_406(main_http, accept):
+    """406, with a body that lists the media types the catalog is available in."""
     r = rdf.get(f"{main_http}/catalog", accept)
     assert r.status_code == 406, f"Accept {accept!r}: HTTP {r.status_code} {rdf.media_type(r)}"
+    unlisted = [kind for kind in rdf.RDF_FORMATS if kind not in r.text]
+    assert not unlisted, f"the 406 does not list {unlisted}: {r.text[:500]!r}"
     assert rdf.get(f"{main_http}/catalog").status_code == 200
+
+
+# JSON-LD as JSON-LD tooling reads it, RDF/XML as rdflib reads it.
+
+# Namespaces whose properties and classes a compact JSON-LD catalog writes as compact IRIs
+# or terms (the DCAT-AP core); the others may be written in full.
+COMPACTED = [
+    "http://www.w3.org/ns/dcat#",
+    "http://purl.org/dc/terms/",
+    "http://xmlns.com/foaf/0.1/",
+    "http://www.w3.org/2006/vcard/ns#",
+    "http://www.w3.org/1999/02/22-rdf-syntax-ns#",
+]
+
+
+
+@pytest.mark.requirement("UDN-CAT-1")
+def test_rdflib_reads_the_catalog_as_rdf_xml(main_http, main_catalog):
+    """rdflib fetching /catalog as RDF/XML gets the graph of the Turtle."""
+    reference = main_catalog.graph
+    graph = Graph().parse(f"{main_http}/catalog", format="xml")
+    assert isomorphic(graph, reference), (
+        f"{len(graph)} triples in RDF/XML, {len(reference)} in Turtle"
+    )
+
+
+@pytest.fixture(scope="module")
+def json_ld(main_http) -> dict:
+    r = rdf.get(f"{main_http}/catalog", "application/ld+json")
+    assert r.status_code == 200, f"HTTP {r.status_code}: {r.text[:300]}"
+    assert rdf.media_type(r) == "application/ld+json", r.headers
+    return json.loads(r.content)
+
+
+def _nodes(value):
+    """Every node object in a JSON-LD document (top level, @graph, embedded)."""
+    if isinstance(value, list):
+        for item in value:
+            yield from _nodes(item)
+    elif isinstance(value, dict):
+        if "@value" not in value and "@context" not in value:
+            yield value
+        for key, item in value.items():
+            if key != "@context":
+                yield from _nodes(item)
+
+
+@pytest.mark.requirement("UDN-CAT-1")
+def test_json_ld_has_a_context(json_ld):
+    """An inline @context that maps the DCAT-AP namespaces (to prefixes, or to terms)."""
+    context = json_ld.get("@context")
+    assert isinstance(context, dict), f"@context is not an inline object: {context!r}"[:300]
+    mapped = json.dumps(context)
+    missing = [ns for ns in COMPACTED[:4] if ns not in mapped]
+    assert not missing, f"the @context does not map {missing}"
+
+
+@pytest.mark.requirement("UDN-CAT-1")
+def test_json_ld_is_compact(json_ld):
+    """Classes as @type and properties as compact IRIs or terms, not as full IRIs."""
+    nodes = list(_nodes(json_ld))
+    assert nodes, "no node objects"
+    full = sorted(
+        {key for node in nodes for key in node if any(key.startswith(ns) for ns in COMPACTED)}
+    )
+    assert not full, f"properties written as full IRIs: {full[:10]}"
+    types = [node["@type"] for node in nodes if "@type" in node]
+    assert types, "no node object has @type"
+    for node_type in types:
+        for value in node_type if isinstance(node_type, list) else [node_type]:
+            assert not any(value.startswith(ns) for ns in COMPACTED), f"@type {value} in full"
+
+
+@pytest.mark.requirement("UDN-CAT-1")
+def test_json_ld_reads_back_as_the_turtle(main_http, json_ld, main_catalog):
+    """rdflib's JSON-LD parser gives exactly the graph of the Turtle, and finds the datasets
+    and their titles by the @type and the compact keys."""
+    reference = main_catalog.graph
+    graph = Graph().parse(data=json.dumps(json_ld), format="json-ld", publicID=main_http)
+    assert isomorphic(graph, reference), f"{len(graph)} triples, {len(reference)} in Turtle"
+    datasets = set(graph.subjects(RDF.type, DCAT.Dataset))
+    assert datasets == set(reference.subjects(RDF.type, DCAT.Dataset))
+    assert all(graph.value(d, DCT.title) is not None for d in datasets)
 
 
 # --- UDN-CAT-2: catalog, datasets, distributions, data services ------------------------------
@@ -875,7 +979,9 @@ def test_iris_dereference_as_they_are(sample_node):
 
 
 @pytest.mark.requirement("UDN-CAT-6", "UDN-CAT-1")
-@pytest.mark.parametrize("kind", ["application/ld+json", "application/n-triples"])
+@pytest.mark.parametrize(
+    "kind", ["application/ld+json", "application/n-triples", "application/rdf+xml"]
+)
 def test_resource_descriptions_are_negotiated(main_catalog, kind):
     g = main_catalog.graph
     dataset = sorted(rdf.datasets_by_table(g).values())[0]

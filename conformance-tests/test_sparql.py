@@ -16,6 +16,7 @@ import math
 import re
 import threading
 import time
+import warnings
 from decimal import Decimal
 from pathlib import Path
 from xml.etree import ElementTree
@@ -24,6 +25,7 @@ import pytest
 import requests
 from rdflib import BNode, Graph, Literal, URIRef
 from rdflib.compare import isomorphic
+from rdflib.plugins.stores.sparqlstore import SPARQLStore
 from rdflib.query import Result
 from rdflib.term import Variable
 from SPARQLWrapper import JSON, JSONLD, POST, POSTDIRECTLY, TURTLE, URLENCODED, XML, SPARQLWrapper
@@ -502,13 +504,133 @@ def test_sparqlwrapper_construct(main_http, reference, fmt):
     assert same_graph(got, reference.query(query).graph)
 
 
+# SPARQLWrapper with its default settings: asks for `application/sparql-results+xml` (SELECT,
+# ASK) and `application/rdf+xml` (CONSTRUCT, DESCRIBE).
+
+
+def _client(http: str, **kwargs) -> SPARQLWrapper:
+    """SPARQLWrapper with its default settings (return format XML, GET)."""
+    client = SPARQLWrapper(f"{http}/sparql", **kwargs)
+    client.setTimeout(TIMEOUT_S)
+    return client
+
+
+def _query(client: SPARQLWrapper, query: str):
+    """Runs `query` and converts the answer; SPARQLWrapper's warning that the endpoint sent
+    another format than it asked for fails the test."""
+    client.setQuery(query)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        return client.query().convert()
+
+
+
+
+@pytest.mark.requirement("UDN-SPARQL-1")
+@pytest.mark.parametrize("name", ["datasets_titles_rows", "optional_temporal", "aggregates"])
+def test_sparqlwrapper_default_select(main_http, reference, catalog, name):
+    """SELECT answered in SPARQL XML, as SPARQLWrapper asks by default."""
+    query, ordered = select_queries(catalog)[name]
+    document = _query(_client(main_http), query)  # an xml.dom.minidom Document
+    got = Result.parse(io.BytesIO(document.toxml("utf-8")), format="xml")
+    expected = reference.query(query)
+    variables = [str(v) for v in expected.vars]
+    compare_select(rows_of(got, variables), rows_of(expected, variables), ordered, query)
+
+
+@pytest.mark.requirement("UDN-SPARQL-1")
+@pytest.mark.parametrize("name", list(ask_queries("x")))
+def test_sparqlwrapper_default_ask(main_http, reference, catalog, name):
+    query = ask_queries(catalog)[name]
+    document = _query(_client(main_http), query)
+    text = document.getElementsByTagName("boolean")[0].firstChild.data
+    assert text == str(reference.query(query).askAnswer).lower(), query
+
+
+@pytest.mark.requirement("UDN-SPARQL-1")
+@pytest.mark.parametrize("name", list(graph_queries()))
+def test_sparqlwrapper_default_construct(main_http, reference, name):
+    """CONSTRUCT answered in RDF/XML, which SPARQLWrapper converts to an rdflib graph."""
+    query = graph_queries()[name]
+    got = _query(_client(main_http), query)
+    assert isinstance(got, Graph), f"SPARQLWrapper returned {type(got)}, not a graph"
+    expected = reference.query(query).graph
+    assert same_graph(got, expected), f"{len(got)} triples, rdflib constructs {len(expected)}"
+
+
+@pytest.mark.requirement("UDN-SPARQL-1")
+def test_sparqlwrapper_default_describe_a_dataset(main_http, reference):
+    """DESCRIBE <dataset> holds every triple of the catalog with the dataset as subject."""
+    dataset = sorted(rdf.datasets_by_table(reference).values())[0]
+    got = _query(_client(main_http), f"DESCRIBE <{dataset}>")
+    assert isinstance(got, Graph), f"SPARQLWrapper returned {type(got)}, not a graph"
+    got, catalog = canonical(got), canonical(reference)
+    about = [t for t in catalog.triples((dataset, None, None)) if not isinstance(t[2], BNode)]
+    missing = [t for t in about if t not in got]
+    assert about and not missing, f"DESCRIBE <{dataset}> lacks:\n{rdf.lines(missing[:10])}"
+
+
+@pytest.mark.requirement("UDN-SPARQL-1")
+def test_sparqlwrapper_with_the_catalog_as_default_graph(main_http, main_catalog):
+    """SPARQLWrapper's `defaultGraph` (sent as `default-graph-uri`) naming the catalog's graph,
+    whose IRI is the catalog's."""
+    client = _client(main_http, defaultGraph=str(main_catalog.iri))
+    document = _query(client, "SELECT (COUNT(*) AS ?n) WHERE { ?s ?p ?o }")
+    got = Result.parse(io.BytesIO(document.toxml("utf-8")), format="xml")
+    assert int(list(got)[0][0]) == len(main_catalog.graph)
+
+
+# rdflib's SPARQLStore: sends `application/sparql-results+xml, application/rdf+xml` for every
+# query.
+
+
+@pytest.fixture(params=["no identifier", "catalog graph"])
+def store_graph(request, main_http, main_catalog):
+    """A read-only rdflib graph over the endpoint; with the catalog's IRI as identifier, rdflib
+    sends it as `default-graph-uri` with every query."""
+    store = SPARQLStore(f"{main_http}/sparql", timeout=TIMEOUT_S)
+    if request.param == "no identifier":
+        graph = Graph(store=store)
+    else:
+        graph = Graph(store=store, identifier=URIRef(str(main_catalog.iri)))
+    yield graph
+    graph.close()
+
+
+@pytest.mark.requirement("UDN-SPARQL-1")
+def test_sparqlstore_select_ask_construct(store_graph, reference, catalog):
+    query, ordered = select_queries(catalog)["columns_per_dataset_having"]
+    expected = reference.query(query)
+    variables = [str(v) for v in expected.vars]
+    got = store_graph.query(query)
+    compare_select(rows_of(got, variables), rows_of(expected, variables), ordered, query)
+    for ask in ask_queries(catalog).values():
+        assert store_graph.query(ask).askAnswer is reference.query(ask).askAnswer, ask
+    construct = graph_queries()["construct_titles"]
+    got_graph = store_graph.query(construct).graph
+    assert same_graph(got_graph, reference.query(construct).graph)
+
+
+@pytest.mark.requirement("UDN-SPARQL-1")
+def test_sparqlstore_reads_triples(store_graph, reference):
+    """The graph API on the store: length, and the triples about a dataset."""
+    assert len(store_graph) == len(reference)
+    dataset = sorted(rdf.datasets_by_table(reference).values())[0]
+    got = {(p, o) for _, p, o in store_graph.triples((dataset, None, None))}
+    expected = {(p, o) for _, p, o in reference.triples((dataset, None, None))}
+    ground = {(p, o) for p, o in expected if not isinstance(o, BNode)}
+    assert ground <= got and len(got) == len(expected), (
+        f"{len(got)} triples about {dataset} through the store, {len(expected)} in /catalog"
+    )
+
+
 # --- UDN-SPARQL-2: service description -------------------------------------------------------
 
 RESULT_FORMATS = {
     rdf.FORMATS_NS[n]
     for n in [
         "SPARQL_Results_JSON", "SPARQL_Results_XML", "SPARQL_Results_CSV",
-        "SPARQL_Results_TSV", "Turtle", "JSON-LD", "N-Triples",
+        "SPARQL_Results_TSV", "Turtle", "JSON-LD", "N-Triples", "RDF_XML",
     ]
 }  # fmt: skip
 
@@ -524,7 +646,7 @@ def service_description(main_http) -> Graph:
 @pytest.mark.requirement("UDN-SPARQL-2")
 def test_service_description(service_description, main_catalog):
     """An sd:Service whose sd:endpoint is the catalog's SPARQL endpoint URL, speaking SPARQL 1.1
-    Query, listing the seven result formats by their W3C format IRIs."""
+    Query, listing the eight result formats by their W3C format IRIs."""
     g = service_description
     services = list(g.subjects(RDF.type, SD.Service))
     assert len(services) == 1, f"sd:Service resources: {services}"
@@ -540,6 +662,21 @@ def test_service_description(service_description, main_catalog):
     formats = set(g.objects(service, SD.resultFormat))
     assert RESULT_FORMATS <= formats, f"result formats missing: {RESULT_FORMATS - formats}"
     assert (service, SD.supportedLanguage, SD.SPARQL11Update) not in g, "the endpoint is read-only"
+
+
+@pytest.mark.requirement("UDN-SPARQL-2")
+def test_service_description_names_the_catalog_graph(service_description, main_catalog):
+    """The graphs a request may name (sd:availableGraphs): the catalog's, by the catalog's
+    IRI."""
+    g = service_description
+    (service,) = list(g.subjects(RDF.type, SD.Service))
+    names = {
+        name
+        for collection in g.objects(service, SD.availableGraphs)
+        for named in g.objects(collection, SD.namedGraph)
+        for name in g.objects(named, SD.name)
+    }
+    assert names == {main_catalog.iri}, f"sd:availableGraphs names {names}"
 
 
 @pytest.mark.requirement("UDN-SPARQL-2")
@@ -721,21 +858,70 @@ def test_result_limit_refuses_rather_than_cuts(main_http, service_description):
     _answers(main_http)
 
 
+OTHER_GRAPH = "urn:udn:test:graph"
 DATASET_PARAMETERS = {
-    "default_graph_get": ("get", {"default-graph-uri": "urn:udn:test:graph"}),
-    "named_graph_get": ("get", {"named-graph-uri": "urn:udn:test:graph"}),
-    "default_graph_form": ("form", {"default-graph-uri": "urn:udn:test:graph"}),
-    "named_graph_form": ("form", {"named-graph-uri": "urn:udn:test:graph"}),
-    "default_graph_direct": ("direct", {"default-graph-uri": "urn:udn:test:graph"}),
+    "default_graph_get": ("get", {"default-graph-uri": OTHER_GRAPH}),
+    "named_graph_get": ("get", {"named-graph-uri": OTHER_GRAPH}),
+    "default_graph_form": ("form", {"default-graph-uri": OTHER_GRAPH}),
+    "named_graph_form": ("form", {"named-graph-uri": OTHER_GRAPH}),
+    "default_graph_direct": ("direct", {"default-graph-uri": OTHER_GRAPH}),
+    "named_graph_direct": ("direct", {"named-graph-uri": OTHER_GRAPH}),
 }
 
 
 @pytest.mark.requirement("UDN-SPARQL-4")
 @pytest.mark.parametrize("case", list(DATASET_PARAMETERS))
-def test_dataset_parameters_are_400(main_http, case):
+def test_other_graphs_are_400_naming_them(main_http, case):
+    """A graph the endpoint does not hold, in a dataset parameter: 400 naming it."""
     how, params = DATASET_PARAMETERS[case]
-    _expect_error(run(main_http, "SELECT * WHERE { ?s ?p ?o } LIMIT 1", how, **params), 400, case)
+    query = "SELECT * WHERE { ?s ?p ?o } LIMIT 1"
+    text = _expect_error(run(main_http, query, how, **params), 400, case)
+    assert OTHER_GRAPH in text, f"{case}: the message does not name the graph: {text[:300]!r}"
     _answers(main_http)
+
+
+@pytest.mark.requirement("UDN-SPARQL-4")
+@pytest.mark.parametrize("clause", ["FROM", "FROM NAMED"])
+def test_other_graphs_in_the_query_are_400_naming_them(main_http, clause):
+    query = f"SELECT * {clause} <{OTHER_GRAPH}> WHERE {{ ?s ?p ?o }} LIMIT 1"
+    text = _expect_error(run(main_http, query, "form"), 400, clause)
+    assert OTHER_GRAPH in text, f"{clause}: the message does not name the graph: {text[:300]!r}"
+
+
+COUNT_ALL = "SELECT (COUNT(*) AS ?n) WHERE { ?s ?p ?o }"
+COUNT_NAMED = "SELECT (COUNT(*) AS ?n) WHERE { GRAPH ?g { ?s ?p ?o } }"
+
+
+def _count(r: requests.Response) -> int:
+    assert r.status_code == 200, f"HTTP {r.status_code}: {r.text[:500]}"
+    return int(list(parse_select(r, "json"))[0][0])
+
+
+@pytest.mark.requirement("UDN-SPARQL-1")
+@pytest.mark.parametrize("how", ["get", "form", "direct"])
+def test_dataset_parameters_naming_the_catalog_graph(main_http, main_catalog, how):
+    """The catalog's graph is named by the catalog's IRI: `default-graph-uri` naming it gives
+    the catalog as the default graph, `named-graph-uri` as a named graph (and an empty default
+    graph, as the SPARQL 1.1 Protocol defines when only named graphs are given)."""
+    graph = str(main_catalog.iri)
+    triples = len(main_catalog.graph)
+    assert _count(run(main_http, COUNT_ALL, how, **{"default-graph-uri": graph})) == triples
+    assert _count(run(main_http, COUNT_NAMED, how, **{"named-graph-uri": graph})) == triples
+    assert _count(run(main_http, COUNT_ALL, how, **{"named-graph-uri": graph})) == 0
+    both = {"default-graph-uri": graph, "named-graph-uri": graph}
+    assert _count(run(main_http, COUNT_ALL, how, **both)) == triples
+    # Without parameters the catalog is the default graph, and there is no named graph.
+    assert _count(run(main_http, COUNT_NAMED, how)) == 0
+
+
+@pytest.mark.requirement("UDN-SPARQL-1")
+def test_from_and_from_named_the_catalog_graph(main_http, main_catalog):
+    graph = main_catalog.iri
+    triples = len(main_catalog.graph)
+    from_graph = f"SELECT (COUNT(*) AS ?n) FROM <{graph}> WHERE {{ ?s ?p ?o }}"
+    assert _count(run(main_http, from_graph, "form")) == triples
+    from_named = f"SELECT (COUNT(*) AS ?n) FROM NAMED <{graph}> WHERE {{ GRAPH ?g {{ ?s ?p ?o }} }}"
+    assert _count(run(main_http, from_named, "form")) == triples
 
 
 @pytest.mark.requirement("UDN-SPARQL-4")

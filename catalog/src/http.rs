@@ -15,7 +15,9 @@ use tower_http::cors::{Any, CorsLayer};
 use tracing::{info, warn};
 
 use crate::describe::Iris;
-use crate::store::{Answer, AnswerBody, Catalog, RDF_OFFERS, SparqlError, serialize};
+use crate::store::{
+    Answer, AnswerBody, Catalog, RDF_OFFERS, RequestDataset, SparqlError, try_serialize,
+};
 use crate::vocab::{SD, UDN, XSD};
 
 /// The catalog once it is built; requests before that get 503.
@@ -92,10 +94,10 @@ fn rdf_response(headers: &HeaderMap, triples: &[Triple]) -> Response {
         Ok(offer) => offer,
         Err(e) => return e.into_response(),
     };
-    answer(Answer::bytes(
-        offer.value.media_type(),
-        serialize(triples, offer.value),
-    ))
+    match try_serialize(triples, offer.value) {
+        Ok(bytes) => answer(Answer::bytes(offer.value.media_type(), bytes)),
+        Err(e) => e.into_response(),
+    }
 }
 
 fn answer(answer: Answer) -> Response {
@@ -149,19 +151,39 @@ async fn resource(
     }
 }
 
-/// Protocol parameters this endpoint does not implement: the dataset is always the catalog.
-fn reject_dataset_parameters<'a>(names: impl Iterator<Item = &'a str>) -> Result<(), SparqlError> {
-    for name in names {
-        if matches!(
-            name,
-            "default-graph-uri" | "named-graph-uri" | "using-graph-uri" | "using-named-graph-uri"
-        ) {
-            return Err(SparqlError::BadRequest(format!(
-                "the parameter '{name}' is not supported: the dataset is always this node's catalog (its default graph)"
-            )));
+/// The dataset named by the protocol's `default-graph-uri` and `named-graph-uri` parameters
+/// (None if there are none): only the catalog's own graph, `graph`, may be named. The update
+/// parameters `using-graph-uri` and `using-named-graph-uri` are refused.
+fn dataset_parameters<'a>(
+    params: impl Iterator<Item = (&'a str, &'a str)>,
+    graph: &str,
+) -> Result<Option<RequestDataset>, SparqlError> {
+    let mut dataset: Option<RequestDataset> = None;
+    for (name, value) in params {
+        let named = match name {
+            "default-graph-uri" => false,
+            "named-graph-uri" => true,
+            "using-graph-uri" | "using-named-graph-uri" => {
+                return Err(SparqlError::BadRequest(format!(
+                    "the parameter '{name}' belongs to SPARQL Update, which this read-only endpoint does not accept"
+                )));
+            }
+            _ => continue,
+        };
+        if value.trim() != graph {
+            return Err(crate::store::unknown_graph(value.trim(), graph));
+        }
+        let wanted = dataset.get_or_insert(RequestDataset {
+            default_graph: false,
+            named_graph: false,
+        });
+        if named {
+            wanted.named_graph = true;
+        } else {
+            wanted.default_graph = true;
         }
     }
-    Ok(())
+    Ok(dataset)
 }
 
 async fn sparql_get(
@@ -172,20 +194,27 @@ async fn sparql_get(
     let Some(catalog) = catalog.get() else {
         return not_ready();
     };
-    match the_query(&params) {
-        Ok(None) => rdf_response(&headers, &service_description(catalog)),
-        Ok(Some(query)) => run(catalog, query, &headers).await,
+    let query = the_query(&params).and_then(|query| {
+        let dataset = dataset_parameters(pairs(&params), &catalog.iris().catalog())?;
+        Ok((query, dataset))
+    });
+    match query {
+        Ok((None, _)) => rdf_response(&headers, &service_description(catalog)),
+        Ok((Some(query), dataset)) => run(catalog, query, dataset, &headers).await,
         Err(e) => e.into_response(),
     }
 }
 
-/// The one `query` of protocol parameters (None if there is none), refusing updates, dataset
-/// parameters and repeated queries.
+fn pairs(params: &[(String, String)]) -> impl Iterator<Item = (&str, &str)> {
+    params.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+}
+
+/// The one `query` of protocol parameters (None if there is none), refusing updates and
+/// repeated queries.
 fn the_query(params: &[(String, String)]) -> Result<Option<&str>, SparqlError> {
     if params.iter().any(|(k, _)| k == "update") {
         return Err(SparqlError::Update);
     }
-    reject_dataset_parameters(params.iter().map(|(k, _)| k.as_str()))?;
     let mut queries = params.iter().filter(|(k, _)| k == "query");
     match (queries.next(), queries.next()) {
         (None, _) => Ok(None),
@@ -205,10 +234,7 @@ async fn sparql_post(
     let Some(catalog) = catalog.get() else {
         return not_ready();
     };
-    // Protocol parameters may also come in the URL of a POST.
-    if let Err(e) = reject_dataset_parameters(url_params.iter().map(|(k, _)| k.as_str())) {
-        return e.into_response();
-    }
+    let graph = catalog.iris().catalog();
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -219,19 +245,33 @@ async fn sparql_post(
         .trim()
         .to_ascii_lowercase();
     match content_type.as_str() {
-        "application/sparql-query" => match std::str::from_utf8(&body) {
-            Ok(query) => run(catalog, query, &headers).await,
-            Err(_) => SparqlError::BadRequest("the query is not UTF-8".into()).into_response(),
-        },
+        // Dataset parameters come in the URL (SPARQL 1.1 Protocol §2.1.3).
+        "application/sparql-query" => {
+            let dataset = match dataset_parameters(pairs(&url_params), &graph) {
+                Ok(dataset) => dataset,
+                Err(e) => return e.into_response(),
+            };
+            match std::str::from_utf8(&body) {
+                Ok(query) => run(catalog, query, dataset, &headers).await,
+                Err(_) => SparqlError::BadRequest("the query is not UTF-8".into()).into_response(),
+            }
+        }
         "application/sparql-update" => SparqlError::Update.into_response(),
         "application/x-www-form-urlencoded" => {
             let params: Vec<(String, String)> = url::form_urlencoded::parse(&body)
                 .map(|(k, v)| (k.into_owned(), v.into_owned()))
                 .collect();
-            match the_query(&params) {
-                Ok(Some(query)) => run(catalog, query, &headers).await,
-                Ok(None) => SparqlError::BadRequest("give exactly one 'query' parameter".into())
-                    .into_response(),
+            // In the body (§2.1.2), though clients also put them in the URL.
+            let query = the_query(&params).and_then(|query| {
+                let all = pairs(&url_params).chain(pairs(&params));
+                Ok((query, dataset_parameters(all, &graph)?))
+            });
+            match query {
+                Ok((Some(query), dataset)) => run(catalog, query, dataset, &headers).await,
+                Ok((None, _)) => {
+                    SparqlError::BadRequest("give exactly one 'query' parameter".into())
+                        .into_response()
+                }
                 Err(e) => e.into_response(),
             }
         }
@@ -244,8 +284,13 @@ async fn sparql_post(
     }
 }
 
-async fn run(catalog: &Catalog, query: &str, headers: &HeaderMap) -> Response {
-    match catalog.query(query, accept(headers)).await {
+async fn run(
+    catalog: &Catalog,
+    query: &str,
+    dataset: Option<RequestDataset>,
+    headers: &HeaderMap,
+) -> Response {
+    match catalog.query_in(query, accept(headers), dataset).await {
         Ok(result) => answer(result),
         Err(e) => e.into_response(),
     }
@@ -262,6 +307,8 @@ fn service_description(catalog: &Catalog) -> Vec<Triple> {
         |local: &str| NamedNode::new_unchecked(format!("http://www.w3.org/ns/formats/{local}"));
     let dataset = oxigraph::model::BlankNode::new_unchecked("dataset");
     let graph = oxigraph::model::BlankNode::new_unchecked("default-graph");
+    let available = oxigraph::model::BlankNode::new_unchecked("available-graphs");
+    let named = oxigraph::model::BlankNode::new_unchecked("catalog-graph");
     let integer = |n: usize| {
         Literal::new_typed_literal(
             n.to_string(),
@@ -281,6 +328,18 @@ fn service_description(catalog: &Catalog) -> Vec<Triple> {
         Triple::new(dataset.clone(), rdf_type.clone(), sd("Dataset")),
         Triple::new(dataset.clone(), sd("defaultGraph"), graph.clone()),
         Triple::new(graph.clone(), rdf_type.clone(), sd("Graph")),
+        // The graphs a request may name (default-graph-uri, named-graph-uri, FROM, FROM
+        // NAMED): the catalog, by its IRI.
+        Triple::new(endpoint.clone(), sd("availableGraphs"), available.clone()),
+        Triple::new(available.clone(), rdf_type.clone(), sd("GraphCollection")),
+        Triple::new(available.clone(), sd("namedGraph"), named.clone()),
+        Triple::new(named.clone(), rdf_type.clone(), sd("NamedGraph")),
+        Triple::new(
+            named.clone(),
+            sd("name"),
+            NamedNode::new_unchecked(iris.catalog()),
+        ),
+        Triple::new(named.clone(), sd("graph"), graph.clone()),
         Triple::new(
             graph.clone(),
             NamedNode::new_unchecked("http://rdfs.org/ns/void#triples"),
@@ -313,6 +372,7 @@ fn service_description(catalog: &Catalog) -> Vec<Triple> {
         "Turtle",
         "JSON-LD",
         "N-Triples",
+        "RDF_XML",
     ] {
         triples.push(Triple::new(
             endpoint.clone(),

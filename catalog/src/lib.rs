@@ -8,8 +8,10 @@
 pub mod config;
 pub mod describe;
 pub mod http;
+mod jsonld;
 pub mod negotiate;
 mod nesting;
+mod rdfxml;
 pub mod store;
 pub mod vocab;
 pub mod worker;
@@ -17,5 +19,5 @@ pub mod worker;
 pub use config::{CatalogConfig, CatalogMetadata, DatasetConfig, MetadataError};
 pub use describe::{Iris, NodeInfo, TableFacts, build, temporal_column};
 pub use http::{SharedCatalog, flight_description, router};
-pub use store::{Catalog, SparqlError, SparqlLimits};
+pub use store::{Catalog, RequestDataset, SparqlError, SparqlLimits};
 pub use worker::WorkerCommand;

@@ -114,6 +114,27 @@ mod tests {
         );
         assert_eq!(pick(Some("application/*")), Some(1));
         assert_eq!(pick(Some("APPLICATION/N-TRIPLES")), Some(2));
+        assert_eq!(
+            pick(Some("application/rdf+xml;q=0.9, text/turtle")),
+            Some(0)
+        );
+        assert_eq!(
+            pick(Some("text/turtle ; Q = 0.2, application/n-triples;q=0.3")),
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn the_most_specific_range_decides() {
+        // application/* would give n-triples 0.5; its own range gives it 0.1.
+        assert_eq!(
+            pick(Some(
+                "application/*;q=0.5, application/ld+json;q=0.1, text/turtle;q=0.2"
+            )),
+            Some(2)
+        );
+        assert_eq!(pick(Some("*/*;q=0.1, application/ld+json;q=0.1")), Some(1));
+        assert_eq!(pick(Some("*/*, text/turtle;q=0")), Some(1));
     }
 
     #[test]

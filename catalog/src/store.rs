@@ -10,12 +10,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use oxigraph::io::{JsonLdProfileSet, RdfFormat, RdfSerializer};
+use oxigraph::io::{RdfFormat, RdfSerializer};
 use oxigraph::model::{Dataset, GraphName, NamedNode, NamedOrBlankNode, Term, Triple};
 use oxigraph::sparql::results::{QueryResultsFormat, QueryResultsSerializer};
 use oxigraph::sparql::{
     CancellationToken, PreparedSparqlQuery, QueryEvaluationError, QueryResults, SparqlEvaluator,
 };
+use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
@@ -98,6 +99,10 @@ pub enum SparqlError {
         /// What the endpoint can send for this query.
         available: String,
     },
+    /// The result cannot be written in the format asked for (406), e.g. RDF/XML of a
+    /// predicate that has no XML local name.
+    #[error("{0}; ask for Turtle, N-Triples or JSON-LD")]
+    NotExpressible(String),
     /// Every evaluation slot stayed taken (429).
     #[error("too many SPARQL queries at once; try again shortly")]
     Busy,
@@ -140,7 +145,7 @@ impl SparqlError {
             Self::Syntax(_) => "syntax",
             Self::Update => "update",
             Self::BadRequest(_) => "bad_request",
-            Self::NotAcceptable { .. } => "not_acceptable",
+            Self::NotAcceptable { .. } | Self::NotExpressible(_) => "not_acceptable",
             Self::Busy => "busy",
             Self::Timeout(_) => "timeout",
             Self::TooManyResults(_) => "too_many_results",
@@ -241,6 +246,7 @@ pub const RDF_OFFERS: &[Offer<RdfKind>] = &[
     Offer::new("text/turtle", RdfKind::Turtle),
     Offer::new("application/ld+json", RdfKind::JsonLd),
     Offer::new("application/n-triples", RdfKind::NTriples),
+    Offer::new("application/rdf+xml", RdfKind::RdfXml),
 ];
 
 /// SPARQL result formats, in order of preference.
@@ -258,22 +264,17 @@ pub const RESULT_OFFERS: &[Offer<QueryResultsFormat>] = &[
 pub enum RdfKind {
     /// Turtle (the default).
     Turtle,
-    /// JSON-LD.
+    /// JSON-LD, in compact form with the catalog's prefixes as its context.
     JsonLd,
     /// N-Triples.
     NTriples,
+    /// RDF/XML, which SPARQLWrapper and rdflib's SPARQLStore ask for by default.
+    RdfXml,
 }
 
 impl RdfKind {
-    fn format(self) -> RdfFormat {
-        match self {
-            Self::Turtle => RdfFormat::Turtle,
-            Self::JsonLd => RdfFormat::JsonLd {
-                profile: JsonLdProfileSet::empty(),
-            },
-            Self::NTriples => RdfFormat::NTriples,
-        }
-    }
+    /// Every kind, in the order of [`RDF_OFFERS`].
+    pub const ALL: [Self; 4] = [Self::Turtle, Self::JsonLd, Self::NTriples, Self::RdfXml];
 
     /// The media type written.
     pub fn media_type(self) -> &'static str {
@@ -281,13 +282,24 @@ impl RdfKind {
             Self::Turtle => "text/turtle; charset=utf-8",
             Self::JsonLd => "application/ld+json",
             Self::NTriples => "application/n-triples",
+            Self::RdfXml => "application/rdf+xml",
         }
     }
 }
 
 /// Serialises triples with the catalog's prefixes.
+///
+/// # Panics
+/// If the triples cannot be written as RDF/XML (see [`try_serialize`]).
 pub fn serialize(triples: &[Triple], kind: RdfKind) -> Vec<u8> {
-    serialize_to(Vec::new(), triples, kind).expect("writing to memory does not fail")
+    try_serialize(triples, kind).expect("writing to memory does not fail")
+}
+
+/// Serialises triples with the catalog's prefixes, or says why they cannot be written in this
+/// format (406): RDF/XML cannot write a predicate without an XML local name, such as
+/// `<http://example.org/1>`, nor a literal holding a character XML 1.0 forbids.
+pub fn try_serialize(triples: &[Triple], kind: RdfKind) -> Result<Vec<u8>, SparqlError> {
+    serialize_to(Vec::new(), triples, kind).map_err(|e| write_error(e, usize::MAX))
 }
 
 fn serialize_to<W: std::io::Write>(
@@ -295,7 +307,13 @@ fn serialize_to<W: std::io::Write>(
     triples: &[Triple],
     kind: RdfKind,
 ) -> std::io::Result<W> {
-    let mut serializer = RdfSerializer::from_format(kind.format());
+    let format = match kind {
+        RdfKind::JsonLd => return crate::jsonld::write(writer, triples),
+        RdfKind::RdfXml => return crate::rdfxml::write(writer, triples),
+        RdfKind::Turtle => RdfFormat::Turtle,
+        RdfKind::NTriples => RdfFormat::NTriples,
+    };
+    let mut serializer = RdfSerializer::from_format(format);
     if kind != RdfKind::NTriples {
         for (prefix, namespace) in PREFIXES {
             serializer = serializer
@@ -335,6 +353,11 @@ impl Bounded {
 fn write_error(error: std::io::Error, max: usize) -> SparqlError {
     if error.get_ref().is_some_and(|e| e.is::<Full>()) {
         SparqlError::ResultTooLarge(max)
+    } else if let Some(e) = error
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<crate::rdfxml::NotRdfXml>())
+    {
+        SparqlError::NotExpressible(e.to_string())
     } else {
         SparqlError::Internal(error.to_string())
     }
@@ -391,12 +414,7 @@ impl Catalog {
         extra_documents: Vec<(String, Vec<Triple>)>,
         limits: SparqlLimits,
     ) -> Result<Self, SparqlError> {
-        let dataset = Arc::new(
-            triples
-                .iter()
-                .map(|t| t.clone().in_graph(GraphName::DefaultGraph))
-                .collect::<Dataset>(),
-        );
+        let dataset = Arc::new(evaluation_dataset(&triples, &iris.catalog()));
         let slots = Arc::new(Semaphore::new(limits.max_concurrent.max(1)));
         Ok(Self {
             triples,
@@ -478,6 +496,18 @@ impl Catalog {
     /// errors and updates. Without one, it is parsed and evaluated on a thread of its own with
     /// a large stack.
     pub async fn query(&self, query: &str, accept: Option<&str>) -> Result<Answer, SparqlError> {
+        self.query_in(query, accept, None).await
+    }
+
+    /// [`Catalog::query`] over the dataset that the request's `default-graph-uri` and
+    /// `named-graph-uri` parameters name (None without them: the query's own FROM and FROM
+    /// NAMED, or else the catalog as the default graph). See [`RequestDataset`].
+    pub async fn query_in(
+        &self,
+        query: &str,
+        accept: Option<&str>,
+        dataset_parameters: Option<RequestDataset>,
+    ) -> Result<Answer, SparqlError> {
         if query.len() > self.limits.max_query_bytes {
             return Err(SparqlError::TooLong {
                 len: query.len(),
@@ -501,8 +531,14 @@ impl Catalog {
                 let result = crate::worker::evaluate(
                     command,
                     file.path(),
-                    query,
-                    accept,
+                    crate::worker::Request {
+                        query: query.to_string(),
+                        accept: accept.map(str::to_string),
+                        graph: self.iris.catalog(),
+                        dataset: dataset_parameters,
+                        max_results: self.limits.max_results,
+                        max_result_bytes: self.limits.max_result_bytes,
+                    },
                     &self.limits,
                     permit,
                 )
@@ -517,6 +553,7 @@ impl Catalog {
         let limits = self.limits.clone();
         let query = query.to_string();
         let accept = accept.map(str::to_string);
+        let graph = self.iris.catalog();
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let evaluator_token = token.clone();
         std::thread::Builder::new()
@@ -524,13 +561,14 @@ impl Catalog {
             .stack_size(EVALUATION_STACK_BYTES)
             .spawn(move || {
                 let _permit = permit; // the slot is free only once evaluation really ends
-                let result = parse(&query, Some(evaluator_token)).and_then(|prepared| {
-                    let results = prepared
-                        .on_queryable_dataset(&*dataset)
-                        .execute()
-                        .map_err(evaluation_error)?;
-                    serialize_results(results, accept.as_deref(), &limits)
-                });
+                let result = prepare(&query, Some(evaluator_token), &graph, dataset_parameters)
+                    .and_then(|prepared| {
+                        let results = prepared
+                            .on_queryable_dataset(&*dataset)
+                            .execute()
+                            .map_err(evaluation_error)?;
+                        serialize_results(results, accept.as_deref(), &limits)
+                    });
                 let _ = sender.send(result);
             })
             .map_err(|e| SparqlError::Internal(format!("cannot start a query thread: {e}")))?;
@@ -571,6 +609,104 @@ pub(crate) fn parse(
             SparqlError::Syntax(syntax.to_string())
         }
     })
+}
+
+/// The RDF dataset a request names with the SPARQL 1.1 Protocol's `default-graph-uri` and
+/// `named-graph-uri` parameters, which take the place of the query's FROM and FROM NAMED.
+///
+/// The endpoint holds one graph, the catalog, named by the catalog's IRI (`<base>/catalog`,
+/// where `GET` returns that graph): a request may name it as the default graph, as a named
+/// graph, or both; the HTTP layer refuses any other graph IRI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestDataset {
+    /// The catalog is (part of) the default graph; if not, the default graph is empty.
+    pub default_graph: bool,
+    /// The catalog is a named graph.
+    pub named_graph: bool,
+}
+
+/// The dataset queries are evaluated over: the catalog as the default graph and, for requests
+/// that name it, as the named graph `graph` too.
+pub(crate) fn evaluation_dataset(triples: &[Triple], graph: &str) -> Dataset {
+    let name = GraphName::from(NamedNode::new_unchecked(graph));
+    triples
+        .iter()
+        .flat_map(|t| {
+            [
+                t.clone().in_graph(GraphName::DefaultGraph),
+                t.clone().in_graph(name.clone()),
+            ]
+        })
+        .collect()
+}
+
+/// Parses a query (see [`parse`]) and sets the dataset it is evaluated over: the one the
+/// request's parameters name, else the one its FROM and FROM NAMED name, which may only be
+/// the catalog's `graph`, else the endpoint's default dataset (the catalog as the default
+/// graph and no named graph).
+pub(crate) fn prepare(
+    query: &str,
+    token: Option<CancellationToken>,
+    graph: &str,
+    parameters: Option<RequestDataset>,
+) -> Result<PreparedSparqlQuery, SparqlError> {
+    let mut prepared = parse(query, token)?;
+    let wanted = match parameters {
+        Some(wanted) => wanted,
+        None if prepared.dataset().is_default_dataset() => RequestDataset {
+            default_graph: true,
+            named_graph: false,
+        },
+        None => {
+            let dataset = prepared.dataset();
+            let default = dataset.default_graph_graphs().unwrap_or_default();
+            let named = dataset.available_named_graphs().unwrap_or_default();
+            let names = default
+                .iter()
+                .map(|name| match name {
+                    GraphName::NamedNode(iri) => iri.as_str().to_string(),
+                    other => other.to_string(),
+                })
+                .chain(named.iter().map(|name| match name {
+                    NamedOrBlankNode::NamedNode(iri) => iri.as_str().to_string(),
+                    other => other.to_string(),
+                }));
+            for name in names {
+                if name != graph {
+                    return Err(unknown_graph(&name, graph));
+                }
+            }
+            RequestDataset {
+                default_graph: !default.is_empty(),
+                named_graph: !named.is_empty(),
+            }
+        }
+    };
+    let name = NamedNode::new_unchecked(graph);
+    let dataset = prepared.dataset_mut();
+    dataset.set_default_graph(if wanted.default_graph {
+        vec![GraphName::DefaultGraph]
+    } else {
+        Vec::new()
+    });
+    dataset.set_available_named_graphs(if wanted.named_graph {
+        vec![name.into()]
+    } else {
+        Vec::new()
+    });
+    Ok(prepared)
+}
+
+/// The 400 for a graph IRI the endpoint does not hold, naming it (its first 200 characters).
+pub fn unknown_graph(iri: &str, graph: &str) -> SparqlError {
+    const MAX: usize = 200;
+    let shown = match iri.char_indices().nth(MAX) {
+        Some((end, _)) => format!("{}...", &iri[..end]),
+        None => iri.to_string(),
+    };
+    SparqlError::BadRequest(format!(
+        "the graph <{shown}> is not on this endpoint: its only graph is the catalog, <{graph}>"
+    ))
 }
 
 pub(crate) fn evaluation_error(error: QueryEvaluationError) -> SparqlError {

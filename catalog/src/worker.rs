@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitCode, ExitStatus, Stdio};
 
 use oxigraph::io::{RdfFormat, RdfParser};
-use oxigraph::model::Dataset;
+use oxigraph::model::Triple;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdout};
@@ -25,7 +25,9 @@ use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tokio::time::Instant;
 use tracing::warn;
 
-use crate::store::{Answer, AnswerBody, SparqlError, SparqlLimits, serialize_results};
+use crate::store::{
+    Answer, AnswerBody, RequestDataset, SparqlError, SparqlLimits, serialize_results,
+};
 
 /// How to start a worker: a program and its arguments, to which `--catalog FILE` is added.
 #[derive(Debug, Clone)]
@@ -38,12 +40,17 @@ pub struct WorkerCommand {
     pub memory_limit_bytes: u64,
 }
 
-#[derive(Serialize, Deserialize)]
-struct Request {
-    query: String,
-    accept: Option<String>,
-    max_results: usize,
-    max_result_bytes: usize,
+/// What a worker is asked to do.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Request {
+    pub(crate) query: String,
+    pub(crate) accept: Option<String>,
+    /// The IRI of the catalog's graph.
+    pub(crate) graph: String,
+    /// The dataset the request's protocol parameters name.
+    pub(crate) dataset: Option<RequestDataset>,
+    pub(crate) max_results: usize,
+    pub(crate) max_result_bytes: usize,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -78,8 +85,7 @@ enum Exit {
 pub(crate) async fn evaluate(
     command: &WorkerCommand,
     catalog_file: &Path,
-    query: &str,
-    accept: Option<&str>,
+    request: Request,
     limits: &SparqlLimits,
     permit: OwnedSemaphorePermit,
 ) -> Result<Answer, SparqlError> {
@@ -102,13 +108,7 @@ pub(crate) async fn evaluate(
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| internal("cannot start", e))?;
-    let request = serde_json::to_vec(&Request {
-        query: query.to_string(),
-        accept: accept.map(str::to_string),
-        max_results: limits.max_results,
-        max_result_bytes: limits.max_result_bytes,
-    })
-    .expect("a request serialises");
+    let request = serde_json::to_vec(&request).expect("a request serialises");
     let mut stdin = child.stdin.take().expect("piped");
     let stdout = child.stdout.take().expect("piped");
     // The watcher owns the worker and the slot: it kills the worker at the deadline, or when
@@ -269,11 +269,7 @@ fn static_media_type(media_type: &str) -> &'static str {
             return format.media_type();
         }
     }
-    for kind in [
-        crate::store::RdfKind::Turtle,
-        crate::store::RdfKind::JsonLd,
-        crate::store::RdfKind::NTriples,
-    ] {
+    for kind in crate::store::RdfKind::ALL {
         if kind.media_type() == media_type {
             return kind.media_type();
         }
@@ -374,13 +370,16 @@ fn serve_one(catalog: &Path) -> Result<Answer, SparqlError> {
     let file = std::fs::read(catalog).map_err(|e| SparqlError::Internal(e.to_string()))?;
     // Parsed into a plain dataset, terms as written: a store would rename blank nodes and
     // normalise derived XSD types, so answers would differ from the catalog.
-    let dataset = RdfParser::from_format(RdfFormat::NTriples)
+    let triples = RdfParser::from_format(RdfFormat::NTriples)
         .for_slice(&file)
-        .collect::<Result<Dataset, _>>()
+        .map(|quad| quad.map(Triple::from))
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|e| SparqlError::Internal(e.to_string()))?;
+    let dataset = crate::store::evaluation_dataset(&triples, &request.graph);
+    drop(triples);
     // The node checked the query's length and nesting; syntax errors and updates are found
     // here, so that the node never runs the parser.
-    let prepared = crate::store::parse(&request.query, None)?;
+    let prepared = crate::store::prepare(&request.query, None, &request.graph, request.dataset)?;
     let results = prepared
         .on_queryable_dataset(&dataset)
         .execute()

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use oxigraph::io::{RdfFormat, RdfParser};
-use oxigraph::model::{NamedNode, Term, Triple};
+use oxigraph::model::{Literal, NamedNode, Term, Triple};
 use polder_catalog::config::{AccessRights, AgentConfig, ColumnConfig, ContactConfig};
-use polder_catalog::store::{RdfKind, serialize};
+use polder_catalog::store::{RdfKind, RequestDataset, serialize};
 use polder_catalog::{
     Catalog, CatalogConfig, DatasetConfig, Iris, MetadataError, NodeInfo, SparqlError,
     SparqlLimits, TableFacts, build,
@@ -284,7 +284,7 @@ fn output_is_deterministic_and_round_trips() {
     let first = serialize(&built(), RdfKind::Turtle);
     let second = serialize(&built(), RdfKind::Turtle);
     assert_eq!(first, second);
-    for kind in [RdfKind::Turtle, RdfKind::NTriples, RdfKind::JsonLd] {
+    for kind in RdfKind::ALL {
         let bytes = serialize(&built(), kind);
         let format = match kind {
             RdfKind::Turtle => RdfFormat::Turtle,
@@ -292,12 +292,120 @@ fn output_is_deterministic_and_round_trips() {
             RdfKind::JsonLd => RdfFormat::JsonLd {
                 profile: oxigraph::io::JsonLdProfileSet::empty(),
             },
+            RdfKind::RdfXml => RdfFormat::RdfXml,
         };
         let parsed = RdfParser::from_format(format)
             .for_slice(&bytes)
             .collect::<Result<Vec<_>, _>>()
             .unwrap();
         assert_eq!(parsed.len(), built().len(), "{kind:?}");
+    }
+}
+
+#[test]
+fn json_ld_is_compact() {
+    let text = String::from_utf8(serialize(&built(), RdfKind::JsonLd)).unwrap();
+    let document: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        document["@context"]["dcat"], "http://www.w3.org/ns/dcat#",
+        "{text}"
+    );
+    let nodes = document["@graph"].as_array().unwrap();
+    let dataset = nodes
+        .iter()
+        .find(|n| n["@id"] == "https://data.example.org/udn/dataset/air_quality")
+        .unwrap();
+    assert_eq!(dataset["@type"], "dcat:Dataset", "{dataset}");
+    assert!(dataset["dct:title"].is_string(), "{dataset}");
+    assert!(
+        !text.contains("\"http://purl.org/dc/terms/title\""),
+        "{text}"
+    );
+    assert!(!text.contains("rdf:type"), "{text}");
+}
+
+#[tokio::test]
+async fn rdf_xml_refuses_what_it_cannot_write() {
+    for (name, catalog) in both(SparqlLimits::default()) {
+        let answer = catalog
+            .query(
+                "CONSTRUCT { <urn:x:s> <http://example.org/1> \"x\" } WHERE {}",
+                Some("application/rdf+xml"),
+            )
+            .await;
+        let error = answer.unwrap_err();
+        assert_eq!(error.kind(), "not_acceptable", "{name}: {error}");
+        assert!(
+            error.to_string().contains("http://example.org/1"),
+            "{name}: {error}"
+        );
+        let answer = catalog
+            .query(
+                "CONSTRUCT { [] <urn:x:text> \"a\\r\\nb\" } WHERE {}",
+                Some("application/rdf+xml"),
+            )
+            .await
+            .unwrap();
+        let bytes = answer.into_bytes().await.unwrap();
+        let parsed = RdfParser::from_format(RdfFormat::RdfXml)
+            .for_slice(&bytes)
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        assert_eq!(
+            parsed[0].object,
+            Literal::new_simple_literal("a\r\nb").into(),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn only_the_catalog_graph_may_be_named() {
+    for (name, catalog) in both(SparqlLimits::default()) {
+        let graph = catalog.iris().catalog();
+        let count = async |query: &str, dataset: Option<RequestDataset>| {
+            let answer = catalog.query_in(query, Some("text/csv"), dataset).await?;
+            let body = String::from_utf8(answer.into_bytes().await.unwrap()).unwrap();
+            Ok::<_, polder_catalog::SparqlError>(body.lines().nth(1).unwrap_or("").to_string())
+        };
+        let all = count("SELECT (COUNT(*) AS ?n) { ?s ?p ?o }", None)
+            .await
+            .unwrap();
+        assert_eq!(all, built().len().to_string(), "{name}");
+        let in_graph = format!("SELECT (COUNT(*) AS ?n) {{ GRAPH <{graph}> {{ ?s ?p ?o }} }}");
+        // The default dataset has no named graph; FROM NAMED and named-graph-uri add it.
+        assert_eq!(count(&in_graph, None).await.unwrap(), "0", "{name}");
+        let named = RequestDataset {
+            default_graph: false,
+            named_graph: true,
+        };
+        assert_eq!(count(&in_graph, Some(named)).await.unwrap(), all, "{name}");
+        let from_named =
+            format!("SELECT (COUNT(*) AS ?n) FROM NAMED <{graph}> {{ GRAPH ?g {{ ?s ?p ?o }} }}");
+        assert_eq!(count(&from_named, None).await.unwrap(), all, "{name}");
+        // named-graph-uri alone leaves the default graph empty.
+        let default = "SELECT (COUNT(*) AS ?n) { ?s ?p ?o }";
+        assert_eq!(count(default, Some(named)).await.unwrap(), "0", "{name}");
+        let from = format!("SELECT (COUNT(*) AS ?n) FROM <{graph}> {{ ?s ?p ?o }}");
+        assert_eq!(count(&from, None).await.unwrap(), all, "{name}");
+        // The protocol's dataset takes the place of FROM.
+        let both_graphs = RequestDataset {
+            default_graph: true,
+            named_graph: false,
+        };
+        let from_other = "SELECT (COUNT(*) AS ?n) FROM <urn:x:other> { ?s ?p ?o }";
+        assert_eq!(
+            count(from_other, Some(both_graphs)).await.unwrap(),
+            all,
+            "{name}"
+        );
+        let error = count(from_other, None).await.unwrap_err();
+        assert_eq!(error.kind(), "bad_request", "{name}: {error}");
+        assert!(
+            error.to_string().contains("<urn:x:other>"),
+            "{name}: {error}"
+        );
+        assert!(error.to_string().contains(&graph), "{name}: {error}");
     }
 }
 

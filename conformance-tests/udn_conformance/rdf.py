@@ -76,6 +76,7 @@ RDF_FORMATS = {
     "text/turtle": "turtle",
     "application/ld+json": "json-ld",
     "application/n-triples": "nt",
+    "application/rdf+xml": "xml",
 }
 
 TIMEOUT_S = 30

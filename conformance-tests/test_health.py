@@ -13,7 +13,7 @@ import requests
 
 from udn_conformance.client import query_rows
 from udn_conformance.httpfiles import FileServer
-from udn_conformance.node import READY_TIMEOUT_S, with_catalog_args
+from udn_conformance.node import READY_TIMEOUT_S, with_catalog, with_catalog_args
 
 
 def _http(node):
@@ -142,6 +142,87 @@ def test_stops_cleanly_on_signal(launcher, generated, sig):
     code = node.stop(sig, timeout=15)
     assert time.monotonic() - started < 15, "node did not stop within 15 s of the signal"
     assert code == 0, f"exit code {code} after {sig.name}; stderr:\n{node.stderr_text()[-2000:]}"
+
+
+# 250,000 rows times n: a stream still being sent when the signal arrives.
+_STREAM = "SELECT r.* FROM readings r CROSS JOIN (SELECT * FROM generate_series(1, {n})) g"
+
+
+def _stream_through_a_signal(node, sig, n: int, *, stall: float = 0.0):
+    """Starts a large DoGet, sends `sig` once the first batch has arrived, reads on (after
+    `stall` seconds without reading); returns (rows expected, rows read, error or None)."""
+    with node.connect() as conn:
+        expected = query_rows(conn, "SELECT count(*) FROM readings")[0][0] * n
+    with node.connect() as conn:
+        cur = conn.cursor()
+        cur.execute(_STREAM.format(n=n))
+        reader = cur.fetch_record_batch()
+        rows, error = 0, None
+        try:
+            for batch in reader:
+                if rows == 0:
+                    node.process.send_signal(sig)
+                    time.sleep(stall)
+                rows += batch.num_rows
+        except Exception as err:  # noqa: BLE001 - any client error is the outcome under test
+            error = err
+        try:
+            cur.close()
+        except Exception:  # noqa: BLE001 - the node may be gone by now
+            pass
+    return expected, rows, error
+
+
+@pytest.mark.spawns_node
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.beyond_spec("process lifecycle: in-flight streams finish on SIGTERM/SIGINT")
+def test_a_signal_lets_streams_in_flight_finish(launcher, generated, tmp_path, sig):
+    """A stream being sent when the node is told to stop arrives whole, to the last row, and the
+    node then exits 0. (Each connection used to close with a reset, which made the client's
+    kernel drop the end of the stream it had received but not read yet.)"""
+    # A grace time no machine reaches, however slow: the drain itself is under test.
+    config = tmp_path / "grace.toml"
+    config.write_text(with_catalog('[limits]\nshutdown_grace = "10m"\n'))
+    for attempt in range(2):
+        node = launcher.spawn(
+            ["--config", str(config), "--table", f"readings={generated['readings']}"]
+        )
+        expected, rows, error = _stream_through_a_signal(node, sig, 8)
+        assert error is None and rows == expected, (
+            f"attempt {attempt}: {rows} of {expected} rows, error {error}"
+        )
+        code = node.stop(sig, timeout=60)
+        assert code == 0, f"exit code {code}; stderr:\n{node.stderr_text()[-2000:]}"
+
+
+@pytest.mark.spawns_node
+@pytest.mark.beyond_spec("process lifecycle: limits.shutdown_grace bounds the drain")
+def test_shutdown_grace_bounds_a_stalled_stream(launcher, generated, tmp_path):
+    """A client that stops reading does not keep the node alive past `shutdown_grace`: the node
+    exits 0 soon after it, and the client gets an error, never a silently short result."""
+    config = tmp_path / "grace.toml"
+    config.write_text(with_catalog('[limits]\nshutdown_grace = "1s"\n'))
+    node = launcher.spawn(
+        ["--config", str(config), "--table", f"readings={generated['readings']}"]
+    )
+    started = time.monotonic()
+    result = {}
+
+    def read():
+        result["outcome"] = _stream_through_a_signal(node, signal.SIGTERM, 20, stall=8.0)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    code = node.process.wait(timeout=30)
+    stopped = time.monotonic() - started
+    reader.join(timeout=60)
+    assert code == 0, f"exit code {code}; stderr:\n{node.stderr_text()[-2000:]}"
+    assert stopped < 8.0, f"node took {stopped:.1f} s to stop with a 1 s grace time"
+    expected, rows, error = result["outcome"]
+    assert error is not None and rows < expected, (
+        f"{rows} of {expected} rows and no error: a cut-off stream must fail"
+    )
+    assert "shutdown_grace" in node.stderr_text(), node.stderr_text()[-2000:]
 
 
 @pytest.mark.spawns_node

@@ -342,6 +342,39 @@ def test_memory_limit_holds(limits_node):
     _answers(node, ref)
 
 
+# Joins without an equality condition (nested loop joins) whose sides both exceed the memory
+# limit (1.5 million rows each), so that whichever side the planner builds does not fit.
+_WIDE = "(SELECT l_orderkey AS k, l_comment AS c FROM lineitem CROSS JOIN nation)"
+NESTED_LOOP_JOINS = [
+    f"SELECT count(*) FROM {_WIDE} a JOIN {_WIDE} b ON a.k > b.k + 6000000 AND a.c < b.c",
+    # An outer join: spilling its build side used to lose unmatched rows without an error.
+    f"SELECT count(*) FROM {_WIDE} a LEFT JOIN {_WIDE} b ON a.k > b.k + 6000000 AND a.c < b.c",
+]
+
+
+@pytest.mark.spawns_node
+@pytest.mark.requirement("UDN-FSQL-8", "UDN-ERR-1", "UDN-ERR-2")
+@pytest.mark.parametrize("sql", NESTED_LOOP_JOINS, ids=["inner", "left"])
+def test_joins_over_the_memory_limit_answer_exactly_or_refuse(limits_node, sql):
+    """A join whose build side exceeds the memory limit is refused with RESOURCE_EXHAUSTED (or
+    answered exactly), never answered short and never an INTERNAL error."""
+    node, ref = limits_node
+    c = fs.client(node)
+    table = None
+
+    def run():
+        nonlocal table
+        _, table = fs.statement(c, sql)
+
+    status, _, message = _status_of(run)
+    assert status in ("OK", "ResourceExhausted"), f"{status}: {message[:500]}"
+    if status == "OK":
+        assert_same_rows(rows_of_arrow(table), ref.rows(sql), ordered=False)
+    else:
+        assert "memory" in message.lower(), message[:500]
+    _answers(node, ref)
+
+
 # Scalar functions whose output size the query controls: each is refused with RESOURCE_EXHAUSTED
 # under the 8 MiB limit, whether one value is huge or a batch of rows adds up.
 GROWING = [

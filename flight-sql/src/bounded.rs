@@ -132,8 +132,9 @@ pub fn call_budget(runtime: &RuntimeEnv) -> Option<usize> {
 }
 
 /// `state` with every function listed in the [module docs](self) bounded by [`call_budget`],
-/// and its constant folding guarded by [`FoldingGuard`]; `state` unchanged when its memory pool
-/// has no limit. Applying it twice changes nothing more.
+/// its constant folding guarded by [`FoldingGuard`], and its nested loop joins kept in memory
+/// ([`crate::join_memory`]); `state` unchanged when its memory pool has no limit. Applying it
+/// twice changes nothing more.
 pub fn bound_functions(state: SessionState) -> SessionState {
     let Some(budget) = call_budget(state.runtime_env()) else {
         return state;
@@ -157,6 +158,18 @@ pub fn bound_functions(state: SessionState) -> SessionState {
         .is_some_and(|rules| rules.iter().any(|r| r.name() == BoundCalls::NAME));
     if !has_rule {
         builder = builder.with_analyzer_rule(Arc::new(BoundCalls { budget }));
+    }
+    let has_rule = builder
+        .physical_optimizer_rules()
+        .as_ref()
+        .is_some_and(|rules| {
+            rules
+                .iter()
+                .any(|r| r.name() == crate::join_memory::InMemoryJoins::NAME)
+        });
+    if !has_rule {
+        // Last: after every rule that may still replace or move a join.
+        builder = builder.with_physical_optimizer_rule(Arc::new(crate::join_memory::InMemoryJoins));
     }
     let mut state = builder.build();
     for udf in functions {

@@ -20,6 +20,7 @@ pub mod error;
 pub mod explain;
 pub mod fit;
 pub mod handle;
+pub mod join_memory;
 pub mod metadata;
 pub mod query;
 pub mod service;

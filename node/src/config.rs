@@ -198,6 +198,10 @@ pub struct LimitsConfig {
     /// How long an HTTP connection may stay open without a request in progress (keep-alive).
     #[serde(default = "default_http_idle_timeout", with = "humantime_serde")]
     pub http_idle_timeout: Duration,
+    /// After SIGTERM or SIGINT, how long in-flight requests (a result being streamed) may run
+    /// to their end before the node exits anyway.
+    #[serde(default = "default_shutdown_grace", with = "humantime_serde")]
+    pub shutdown_grace: Duration,
 }
 
 impl Default for LimitsConfig {
@@ -206,6 +210,10 @@ impl Default for LimitsConfig {
     }
 }
 
+/// Below Kubernetes' default termination grace period (30 s), after which the pod is killed.
+fn default_shutdown_grace() -> Duration {
+    Duration::from_secs(25)
+}
 fn default_max_query_bytes() -> usize {
     256 * 1024
 }

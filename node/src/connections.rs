@@ -15,6 +15,13 @@
 //! to the end (or abandoned): [`TrackRequests`] counts them, from the request extension the
 //! listener gives every connection ([`Activity`]). A long query, or a slow reader of a large
 //! result, is never cut by the idle timeout.
+//!
+//! A connection ends with a lingering close (RFC 9112, section 9.6): the node sends its last
+//! bytes and a FIN, then reads and discards what the client still sends (a window update, a
+//! ping) until the client closes too, for [`LINGER`] at most. Closing a socket that has unread
+//! bytes makes the kernel send a reset, and a reset makes the client's kernel discard the end
+//! of a response it has received but not yet read: the last rows of a stream that was drained
+//! during shutdown were lost that way.
 
 use std::future::Future;
 use std::io;
@@ -40,6 +47,11 @@ const HTTP_DEFAULT_CAP: u64 = 1024;
 
 /// Budgets derived from a descriptor limit this large are derived from this instead.
 const NOFILE_CAP: u64 = 1 << 20;
+
+/// How long a closed connection waits for the client to close its side.
+pub const LINGER: Duration = Duration::from_secs(2);
+/// The most bytes read and discarded from a closing connection.
+const LINGER_BYTES: usize = 256 * 1024;
 
 /// The soft limit on open file descriptors of this process (RLIMIT_NOFILE).
 pub fn descriptor_limit() -> Option<u64> {
@@ -125,11 +137,13 @@ impl Drop for Busy {
 /// HTTP/1, HTTP/2 or TLS connection on top of it.
 #[derive(Debug)]
 pub struct Conn {
-    io: TcpStream,
+    /// `Some` until dropped, when it moves to [`linger`].
+    io: Option<TcpStream>,
     activity: Activity,
     timeouts: Timeouts,
     timer: Pin<Box<Sleep>>,
-    _permit: OwnedSemaphorePermit,
+    /// Moves to [`linger`] with the stream: a closing connection still counts.
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Conn {
@@ -138,12 +152,16 @@ impl Conn {
         let first = timeouts.handshake.min(timeouts.idle);
         let timer = Box::pin(tokio::time::sleep_until(activity.0.opened + first));
         Self {
-            io,
+            io: Some(io),
             activity,
             timeouts,
             timer,
-            _permit: permit,
+            permit: Some(permit),
         }
+    }
+
+    fn io(&mut self) -> Pin<&mut TcpStream> {
+        Pin::new(self.io.as_mut().expect("open until dropped"))
     }
 
     /// Whether the connection has carried no request for too long; otherwise the timer is
@@ -177,7 +195,7 @@ impl AsyncRead for Conn {
             // End of file: the protocol on top closes the connection.
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut self.io).poll_read(cx, buf)
+        self.io().poll_read(cx, buf)
     }
 }
 
@@ -187,7 +205,7 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        self.io().poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -195,20 +213,54 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        self.io().poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
+        self.io.as_ref().is_some_and(TcpStream::is_write_vectored)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+        self.io().poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
+        self.io().poll_shutdown(cx)
     }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        let (Some(io), Some(permit)) = (self.io.take(), self.permit.take()) else {
+            return;
+        };
+        // Outside a runtime (never, in the node) the socket just closes.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(linger(io, permit));
+        }
+    }
+}
+
+/// Closes `io` without a reset: FIN after everything written, then reads until the client
+/// closes, for [`LINGER`] and [`LINGER_BYTES`] at most. Holds the connection's place in the
+/// budget until then.
+async fn linger(mut io: TcpStream, permit: OwnedSemaphorePermit) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if io.shutdown().await.is_ok() {
+        let mut buf = vec![0u8; 8 * 1024];
+        let mut read = 0;
+        let _ = tokio::time::timeout(LINGER, async {
+            while read < LINGER_BYTES {
+                match io.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => read += n,
+                }
+            }
+        })
+        .await;
+    }
+    drop(io);
+    drop(permit);
 }
 
 /// tonic puts the connection's [`Activity`] into every request's extensions (wrapped in a
@@ -277,12 +329,40 @@ impl Limited {
         }
     }
 
+    /// Its connections, open or closing, for waiting until they have all ended.
+    pub fn connections(&self) -> Connections {
+        Connections {
+            permits: Arc::clone(&self.permits),
+            max: self.max,
+        }
+    }
+
     /// The connections as a stream, for tonic's `serve_with_incoming_shutdown`.
     pub fn into_incoming(self) -> impl futures::Stream<Item = io::Result<Conn>> + Send {
         futures::stream::unfold(self, |mut listener| async move {
             let conn = listener.next().await;
             Some((Ok(conn), listener))
         })
+    }
+}
+
+/// The connections of a [`Limited`] listener, open or closing.
+#[derive(Debug, Clone)]
+pub struct Connections {
+    permits: Arc<Semaphore>,
+    max: usize,
+}
+
+impl Connections {
+    /// Returns once no connection is open or closing.
+    pub async fn ended(&self) {
+        let all = u32::try_from(self.max).unwrap_or(u32::MAX);
+        let _ = self.permits.acquire_many(all).await;
+    }
+
+    /// How many connections are open or closing.
+    pub fn open(&self) -> usize {
+        self.max.saturating_sub(self.permits.available_permits())
     }
 }
 
@@ -484,6 +564,42 @@ mod tests {
         again.write_all(b"ok").await.unwrap();
         again.read_exact(&mut buf).await.unwrap();
         assert_eq!(&buf, b"ok");
+    }
+
+    /// A closed connection's last bytes reach a client that had sent bytes the node never
+    /// read (an HTTP/2 window update, say). Closed at once, the socket answers the unread bytes
+    /// with a reset, and the client's kernel drops what the client had not read yet.
+    #[tokio::test]
+    async fn a_closed_connection_delivers_its_last_bytes() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let timeouts = Timeouts {
+            handshake: Duration::from_secs(30),
+            idle: Duration::from_secs(30),
+        };
+        let mut limited = Limited::new(listener, 4, timeouts, "test");
+        let connections = limited.connections();
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        let mut conn = limited.next().await;
+        client.write_all(&[7u8; 1000]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let response = vec![1u8; 64 * 1024];
+        conn.write_all(&response).await.unwrap();
+        conn.flush().await.unwrap();
+        drop(conn);
+        assert_eq!(connections.open(), 1, "a closing connection still counts");
+        // The node has closed before the client reads.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut received = vec![];
+        client
+            .read_to_end(&mut received)
+            .await
+            .expect("the connection ends without a reset");
+        assert_eq!(received.len(), response.len());
+        drop(client);
+        tokio::time::timeout(Duration::from_secs(5), connections.ended())
+            .await
+            .expect("the closing connection ends once the client has closed");
     }
 
     #[tokio::test]

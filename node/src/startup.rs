@@ -21,7 +21,7 @@ use tracing::{info, warn};
 
 use crate::cli::ServeArgs;
 use crate::config::NodeConfig;
-use crate::connections::{Activity, Limited, Timeouts, TrackRequests};
+use crate::connections::{Activity, Connections, Limited, Timeouts, TrackRequests};
 use crate::datasets::{self, Readiness, SampleFiles, SharedReadiness};
 
 /// Builds the effective configuration from the file and the flags. Without datasets, the
@@ -190,19 +190,43 @@ pub struct RunningNode {
     /// Whether its Flight SQL service speaks TLS.
     pub tls: bool,
     shutdown: tokio::sync::watch::Sender<bool>,
+    shutdown_grace: std::time::Duration,
     flight: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
     http: tokio::task::JoinHandle<std::io::Result<()>>,
+    connections: [Connections; 2],
     query_runtime: QueryRuntime,
     samples: SampleFiles,
     _federation: FederatedSession,
 }
 
 impl RunningNode {
-    /// Stops serving: in-flight requests finish, then the services and runtimes end.
+    /// Stops serving: new connections and requests are refused, in-flight requests (a stream
+    /// being sent) finish and their connections close, for `limits.shutdown_grace` at most;
+    /// then the services and runtimes end, and what still runs is cut off.
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
-        self.flight.await??;
-        self.http.await??;
+        let connections = self.connections;
+        let drained = tokio::time::timeout(self.shutdown_grace, async {
+            let served = tokio::try_join!(async { anyhow::Ok(self.flight.await??) }, async {
+                anyhow::Ok(self.http.await??)
+            },);
+            for listener in &connections {
+                listener.ended().await;
+            }
+            served
+        })
+        .await;
+        match drained {
+            Ok(served) => {
+                served?;
+            }
+            Err(_) => warn!(
+                flight_connections = connections[0].open(),
+                http_connections = connections[1].open(),
+                grace = ?self.shutdown_grace,
+                "requests still running after limits.shutdown_grace: cutting them off"
+            ),
+        }
         drop(self.query_runtime);
         drop(self.samples);
         Ok(())
@@ -328,6 +352,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         },
         "http",
     );
+    let http_connections = http_listener.connections();
     let mut http_shutdown = shutdown_rx.clone();
     let http = tokio::spawn(
         axum::serve(
@@ -423,6 +448,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         },
         "flight",
     );
+    let flight_connections = flight_listener.connections();
     let flight = tokio::spawn(router.serve_with_incoming_shutdown(
         flight_listener.into_incoming(),
         async move {
@@ -500,6 +526,8 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         http_addr,
         tls: config.node.tls_cert.is_some(),
         shutdown: shutdown_tx,
+        shutdown_grace: config.limits.shutdown_grace,
+        connections: [flight_connections, http_connections],
         flight,
         http,
         query_runtime,

@@ -36,15 +36,25 @@ pub struct PeerConfig {
 }
 
 impl PeerConfig {
-    /// Parses `NAME=URL`, the form of `--peer` and `--node`.
+    /// Parses `NAME=URL` or `NAME=URL#CATALOG`, the form of `--peer` and `--node`: `#CATALOG`
+    /// names the catalog on the peer to federate (as `catalog` does in a manifest).
     pub fn parse_flag(spec: &str) -> Result<Self, String> {
         let (name, url) = spec
             .split_once('=')
             .ok_or_else(|| format!("'{spec}' is not NAME=URL"))?;
+        let (url, catalog) = match url.split_once('#') {
+            Some((_, catalog)) if catalog.trim().is_empty() => {
+                return Err(format!(
+                    "'{spec}' has an empty catalog after '#': give NAME=URL#CATALOG or NAME=URL"
+                ));
+            }
+            Some((url, catalog)) => (url, Some(catalog.trim().to_string())),
+            None => (url, None),
+        };
         let peer = Self {
             name: name.trim().to_string(),
             url: url.trim().to_string(),
-            catalog: None,
+            catalog,
         };
         peer.validate().map_err(|e| e.to_string())?;
         Ok(peer)
@@ -175,6 +185,15 @@ mod tests {
         let peer = PeerConfig::parse_flag("utrecht=grpc://127.0.0.1:50052").unwrap();
         assert_eq!(peer.name, "utrecht");
         assert_eq!(peer.url, "grpc://127.0.0.1:50052");
+        assert_eq!(peer.catalog, None);
+        let peer = PeerConfig::parse_flag("city=grpc://127.0.0.1:50052#utrecht").unwrap();
+        assert_eq!(peer.url, "grpc://127.0.0.1:50052");
+        assert_eq!(peer.catalog.as_deref(), Some("utrecht"));
+        assert!(
+            PeerConfig::parse_flag("city=grpc://h:1#")
+                .unwrap_err()
+                .contains("empty catalog")
+        );
         assert!(
             PeerConfig::parse_flag("utrecht")
                 .unwrap_err()

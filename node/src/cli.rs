@@ -204,14 +204,19 @@ pub enum OutputFormat {
     Csv,
     /// Newline-delimited JSON, one object per row.
     Json,
-    /// Parquet (needs `--output`).
+    /// Parquet, zstd-compressed, with every column's Arrow type and GeoParquet metadata for
+    /// GeoArrow WKB columns (needs `--output`).
     Parquet,
+    /// An Arrow IPC file (needs `--output`).
+    Arrow,
 }
 
 /// Flags of `polder sql`.
 #[derive(Debug, Args)]
 pub struct SqlArgs {
-    /// A node to query, as NAME=URL (grpc://host:port); repeatable. NAME is its SQL catalog.
+    /// A node to query, as NAME=URL (grpc://host:port) or NAME=URL#CATALOG; repeatable. NAME
+    /// is its SQL catalog, with the node's own catalog (or CATALOG of the node); the node's
+    /// further catalogs (the peers it federates) appear under their own names.
     #[arg(
         long = "node",
         value_name = "NAME=URL",
@@ -261,6 +266,15 @@ pub struct SqlArgs {
     /// tables whole and computes here: only for measuring what pushdown gains.
     #[arg(long = "no-pushdown", action = clap::ArgAction::SetFalse)]
     pub pushdown: bool,
+    /// In a script (`-c`, `-f`, piped input), stop at the first failed statement. Without it
+    /// every statement runs, each failure is reported with its line, and the exit code says
+    /// whether any failed.
+    #[arg(long)]
+    pub bail: bool,
+    /// Print each statement's run time (`Run Time: 0.123 s`) on standard error, as
+    /// `.timer on` does.
+    #[arg(long)]
+    pub timer: bool,
 }
 
 /// Flags of `polder demo`.

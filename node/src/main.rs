@@ -45,7 +45,10 @@ async fn run() -> std::process::ExitCode {
     let cli = Cli::parse();
     // The client and the demo print answers; their log shows only what went wrong.
     let default_level = match cli.command {
-        Command::Sql(_) | Command::Demo(_) | Command::Token(_) | Command::Audit(_) => "warn",
+        // The shell reports what went wrong itself, once (a peer it cannot reach, a query's
+        // error); warnings logged as well would say it twice.
+        Command::Sql(_) => "error",
+        Command::Demo(_) | Command::Token(_) | Command::Audit(_) => "warn",
         _ => "info",
     };
     tracing_subscriber::fmt()

@@ -1,16 +1,33 @@
 //! `polder sql`: the analyst's client. Each node of a federation is a SQL catalog; a query
 //! runs here as a DataFusion plan whose single-node parts run on their nodes.
+//!
+//! - [`script`]: statements and meta-commands, with their lines, out of SQL text.
+//! - [`session`]: running them: statements, meta-commands (`meta`), timing, output.
+//! - [`shell`]: the interactive shell (history, Ctrl-C).
+//! - [`nodes`]: which catalogs of each node the session federates.
+//! - [`errors`]: how errors are worded; [`output`], [`progress`]: answers and progress.
 
+mod errors;
+mod geoparquet;
+mod meta;
+mod nodes;
 mod output;
 mod progress;
+mod script;
+mod session;
+mod shell;
 
 use std::fs::File;
 use std::io::{IsTerminal, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::dml::CopyTo;
+use datafusion::physical_plan::stream::RecordBatchReceiverStream;
+use datafusion::physical_plan::{SendableRecordBatchStream, execute_stream};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::DFParserBuilder;
 use datafusion::sql::sqlparser::dialect::GenericDialect;
@@ -19,6 +36,7 @@ use polder_federation::{BearerToken, FederatedSession, FederationOptions, Manife
 
 pub use self::output::Output;
 use self::progress::Progress;
+use self::session::Session;
 use crate::cli::{OutputFormat, SqlArgs};
 
 /// The longest SQL script or statement accepted, in bytes.
@@ -35,6 +53,9 @@ pub async fn run(args: SqlArgs) -> anyhow::Result<()> {
     {
         bail!("--token must be a bearer token: visible ASCII characters, no spaces");
     }
+    if args.format == OutputFormat::Parquet && args.output.is_none() {
+        bail!("--format parquet writes a file: give it with --output FILE");
+    }
     let options = FederationOptions {
         peer_timeout: args.peer_timeout,
         pushdown: args.pushdown,
@@ -42,14 +63,11 @@ pub async fn run(args: SqlArgs) -> anyhow::Result<()> {
         tls_ca: args.tls_ca.clone(),
         ..FederationOptions::default()
     };
+    let peers = nodes::expand(peers, &options).await;
     let (ctx, federation) = client_session(&peers, &options).await?;
     for err in &federation.unavailable {
         eprintln!("polder: warning: {err}");
     }
-    if args.format == OutputFormat::Parquet && args.output.is_none() {
-        bail!("--format parquet writes a file: give it with --output FILE");
-    }
-    let mut out = Output::new(args.format, args.output.as_deref(), args.max_rows)?;
     let script = match (&args.command, &args.file) {
         (Some(sql), _) => Some(sql.clone()),
         (None, Some(path)) => {
@@ -60,15 +78,49 @@ pub async fn run(args: SqlArgs) -> anyhow::Result<()> {
         (None, None) if !std::io::stdin().is_terminal() => Some(read_limited(std::io::stdin())?),
         (None, None) => None,
     };
-    let result = match script {
-        Some(script) => run_script(&ctx, &script, &mut out).await,
-        None => shell(&ctx, &mut out).await,
+    let out = Output::new(args.format, args.output.as_deref(), args.max_rows)?;
+    let session = Arc::new(tokio::sync::Mutex::new(Session::new(
+        ctx,
+        &federation,
+        out,
+        &args,
+    )));
+    let (result, cancelled) = match script {
+        Some(script) => (
+            session.lock().await.run_script(&script, args.bail).await,
+            false,
+        ),
+        None => match shell::run(Arc::clone(&session)).await {
+            Ok(cancelled) => (Ok(()), cancelled),
+            Err(err) => (Err(err), false),
+        },
     };
-    match result {
-        Ok(()) => out.finish(),
+    let finished = match session.try_lock() {
+        Ok(mut session) => Some(session.finish()),
+        Err(_) => None,
+    };
+    if cancelled || finished.is_none() {
+        // A cancelled query may still be computing on a thread of the runtime (an operator
+        // stops between batches), and the runtime waits for it on the way out: leave without
+        // waiting. Answers were flushed as they ended.
+        let code = match result.and(finished.unwrap_or(Ok(()))) {
+            Ok(()) => 0,
+            Err(err) => {
+                eprintln!("polder: error: {}", errors::chain(&err));
+                1
+            }
+        };
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+        std::process::exit(code);
+    }
+    let finished = finished.unwrap_or(Ok(()));
+    match result.and(finished) {
+        Ok(()) => Ok(()),
         Err(err) => {
-            // A Parquet file without its footer is unreadable: leave none rather than that.
-            if let (OutputFormat::Parquet, Some(path)) = (args.format, &args.output) {
+            // A Parquet or Arrow file without its footer is unreadable: leave none.
+            if let (OutputFormat::Parquet | OutputFormat::Arrow, Some(path)) =
+                (args.format, &args.output)
+            {
                 let _ = std::fs::remove_file(path);
             }
             Err(err)
@@ -111,64 +163,124 @@ pub async fn client_session(
     Ok((ctx, federation))
 }
 
-/// Runs every statement of `script` in order; stops at the first failure.
+/// Runs every statement of `script` in order; stops at the first failure (`polder demo`).
 pub async fn run_script(
     ctx: &SessionContext,
     script: &str,
     out: &mut Output,
 ) -> anyhow::Result<()> {
-    let statements = DFParserBuilder::new(script)
-        .with_dialect(&GenericDialect {})
-        .build()?
-        .parse_statements()
-        .map_err(|e| anyhow::anyhow!("invalid_request: {e}"))?;
-    for statement in statements {
-        let plan = ctx
-            .state()
-            .statement_to_plan(statement)
-            .await
-            .map_err(explain_error)?;
-        run_plan(ctx, plan, out).await?;
+    for item in script::split(script) {
+        if let script::Item::Sql { text, .. } = item {
+            for plan in plan_statements(ctx, &text).await? {
+                let stream = execute(ctx, plan.clone())
+                    .await
+                    .map_err(|e| errors::explain(ctx, &text, e))?;
+                if prints(&plan) {
+                    write_stream(ctx, &text, stream, out, &Progress::start(&[])).await?;
+                } else {
+                    drain(ctx, &text, stream).await?;
+                }
+            }
+        }
     }
     Ok(())
 }
 
-async fn run_plan(ctx: &SessionContext, plan: LogicalPlan, out: &mut Output) -> anyhow::Result<()> {
-    let prints = !matches!(
-        plan,
-        LogicalPlan::Ddl(_) | LogicalPlan::Statement(_) | LogicalPlan::Dml(_)
-    );
-    let df = ctx
-        .execute_logical_plan(plan)
-        .await
-        .map_err(explain_error)?;
-    let mut stream = df.execute_stream().await.map_err(explain_error)?;
-    if !prints {
-        while let Some(batch) = stream.next().await {
-            batch.map_err(explain_error)?;
-        }
-        return Ok(());
+/// The plans of the statements in `sql`.
+async fn plan_statements(ctx: &SessionContext, sql: &str) -> anyhow::Result<Vec<LogicalPlan>> {
+    let statements = DFParserBuilder::new(sql)
+        .with_dialect(&GenericDialect {})
+        .build()
+        .and_then(|mut parser| parser.parse_statements())
+        .map_err(|e| errors::explain(ctx, sql, e))?;
+    let mut plans = Vec::with_capacity(statements.len());
+    for statement in statements {
+        plans.push(
+            ctx.state()
+                .statement_to_plan(statement)
+                .await
+                .map_err(|e| errors::explain(ctx, sql, e))?,
+        );
     }
-    let progress = Progress::start();
-    out.begin(stream.schema())?;
-    let result = async {
-        while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(explain_error)?;
-            progress.add(batch.num_rows());
-            out.write(&batch)?;
-        }
-        Ok::<_, anyhow::Error>(())
-    }
-    .await;
-    progress.stop();
-    result?;
-    out.end()
+    Ok(plans)
 }
 
-/// An error as the node would report it: its kind, then what happened.
-fn explain_error(err: datafusion::error::DataFusionError) -> anyhow::Error {
-    let err = polder_flight_sql::Error::from_datafusion(err);
-    anyhow::anyhow!("{}: {err}", err.code())
+/// Whether a plan has an answer to show (DDL, `SET` and DML have none).
+fn prints(plan: &LogicalPlan) -> bool {
+    !matches!(
+        plan,
+        LogicalPlan::Ddl(_) | LogicalPlan::Statement(_) | LogicalPlan::Dml(_)
+    )
+}
+
+/// Starts a plan. `COPY (query) TO` is planned around its query: the query alone is optimized
+/// (and so federated: the nodes run their parts), then written here.
+async fn execute(
+    ctx: &SessionContext,
+    plan: LogicalPlan,
+) -> datafusion::error::Result<SendableRecordBatchStream> {
+    let physical = match plan {
+        LogicalPlan::Copy(copy) => {
+            let state = ctx.state();
+            let input = state.optimize(&copy.input)?;
+            let plan = LogicalPlan::Copy(CopyTo {
+                input: Arc::new(input),
+                ..copy
+            });
+            state
+                .query_planner()
+                .create_physical_plan(&plan, &state)
+                .await?
+        }
+        plan => {
+            ctx.execute_logical_plan(plan)
+                .await?
+                .create_physical_plan()
+                .await?
+        }
+    };
+    let mut stream = execute_stream(physical, ctx.task_ctx())?;
+    // Driven by a task of its own, stopped when the answer is dropped: whoever reads the
+    // answer waits only for the next batch, never inside an operator's work, so dropping the
+    // reader (Ctrl-C) takes effect at once.
+    let mut driven = RecordBatchReceiverStream::builder(stream.schema(), 2);
+    let sender = driven.tx();
+    driven.spawn(async move {
+        while let Some(batch) = stream.next().await {
+            if sender.send(batch).await.is_err() {
+                break;
+            }
+        }
+        Ok(())
+    });
+    Ok(driven.build())
+}
+
+async fn drain(
+    ctx: &SessionContext,
+    sql: &str,
+    mut stream: SendableRecordBatchStream,
+) -> anyhow::Result<()> {
+    while let Some(batch) = stream.next().await {
+        batch.map_err(|e| errors::explain(ctx, sql, e))?;
+    }
+    Ok(())
+}
+
+async fn write_stream(
+    ctx: &SessionContext,
+    sql: &str,
+    mut stream: SendableRecordBatchStream,
+    out: &mut Output,
+    progress: &Progress,
+) -> anyhow::Result<()> {
+    out.begin(stream.schema())?;
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(|e| errors::explain(ctx, sql, e))?;
+        progress.add(batch.num_rows());
+        out.write(&batch)?;
+    }
+    out.end()
 }
 
 fn read_limited(reader: impl Read) -> anyhow::Result<String> {
@@ -182,49 +294,3 @@ fn read_limited(reader: impl Read) -> anyhow::Result<String> {
     }
     Ok(text)
 }
-
-/// The interactive shell: statements end with `;` and may span lines; `\q` quits.
-async fn shell(ctx: &SessionContext, out: &mut Output) -> anyhow::Result<()> {
-    let mut editor = rustyline::DefaultEditor::new()?;
-    let history = std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".polder_history"));
-    if let Some(path) = &history {
-        let _ = editor.load_history(path);
-    }
-    eprintln!("polder sql: statements end with ';'. \\q quits.");
-    let mut buffer = String::new();
-    loop {
-        let prompt = if buffer.is_empty() {
-            "polder> "
-        } else {
-            "     -> "
-        };
-        match editor.readline(prompt) {
-            Ok(line) => {
-                let trimmed = line.trim();
-                if buffer.is_empty() && matches!(trimmed, "\\q" | "quit" | "exit") {
-                    break;
-                }
-                if trimmed.is_empty() && buffer.is_empty() {
-                    continue;
-                }
-                buffer.push_str(&line);
-                buffer.push('\n');
-                if trimmed.ends_with(';') {
-                    let _ = editor.add_history_entry(buffer.trim());
-                    if let Err(err) = run_script(ctx, &buffer, out).await {
-                        eprintln!("error: {err:#}");
-                    }
-                    buffer.clear();
-                }
-            }
-            Err(rustyline::error::ReadlineError::Interrupted) => buffer.clear(),
-            Err(rustyline::error::ReadlineError::Eof) => break,
-            Err(err) => return Err(err.into()),
-        }
-    }
-    if let Some(path) = &history {
-        let _ = editor.save_history(path);
-    }
-    Ok(())
-}
-

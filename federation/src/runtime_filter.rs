@@ -57,6 +57,7 @@ pub(crate) fn narrow(
     if !selective {
         return None;
     }
+    let predicate = crate::dialect::typed_decimals(predicate).ok()?.data;
     let predicate = Unparser::new(dialect)
         .expr_to_sql(&predicate)
         .ok()?

@@ -127,9 +127,10 @@ impl OptimizerRule for FederateSubtrees {
             }
             Ok(Transformed::no(node))
         })?;
+        let typed = plan.data.transform_up(type_decimals_of_part)?;
         Ok(Transformed::new_transformed(
-            plan.data,
-            was || plan.transformed,
+            typed.data,
+            was || plan.transformed || typed.transformed,
         ))
     }
 }
@@ -170,9 +171,10 @@ impl OptimizerRule for FederateRemaining {
         let federated = self.inner.rewrite(plan, config)?;
         let was = federated.transformed;
         let plan = federated.data.transform_up(absorb_into_part)?;
+        let typed = plan.data.transform_up(type_decimals_of_part)?;
         Ok(Transformed::new_transformed(
-            plan.data,
-            was || plan.transformed,
+            typed.data,
+            was || plan.transformed || typed.transformed,
         ))
     }
 }
@@ -214,6 +216,25 @@ fn absorb_into_part(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
     let absorbed = FederatedPlanNode::new(inner, Arc::clone(&part.planner));
     Ok(Transformed::yes(LogicalPlan::Extension(Extension {
         node: Arc::new(absorbed),
+    })))
+}
+
+/// A part sent to a peer with its DECIMAL constants typed (`crate::dialect::typed_decimals`).
+/// A part is a leaf to the optimizer, so no later rule folds the casts back into constants.
+fn type_decimals_of_part(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
+    let LogicalPlan::Extension(extension) = &node else {
+        return Ok(Transformed::no(node));
+    };
+    let Some(part) = extension.node.as_any().downcast_ref::<FederatedPlanNode>() else {
+        return Ok(Transformed::no(node));
+    };
+    let typed = crate::dialect::plan_with_typed_decimals(part.plan().clone())?;
+    if !typed.transformed {
+        return Ok(Transformed::no(node));
+    }
+    let part = FederatedPlanNode::new(typed.data, Arc::clone(&part.planner));
+    Ok(Transformed::yes(LogicalPlan::Extension(Extension {
+        node: Arc::new(part),
     })))
 }
 

@@ -23,6 +23,13 @@ use crate::cli::{Cli, Command};
 /// The hidden subcommand that evaluates one SPARQL query in a child process of the node.
 pub const SPARQL_WORKER: &str = "sparql-worker";
 
+/// Stack of the main runtime's threads. `polder sql` plans and optimizes queries on them, and
+/// DataFusion's planner and optimizer recurse over the plan: the default 2 MiB overflowed (the
+/// process aborted) on three nested aggregates joined with a table. Only the pages used are
+/// committed. A node plans on its query runtime, whose stacks are sized from
+/// `limits.max_query_bytes` (polder_flight_sql::QueryRuntime).
+const WORKER_STACK_BYTES: usize = 32 * 1024 * 1024;
+
 fn main() -> std::process::ExitCode {
     // The SPARQL worker starts per query: no runtime, no logging, no argument parsing.
     let args: Vec<String> = std::env::args().collect();
@@ -31,6 +38,7 @@ fn main() -> std::process::ExitCode {
     }
     match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(WORKER_STACK_BYTES)
         .build()
     {
         Ok(runtime) => runtime.block_on(run()),

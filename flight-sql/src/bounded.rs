@@ -133,9 +133,11 @@ pub fn call_budget(runtime: &RuntimeEnv) -> Option<usize> {
 
 /// `state` with every function listed in the [module docs](self) bounded by [`call_budget`],
 /// its constant folding guarded by [`FoldingGuard`], and its nested loop joins kept in memory
-/// ([`crate::join_memory`]); `state` unchanged when its memory pool has no limit. Applying it
-/// twice changes nothing more.
+/// ([`crate::join_memory`]), and the DataFusion bugs of [`crate::workarounds`] worked around;
+/// only the latter when its memory pool has no limit. Applying it twice changes nothing more.
 pub fn bound_functions(state: SessionState) -> SessionState {
+    // DataFusion bugs worked around for every session, limited or not.
+    let state = crate::workarounds::apply(state);
     let Some(budget) = call_budget(state.runtime_env()) else {
         return state;
     };

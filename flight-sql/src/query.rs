@@ -11,7 +11,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::error::DataFusionError;
-use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::{SendableRecordBatchStream, SessionState};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::coop::CooperativeExec;
 use datafusion::physical_plan::{ExecutionPlan, execute_stream};
@@ -365,8 +365,8 @@ impl QueryEngine {
                 .collect::<Result<Vec<_>, _>>()?
         };
         // The schema of the bound plan: a parameter nothing else gives a type (`SELECT ? AS x`)
-        // takes the type of the value bound to it.
-        let schema = Arc::clone(plans[0].schema().inner());
+        // takes the type of the value bound to it. Analyzed: see `crate::workarounds`.
+        let schema = crate::workarounds::answer_schema(&self.ctx.state(), &plans[0]);
         let ctx = self.ctx.clone();
         let output_schema = Arc::clone(&schema);
         let start = async move {
@@ -374,6 +374,7 @@ impl QueryEngine {
             let mut streams = Vec::with_capacity(plans.len());
             for plan in plans {
                 let physical = cooperative(state.create_physical_plan(&plan).await?)?;
+                crate::workarounds::check_answer_types(&output_schema, &physical.schema())?;
                 streams.push(execute_stream(physical, ctx.task_ctx())?);
             }
             let mut stream: SendableRecordBatchStream = if streams.len() == 1 {
@@ -466,14 +467,21 @@ async fn plan_statement(
 
 /// The schema of `plan`'s answer with the first row of `params` bound (as it is without
 /// parameters): what `GetFlightInfo` of a prepared statement with bound parameters states.
-pub fn bound_schema(plan: &LogicalPlan, params: &[RecordBatch]) -> Result<SchemaRef> {
+/// Analyzed in `state`: see [`crate::workarounds::answer_schema`].
+pub fn bound_schema(
+    state: &SessionState,
+    plan: &LogicalPlan,
+    params: &[RecordBatch],
+) -> Result<SchemaRef> {
     let first = params
         .iter()
         .find(|b| b.num_rows() > 0)
         .map(|b| b.slice(0, 1));
     let schema = match parameter_rows(first.as_slice(), 1)?.pop() {
-        Some(values) => Arc::clone(plan.clone().with_param_values(values)?.schema().inner()),
-        None => Arc::clone(plan.schema().inner()),
+        Some(values) => {
+            crate::workarounds::answer_schema(state, &plan.clone().with_param_values(values)?)
+        }
+        None => crate::workarounds::answer_schema(state, plan),
     };
     Ok(schema)
 }

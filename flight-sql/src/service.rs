@@ -354,7 +354,8 @@ impl FlightSqlService for PolderFlightSqlService {
         let ticket = TicketStatementQuery {
             statement_handle: handle,
         };
-        command_info(plan.schema().as_arrow(), &ticket, request)
+        let schema = crate::workarounds::answer_schema(&engine.session().state(), &plan);
+        command_info(&schema, &ticket, request)
     }
 
     #[instrument(skip_all)]
@@ -378,7 +379,7 @@ impl FlightSqlService for PolderFlightSqlService {
         let engine = self.engine.for_request(request.extensions()).await?;
         let handle = self.resolve(&cmd.prepared_statement_handle)?;
         let plan = engine.plan_audited(&handle.sql).await?;
-        let schema = bound_schema(&plan, &handle.params()?)?;
+        let schema = bound_schema(&engine.session().state(), &plan, &handle.params()?)?;
         let ticket = CommandPreparedStatementQuery {
             prepared_statement_handle: handle.encode(),
         };
@@ -408,7 +409,10 @@ impl FlightSqlService for PolderFlightSqlService {
         let parameters = parameter_schema(&plan)?;
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: StatementHandle::new(query.query).encode(),
-            dataset_schema: schema_bytes(&hydrated(plan.schema().as_arrow()))?,
+            dataset_schema: schema_bytes(&hydrated(&crate::workarounds::answer_schema(
+                &engine.session().state(),
+                &plan,
+            )))?,
             parameter_schema: schema_bytes(&parameters)?,
         })
     }

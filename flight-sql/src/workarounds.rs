@@ -1,0 +1,356 @@
+//! Workarounds for DataFusion 55 bugs that gave wrong answers or unclear errors.
+//!
+//! **The schema a statement announces** ([`answer_schema`]). DataFusion's SQL planner builds a
+//! `UNION` with "loose types": until the analyzer's type coercion runs, the union's schema has
+//! the types of its first input, whatever the others hold (apache/datafusion#11742 moved union
+//! coercion out of the plan builder, #11961; #14356 keeps the first input's types and marks it
+//! "not necessarily reasonable"). A node announces its answer's schema before the plan is
+//! analyzed (in `GetFlightInfo`, a prepared statement's dataset schema, the stream of `DoGet`),
+//! and arrow-flight's encoder casts every batch to the announced schema: `SELECT 1 AS x UNION
+//! ALL SELECT 2.5` answered 2, and `SELECT count(*) AS c1 FROM t UNION SELECT c_acctbal ...`
+//! cut `-932.38` to `-932`. [`answer_schema`] is the schema of the analyzed plan, the one its
+//! batches have.
+//!
+//! **An aggregate's type changed by `single_distinct_aggregation_to_group_by`**
+//! ([`KeepAggregateTypes`]). Next to one `DISTINCT` aggregate, DataFusion rewrites `sum(x)` into
+//! a sum of partial sums, `sum(sum(x))`, whose type is wider: `sum` of a `DECIMAL(6, 2)` is a
+//! `DECIMAL(16, 2)`, the sum of those a `DECIMAL(26, 2)`. The rewritten aggregate keeps the
+//! name but not the type, and a filter above it typed for the old one fails: `SELECT count(*)
+//! FROM (SELECT sum(w) AS c0, min(DISTINCT w) AS c1 FROM t) WHERE c0 > 7` gave `Invalid
+//! comparison operation: Decimal128(26, 2) > Decimal128(16, 2)` (the optimizer checks only the
+//! schema of the whole plan). The rule is wrapped so that each plan it rewrites casts its columns
+//! back to the types they had.
+//!
+//! **CASE nullability** ([`crate::session_config`] skips DataFusion's aggregate input schema
+//! check). Logical planning proves more `CASE` expressions never null than physical planning
+//! does: `CASE WHEN k >= 1 AND w >= 14.75 THEN CAST(w AS DECIMAL(15, 2)) ELSE 14.75 END` is not
+//! null logically (the condition is never true when `w` is null: three-valued bounds), but the
+//! physical `CaseExpr` substitutes `NULL` for `w` and cannot fold `k >= 1 AND NULL` to a
+//! constant, so it says nullable (apache/datafusion#23844 aligns the two through casts, not
+//! through such conditions). Grouping by it failed with "Physical input schema should be the
+//! same as the one converted from logical input schema" for a nullability difference alone.
+//! With the check skipped, [`check_answer_types`] still refuses an answer whose types are not
+//! the ones announced, so a type difference the check would have caught is an error, never a
+//! cast.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::common::tree_node::Transformed;
+use datafusion::common::{Column, DFSchemaRef};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::{SessionState, SessionStateBuilder};
+use datafusion::logical_expr::{Expr, LogicalPlan, Projection, cast};
+use datafusion::optimizer::optimizer::ApplyOrder;
+use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
+
+/// The schema of the answer `plan` gives once analyzed (types coerced): the types its batches
+/// have. When the analyzer refuses the plan (a parameter that nothing gives a type), the
+/// plan's own schema; running the plan then fails with the analyzer's error.
+pub fn answer_schema(state: &SessionState, plan: &LogicalPlan) -> SchemaRef {
+    let analyzed =
+        state
+            .analyzer()
+            .execute_and_check(plan.clone(), state.config_options(), |_, _| {});
+    match analyzed {
+        Ok(analyzed) => Arc::clone(analyzed.schema().inner()),
+        Err(_) => Arc::clone(plan.schema().inner()),
+    }
+}
+
+/// `state` with the workarounds of the [module docs](self) that are optimizer rules. Applying
+/// it twice changes nothing more.
+pub fn apply(state: SessionState) -> SessionState {
+    let rules: Vec<_> = state
+        .optimizers()
+        .iter()
+        .map(KeepAggregateTypes::wrap)
+        .collect();
+    SessionStateBuilder::new_from_existing(state)
+        .with_optimizer_rules(rules)
+        .build()
+}
+
+/// Refuses (an internal error, the node's fault) an answer whose column types, `physical`,
+/// are not the `announced` ones: Flight's encoder would cast each batch to the announced
+/// schema, and a cast can change values.
+pub fn check_answer_types(announced: &Schema, physical: &Schema) -> Result<()> {
+    let differs = announced.fields().len() != physical.fields().len()
+        || announced
+            .fields()
+            .iter()
+            .zip(physical.fields())
+            .any(|(a, p)| !a.data_type().equals_datatype(p.data_type()));
+    if differs {
+        let types = |schema: &Schema| {
+            let types: Vec<String> = schema
+                .fields()
+                .iter()
+                .map(|f| f.data_type().to_string())
+                .collect();
+            types.join(", ")
+        };
+        return Err(DataFusionError::Internal(format!(
+            "the plan answers with columns of types ({}) where its schema announces ({}) \
+             (a DataFusion planning bug)",
+            types(physical),
+            types(announced)
+        )));
+    }
+    Ok(())
+}
+
+/// The name of the DataFusion rule [`KeepAggregateTypes`] wraps.
+pub const SINGLE_DISTINCT: &str = "single_distinct_aggregation_to_group_by";
+
+/// DataFusion's `single_distinct_aggregation_to_group_by`, whose rewrites keep the types of the
+/// plans they rewrite (see the [module docs](self)).
+#[derive(Debug)]
+pub struct KeepAggregateTypes(pub Arc<dyn OptimizerRule + Send + Sync>);
+
+impl KeepAggregateTypes {
+    /// `rule` wrapped when it is the one this wraps and not wrapped yet.
+    pub fn wrap(
+        rule: &Arc<dyn OptimizerRule + Send + Sync>,
+    ) -> Arc<dyn OptimizerRule + Send + Sync> {
+        if rule.name() == SINGLE_DISTINCT && !format!("{rule:?}").starts_with("KeepAggregateTypes")
+        {
+            Arc::new(KeepAggregateTypes(Arc::clone(rule)))
+        } else {
+            Arc::clone(rule)
+        }
+    }
+}
+
+impl OptimizerRule for KeepAggregateTypes {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    fn apply_order(&self) -> Option<ApplyOrder> {
+        self.0.apply_order()
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        config: &dyn OptimizerConfig,
+    ) -> Result<Transformed<LogicalPlan>> {
+        let before = Arc::clone(plan.schema());
+        let result = self.0.rewrite(plan, config)?;
+        if !result.transformed || !needs_casts(&before, result.data.schema()) {
+            return Ok(result);
+        }
+        result.map_data(|plan| restore_types(plan, &before))
+    }
+}
+
+fn needs_casts(before: &DFSchemaRef, after: &DFSchemaRef) -> bool {
+    before.fields().len() == after.fields().len()
+        && before
+            .fields()
+            .iter()
+            .zip(after.fields())
+            .any(|(b, a)| b.data_type() != a.data_type())
+}
+
+/// `plan` under a projection that casts each of its columns to the type, and names it as, the
+/// column of `schema` at the same position.
+fn restore_types(plan: LogicalPlan, schema: &DFSchemaRef) -> Result<LogicalPlan> {
+    let exprs: Vec<Expr> = plan
+        .schema()
+        .iter()
+        .zip(schema.iter())
+        .map(|((qualifier, field), (old_qualifier, old_field))| {
+            let column = Expr::Column(Column::from((qualifier, field)));
+            let value = if field.data_type() == old_field.data_type() {
+                column
+            } else {
+                cast(column, old_field.data_type().clone())
+            };
+            value.alias_qualified(old_qualifier.cloned(), old_field.name())
+        })
+        .collect();
+    Ok(LogicalPlan::Projection(Projection::try_new(
+        exprs,
+        Arc::new(plan),
+    )?))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{
+        Array, AsArray, BooleanArray, Decimal128Array, Int32Array, Int64Array, RecordBatch,
+        StringArray,
+    };
+    use datafusion::arrow::datatypes::{
+        DataType, Decimal128Type, Field, Float64Type, Int64Type, Schema,
+    };
+
+    use super::check_answer_types;
+    use datafusion::datasource::MemTable;
+    use datafusion::prelude::SessionContext;
+    use futures::TryStreamExt;
+
+    use crate::query::{QueryEngine, QueryLimits};
+
+    fn table(ctx: &SessionContext, name: &str, batch: RecordBatch) {
+        let table = MemTable::try_new(batch.schema(), vec![vec![batch]]).unwrap();
+        ctx.register_table(name, Arc::new(table)).unwrap();
+    }
+
+    fn decimals(values: Vec<Option<i128>>, precision: u8) -> Arc<Decimal128Array> {
+        let array = Decimal128Array::from(values).with_precision_and_scale(precision, 2);
+        Arc::new(array.unwrap())
+    }
+
+    /// A session as a node's (the same settings, its functions bounded) with TPC-H's `nation`
+    /// and `customer` (the columns the reproducers use) and the differential test's `tags`.
+    fn session() -> SessionContext {
+        let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+            .with_memory_limit(1 << 30, 1.0)
+            .build_arc()
+            .unwrap();
+        let ctx = SessionContext::new_with_config_rt(crate::session_config(), runtime);
+        let ctx = SessionContext::new_with_state(crate::bounded::bound_functions(ctx.state()));
+        let nation = Schema::new(vec![Field::new("n_comment", DataType::Utf8, false)]);
+        let comments = StringArray::from(vec!["a", "b", "a"]);
+        table(
+            &ctx,
+            "nation",
+            RecordBatch::try_new(Arc::new(nation), vec![Arc::new(comments)]).unwrap(),
+        );
+        let customer = Schema::new(vec![
+            Field::new("c_nationkey", DataType::Int64, false),
+            Field::new("c_acctbal", DataType::Decimal128(15, 2), false),
+        ]);
+        let columns: Vec<Arc<dyn Array>> = vec![
+            Arc::new(Int64Array::from(vec![1, 2])),
+            decimals(vec![Some(-93238), Some(12345)], 15),
+        ];
+        table(
+            &ctx,
+            "customer",
+            RecordBatch::try_new(Arc::new(customer), columns).unwrap(),
+        );
+        let tags = Schema::new(vec![
+            Field::new("k", DataType::Int32, true),
+            Field::new("weight", DataType::Decimal128(6, 2), true),
+            Field::new("active", DataType::Boolean, true),
+        ]);
+        let columns: Vec<Arc<dyn Array>> = vec![
+            Arc::new(Int32Array::from(vec![Some(1), Some(2), Some(3), None])),
+            decimals(vec![Some(2000), Some(925), None, Some(5000)], 6),
+            Arc::new(BooleanArray::from(vec![
+                Some(true),
+                Some(false),
+                Some(true),
+                None,
+            ])),
+        ];
+        table(
+            &ctx,
+            "tags",
+            RecordBatch::try_new(Arc::new(tags), columns).unwrap(),
+        );
+        ctx
+    }
+
+    /// The batches a node sends for `sql`, each cast to the schema the node announces (as
+    /// arrow-flight's encoder does), and that schema.
+    async fn answer(sql: &str) -> crate::Result<Vec<RecordBatch>> {
+        let engine = QueryEngine::new(session(), QueryLimits::default());
+        let stream = engine.run(sql, vec![]).await?;
+        let schema = stream.schema();
+        let batches: Vec<RecordBatch> = stream.try_collect().await?;
+        Ok(batches
+            .into_iter()
+            .map(|batch| {
+                let columns = batch
+                    .columns()
+                    .iter()
+                    .zip(schema.fields())
+                    .map(|(c, f)| datafusion::arrow::compute::cast(c, f.data_type()).unwrap())
+                    .collect();
+                RecordBatch::try_new(Arc::clone(&schema), columns).unwrap()
+            })
+            .collect())
+    }
+
+    #[tokio::test]
+    async fn a_union_announces_the_types_it_answers_with() {
+        let batches = answer("SELECT 1 AS x UNION ALL SELECT 2.5 ORDER BY x")
+            .await
+            .unwrap();
+        let x = batches[0].column(0).as_primitive::<Float64Type>();
+        assert_eq!(x.values().to_vec(), vec![1.0, 2.5]);
+
+        let sql = "SELECT count(*) AS c0, count(*) AS c1, count(*) AS c2 FROM (SELECT DISTINCT \
+                   n_comment AS c0 FROM nation) AS t1 UNION SELECT c_nationkey, c_acctbal AS c1, \
+                   c_acctbal AS c2 FROM customer ORDER BY c1";
+        let batches = answer(sql).await.unwrap();
+        let batch = &batches[0];
+        assert_eq!(
+            batch.schema().field(1).data_type(),
+            &DataType::Decimal128(22, 2)
+        );
+        for column in [1, 2] {
+            let values = batch.column(column).as_primitive::<Decimal128Type>();
+            assert_eq!(values.values().to_vec(), vec![-93238, 200, 12345]);
+        }
+
+        let engine = QueryEngine::new(session(), QueryLimits::default());
+        let plan = engine.plan("SELECT 1 AS x UNION SELECT 2.5").await.unwrap();
+        let state = engine.session().state();
+        let schema = crate::query::bound_schema(&state, &plan, &[]).unwrap();
+        assert_eq!(schema.field(0).data_type(), &DataType::Float64);
+    }
+
+    #[tokio::test]
+    async fn a_sum_next_to_a_distinct_aggregate_keeps_its_type() {
+        // weight: 20.00, 9.25, NULL, 50.00.
+        let sql = "SELECT count(*) AS n FROM (SELECT sum(weight) AS c0, min(DISTINCT weight) \
+                   AS c1 FROM tags) AS w WHERE c0 > 7";
+        let batches = answer(sql).await.unwrap();
+        assert_eq!(batches[0].column(0).as_primitive::<Int64Type>().value(0), 1);
+        let sql = "SELECT c0, c1 FROM (SELECT sum(weight) AS c0, count(DISTINCT weight) AS c1 \
+                   FROM tags) AS w WHERE c0 > 79";
+        let batches = answer(sql).await.unwrap();
+        let batch = &batches[0];
+        assert_eq!(
+            batch.schema().field(0).data_type(),
+            &DataType::Decimal128(16, 2)
+        );
+        assert_eq!(
+            batch.column(0).as_primitive::<Decimal128Type>().value(0),
+            7925
+        );
+        assert_eq!(batch.column(1).as_primitive::<Int64Type>().value(0), 3);
+    }
+
+    #[tokio::test]
+    async fn grouping_by_a_case_the_optimizer_proves_not_null() {
+        let sql = "SELECT c0, c1 FROM (SELECT CASE WHEN (k >= 1 AND k <= 20 AND weight >= 14.75 \
+                   AND weight <= 77.91) THEN CAST(weight AS DECIMAL(15,2)) ELSE 14.75 END AS c0, \
+                   active AS c1 FROM tags) GROUP BY c0, c1 ORDER BY c0, c1";
+        let batches = answer(sql).await.unwrap();
+        let batch = &batches[0];
+        // DECIMAL(30, 15): the common type of the CAST and the literal 14.75 (a Float64).
+        let c0 = datafusion::arrow::compute::cast(batch.column(0), &DataType::Float64).unwrap();
+        let c0 = c0.as_primitive::<Float64Type>();
+        assert_eq!(c0.values().to_vec(), vec![14.75, 14.75, 14.75, 20.0]);
+        assert_eq!(c0.null_count(), 0);
+    }
+
+    #[test]
+    fn an_answer_of_other_types_than_announced_is_refused() {
+        let announced = Schema::new(vec![Field::new("c1", DataType::Int64, false)]);
+        let physical = Schema::new(vec![Field::new("c1", DataType::Decimal128(22, 2), true)]);
+        let err = check_answer_types(&announced, &physical).unwrap_err();
+        assert!(err.to_string().contains("Decimal128(22, 2)"), "{err}");
+        let nullable = Schema::new(vec![Field::new("c1", DataType::Int64, true)]);
+        check_answer_types(&announced, &nullable).unwrap();
+    }
+}

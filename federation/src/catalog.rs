@@ -403,7 +403,10 @@ impl SchemaProvider for PeerSchema {
 
 /// A remote table as the planner sees it: federated whole parts, or scanned whole without
 /// pushdown.
-fn table_provider(source: Arc<SQLTableSource>, pushdown: bool) -> Arc<dyn TableProvider> {
+pub(crate) fn table_provider(
+    source: Arc<SQLTableSource>,
+    pushdown: bool,
+) -> Arc<dyn TableProvider> {
     if pushdown {
         let only = Arc::new(FederatedOnly {
             source: Arc::clone(&source),

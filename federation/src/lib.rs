@@ -20,17 +20,23 @@
 //! - [`catalog`]: a peer's tables as a catalog, discovered over Flight SQL and refreshed.
 //! - [`session`]: a DataFusion session that federates.
 //! - `runtime_filter`: the keys a join has read on one node narrow what another node sends.
+//! - `faithful`: parts rewritten before they are unparsed, where the unparser would write SQL
+//!   that means something else.
 
 pub mod catalog;
 pub mod config;
 pub mod dialect;
 pub mod error;
+mod faithful;
 mod partial;
 pub mod peer;
 mod runtime_filter;
 pub mod session;
 mod values;
 mod whole;
+
+#[cfg(test)]
+mod tests;
 
 pub use catalog::PeerCatalog;
 pub use config::{BearerToken, FederationOptions, Manifest, PeerConfig};

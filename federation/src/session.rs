@@ -116,8 +116,9 @@ impl OptimizerRule for FederateSubtrees {
         plan: LogicalPlan,
         config: &dyn OptimizerConfig,
     ) -> Result<Transformed<LogicalPlan>> {
-        let federated = self.inner.rewrite(plan, config)?;
-        let was = federated.transformed;
+        let local = crate::values::local_empty_relations(plan)?;
+        let federated = self.inner.rewrite(local.data, config)?;
+        let was = local.transformed || federated.transformed;
         let plan = federated.data.transform_up(|node| {
             if let LogicalPlan::Extension(extension) = &node
                 && let Some(part) = extension.node.as_any().downcast_ref::<FederatedPlanNode>()
@@ -127,7 +128,7 @@ impl OptimizerRule for FederateSubtrees {
             }
             Ok(Transformed::no(node))
         })?;
-        let typed = plan.data.transform_up(type_decimals_of_part)?;
+        let typed = plan.data.transform_up(prepare_part)?;
         Ok(Transformed::new_transformed(
             typed.data,
             was || plan.transformed || typed.transformed,
@@ -168,10 +169,11 @@ impl OptimizerRule for FederateRemaining {
         } else {
             plan
         };
-        let federated = self.inner.rewrite(plan, config)?;
-        let was = federated.transformed;
+        let local = crate::values::local_empty_relations(plan)?;
+        let federated = self.inner.rewrite(local.data, config)?;
+        let was = local.transformed || federated.transformed;
         let plan = federated.data.transform_up(absorb_into_part)?;
-        let typed = plan.data.transform_up(type_decimals_of_part)?;
+        let typed = plan.data.transform_up(prepare_part)?;
         Ok(Transformed::new_transformed(
             typed.data,
             was || plan.transformed || typed.transformed,
@@ -219,20 +221,25 @@ fn absorb_into_part(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
     })))
 }
 
-/// A part sent to a peer with its DECIMAL constants typed (`crate::dialect::typed_decimals`).
-/// A part is a leaf to the optimizer, so no later rule folds the casts back into constants.
-fn type_decimals_of_part(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
+/// A part as it is sent to a peer: rewritten so that the SQL unparsed from it means what it
+/// means (`crate::faithful`), DECIMAL constants typed included. A part is a leaf to the
+/// optimizer, so no later rule undoes the rewrite. A part that reads no table (the optimizer
+/// reduced it to an empty relation) is not sent at all: it runs here.
+fn prepare_part(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
     let LogicalPlan::Extension(extension) = &node else {
         return Ok(Transformed::no(node));
     };
     let Some(part) = extension.node.as_any().downcast_ref::<FederatedPlanNode>() else {
         return Ok(Transformed::no(node));
     };
-    let typed = crate::dialect::plan_with_typed_decimals(part.plan().clone())?;
-    if !typed.transformed {
+    if !crate::faithful::reads_a_table(part.plan()) {
+        return Ok(Transformed::yes(part.plan().clone()));
+    }
+    let prepared = crate::faithful::part_for_peer(part.plan().clone())?;
+    if !prepared.transformed {
         return Ok(Transformed::no(node));
     }
-    let part = FederatedPlanNode::new(typed.data, Arc::clone(&part.planner));
+    let part = FederatedPlanNode::new(prepared.data, Arc::clone(&part.planner));
     Ok(Transformed::yes(LogicalPlan::Extension(Extension {
         node: Arc::new(part),
     })))

@@ -1,0 +1,370 @@
+//! Parts of a plan rewritten so that the SQL unparsed for a peer means what the part means.
+//!
+//! DataFusion's unparser writes some plans as SQL that a peer reads differently: the rewrites
+//! here give such a part a form, with the same schema, that the unparser writes faithfully.
+//!
+//! - A GROUP BY naming one expression twice: the aggregate's schema has the key once, while
+//!   the unparser finds output columns by position among the keys, so that `SELECT count(*)
+//!   ... GROUP BY k, k` was sent as `SELECT k ... GROUP BY k, k`. The keys are deduplicated
+//!   ([`unique_group_keys`]).
+//! - A constant GROUP BY key (one the optimizer folded, `CASE WHEN key IS NULL THEN key ELSE -2
+//!   END`) is written as a bare number, which a peer reads as a column position (`GROUP BY -2`):
+//!   refused, or grouped by another column. The constant is written as a cast of itself
+//!   ([`typed_constant_keys`]), which no SQL engine reads as a position.
+//! - A cross join with one row of no columns (a subquery the optimizer reduced to that, `(SELECT
+//!   count(*) FROM (VALUES (1)))` whose count is unused) is written without its FROM clause.
+//!   Joining one row of nothing changes nothing, so the join becomes its other side
+//!   ([`without_unit_joins`]).
+//! - A projected expression named by an alias inside it (`CAST(o AS c0 AS BIGINT)`, as
+//!   DataFusion decorrelates `x IN (SELECT o AS c0 ...)` of another type) is written without
+//!   the alias, which the unparser writes only at the top: the peer's column has another name
+//!   than the part's (`No field named __correlated_sq_1.c0`). The alias moves to the top
+//!   ([`named_columns`]).
+//! - A semi or anti join (`EXISTS`, `IN`, `EXCEPT`, `INTERSECT`) is written as `[NOT] EXISTS
+//!   (SELECT 1 FROM <right side> WHERE <condition>)`: NULL keys never match there, while
+//!   `EXCEPT` and `INTERSECT` match them, and a `NOT IN` (a null-aware anti join) keeps no row
+//!   once the subquery has a NULL; and the right side loses its projection, so that a
+//!   condition on a computed column names a column the peer does not have. A null-aware anti
+//!   join is written as the `NOT IN` it is; otherwise the right side becomes a derived table
+//!   with its columns named, and keys that match NULLs are compared with `IS NOT DISTINCT
+//!   FROM` ([`semi_joins_as_written`]).
+//!
+//! A part that reads no table at all (the optimizer proved its join empty) is not sent: see
+//! [`reads_a_table`].
+
+use std::sync::Arc;
+
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{Column, NullEquality, Spans};
+use datafusion::error::Result;
+use datafusion::logical_expr::expr::InSubquery;
+use datafusion::logical_expr::{
+    Aggregate, BinaryExpr, Cast, EmptyRelation, Expr, Filter, Join, JoinType, LogicalPlan,
+    Operator, Projection, Subquery, SubqueryAlias,
+};
+
+/// `plan`, a part sent to a peer, in a form the unparser writes faithfully (see the module
+/// docs), subqueries included. Its schema stays as it was.
+pub(crate) fn part_for_peer(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
+    let mut derived_tables = 0;
+    let rewritten = plan.transform_up_with_subqueries(|node| {
+        unique_group_keys(node)?
+            .transform_data(typed_constant_keys)?
+            .transform_data(without_unit_joins)?
+            .transform_data(|node| semi_joins_as_written(node, &mut derived_tables))?
+            .transform_data(named_columns)
+    })?;
+    rewritten.transform_data(crate::dialect::plan_with_typed_decimals)
+}
+
+/// Whether `plan` reads a table: a part that reads none runs where it is, as nothing of it
+/// needs the peer (and the unparser writes an empty relation as no FROM clause at all).
+pub(crate) fn reads_a_table(plan: &LogicalPlan) -> bool {
+    let mut found = false;
+    plan.apply_with_subqueries(|node| {
+        found = matches!(node, LogicalPlan::TableScan(_));
+        Ok(if found {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    })
+    .expect("infallible");
+    found
+}
+
+/// A semi or anti join in a form the unparser writes faithfully (see the module docs);
+/// `derived_tables` counts the derived tables made so far in the part, to name them apart.
+fn semi_joins_as_written(
+    node: LogicalPlan,
+    derived_tables: &mut usize,
+) -> Result<Transformed<LogicalPlan>> {
+    let LogicalPlan::Join(join) = &node else {
+        return Ok(Transformed::no(node));
+    };
+    if !matches!(join.join_type, JoinType::LeftSemi | JoinType::LeftAnti) {
+        return Ok(Transformed::no(node));
+    }
+    if join.null_aware {
+        let Some((key, other_key)) = only_key(join) else {
+            return Ok(Transformed::no(node));
+        };
+        let values =
+            Projection::try_new(vec![other_key.clone().alias("c0")], Arc::clone(&join.right))?;
+        let subquery = Subquery {
+            subquery: Arc::new(LogicalPlan::Projection(values)),
+            outer_ref_columns: vec![],
+            spans: Spans::new(),
+        };
+        let predicate = Expr::InSubquery(InSubquery::new(
+            Box::new(key.clone()),
+            subquery,
+            join.join_type == JoinType::LeftAnti,
+        ));
+        let filter = Filter::try_new(predicate, Arc::clone(&join.left))?;
+        return Ok(Transformed::yes(LogicalPlan::Filter(filter)));
+    }
+    let nulls_match = join.null_equality == NullEquality::NullEqualsNull;
+    if !nulls_match && is_plain_relation(&join.right) {
+        return Ok(Transformed::no(node));
+    }
+    *derived_tables += 1;
+    let alias = format!("polder_sq_{derived_tables}");
+    let right_columns = join.right.schema().columns();
+    let named = right_columns
+        .iter()
+        .enumerate()
+        .map(|(i, column)| Expr::Column(column.clone()).alias(format!("c{i}")))
+        .collect();
+    let projection = Projection::try_new(named, Arc::clone(&join.right))?;
+    let right = SubqueryAlias::try_new(Arc::new(LogicalPlan::Projection(projection)), &alias)?;
+    let left_schema = join.left.schema();
+    let rename = |expr: Expr| -> Result<Expr> {
+        expr.transform(|e| match e {
+            Expr::Column(column) if !left_schema.has_column(&column) => {
+                match right_columns.iter().position(|c| c == &column) {
+                    Some(i) => Ok(Transformed::yes(Expr::Column(Column::new(
+                        Some(alias.as_str()),
+                        format!("c{i}"),
+                    )))),
+                    None => Ok(Transformed::no(Expr::Column(column))),
+                }
+            }
+            other => Ok(Transformed::no(other)),
+        })
+        .map(|t| t.data)
+    };
+    let mut on = join
+        .on
+        .iter()
+        .map(|(key, other_key)| Ok((key.clone(), rename(other_key.clone())?)))
+        .collect::<Result<Vec<_>>>()?;
+    let mut filter = join.filter.clone().map(rename).transpose()?;
+    if nulls_match {
+        for (key, other_key) in on.drain(..) {
+            let matches = Expr::BinaryExpr(BinaryExpr::new(
+                Box::new(key),
+                Operator::IsNotDistinctFrom,
+                Box::new(other_key),
+            ));
+            filter = Some(match filter {
+                Some(filter) => filter.and(matches),
+                None => matches,
+            });
+        }
+    }
+    let rewritten = Join::try_new(
+        Arc::clone(&join.left),
+        Arc::new(LogicalPlan::SubqueryAlias(right)),
+        on,
+        filter,
+        join.join_type,
+        join.join_constraint,
+        NullEquality::NullEqualsNothing,
+        false,
+    )?;
+    Ok(Transformed::yes(LogicalPlan::Join(rewritten)))
+}
+
+/// The key of a join on one equality of a column of the left side with one of the right side,
+/// as an equijoin key or (before DataFusion extracts keys) its filter.
+fn only_key(join: &Join) -> Option<(&Expr, &Expr)> {
+    match (join.on.as_slice(), &join.filter) {
+        ([(key, other_key)], None) => Some((key, other_key)),
+        (
+            [],
+            Some(Expr::BinaryExpr(BinaryExpr {
+                left,
+                op: Operator::Eq,
+                right,
+            })),
+        ) => {
+            let side_of = |expr: &Expr| {
+                let columns = expr.column_refs();
+                if columns.is_empty() {
+                    None
+                } else if columns.iter().all(|c| join.left.schema().has_column(c)) {
+                    Some(true)
+                } else if columns.iter().all(|c| join.right.schema().has_column(c)) {
+                    Some(false)
+                } else {
+                    None
+                }
+            };
+            match (side_of(left)?, side_of(right)?) {
+                (true, false) => Some((left, right)),
+                (false, true) => Some((right, left)),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// A table, perhaps aliased, filtered or with some of its columns picked: the unparser writes
+/// it as the `FROM` and `WHERE` of an `EXISTS` subquery whose columns are the table's.
+fn is_plain_relation(plan: &LogicalPlan) -> bool {
+    match plan {
+        LogicalPlan::TableScan(_) => true,
+        LogicalPlan::SubqueryAlias(alias) => is_plain_relation(&alias.input),
+        LogicalPlan::Filter(filter) => is_plain_relation(&filter.input),
+        LogicalPlan::Projection(projection) => {
+            projection.expr.iter().all(|e| matches!(e, Expr::Column(_)))
+                && is_plain_relation(&projection.input)
+        }
+        _ => false,
+    }
+}
+
+/// A projection whose expressions named by an alias inside them carry that name at the top.
+fn named_columns(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
+    let LogicalPlan::Projection(projection) = &node else {
+        return Ok(Transformed::no(node));
+    };
+    let nested_alias = |expr: &Expr| {
+        !matches!(expr, Expr::Alias(_))
+            && expr
+                .exists(|e| Ok(matches!(e, Expr::Alias(_))))
+                .unwrap_or(false)
+    };
+    if !projection.expr.iter().any(nested_alias) {
+        return Ok(Transformed::no(node));
+    }
+    let exprs = projection
+        .expr
+        .iter()
+        .enumerate()
+        .map(|(i, expr)| {
+            if !nested_alias(expr) {
+                return expr.clone();
+            }
+            let (qualifier, field) = projection.schema.qualified_field(i);
+            expr.clone()
+                .unalias_nested()
+                .data
+                .alias_qualified(qualifier.cloned(), field.name())
+        })
+        .collect();
+    let renamed = Projection::try_new_with_schema(
+        exprs,
+        Arc::clone(&projection.input),
+        Arc::clone(&projection.schema),
+    )?;
+    Ok(Transformed::yes(LogicalPlan::Projection(renamed)))
+}
+
+/// An aggregate with each of its GROUP BY keys once (the schema has each once already).
+fn unique_group_keys(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
+    let LogicalPlan::Aggregate(aggregate) = &node else {
+        return Ok(Transformed::no(node));
+    };
+    let mut unique: Vec<Expr> = Vec::with_capacity(aggregate.group_expr.len());
+    for key in &aggregate.group_expr {
+        if !unique.contains(key) {
+            unique.push(key.clone());
+        }
+    }
+    if unique.len() == aggregate.group_expr.len() {
+        return Ok(Transformed::no(node));
+    }
+    rebuilt(&node, aggregate, unique)
+}
+
+/// An aggregate whose integer constant keys are written as casts (`GROUP BY CAST(-2 AS
+/// BIGINT)`), under their own names.
+fn typed_constant_keys(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
+    let LogicalPlan::Aggregate(aggregate) = &node else {
+        return Ok(Transformed::no(node));
+    };
+    if !aggregate
+        .group_expr
+        .iter()
+        .any(|key| as_cast(key).is_some())
+    {
+        return Ok(Transformed::no(node));
+    }
+    let keys = aggregate
+        .group_expr
+        .iter()
+        .map(|key| as_cast(key).unwrap_or_else(|| key.clone()))
+        .collect();
+    rebuilt(&node, aggregate, keys)
+}
+
+/// An integer constant, perhaps aliased, as a cast of itself under the same name; `None` for
+/// any other expression.
+fn as_cast(key: &Expr) -> Option<Expr> {
+    match key {
+        Expr::Literal(value, _) if value.data_type().is_integer() && !value.is_null() => Some(
+            Expr::Cast(Cast::new(Box::new(key.clone()), value.data_type()))
+                .alias(key.schema_name().to_string()),
+        ),
+        Expr::Alias(alias) => {
+            let cast = as_cast(&alias.expr)?;
+            Some(
+                cast.unalias()
+                    .alias_qualified(alias.relation.clone(), &alias.name),
+            )
+        }
+        _ => None,
+    }
+}
+
+/// `aggregate` with `keys` instead of its GROUP BY keys, if that keeps its schema.
+fn rebuilt(
+    node: &LogicalPlan,
+    aggregate: &Aggregate,
+    keys: Vec<Expr>,
+) -> Result<Transformed<LogicalPlan>> {
+    let rebuilt = Aggregate::try_new(
+        Arc::clone(&aggregate.input),
+        keys,
+        aggregate.aggr_expr.clone(),
+    )?;
+    if rebuilt.schema.fields() != aggregate.schema.fields()
+        || rebuilt.schema.columns() != aggregate.schema.columns()
+    {
+        return Ok(Transformed::no(node.clone()));
+    }
+    Ok(Transformed::yes(LogicalPlan::Aggregate(rebuilt)))
+}
+
+/// A cross join (or inner join on a condition) with one row of no columns, as its other side
+/// (under the join's condition, if any).
+fn without_unit_joins(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
+    let LogicalPlan::Join(join) = &node else {
+        return Ok(Transformed::no(node));
+    };
+    if join.join_type != JoinType::Inner || !join.on.is_empty() {
+        return Ok(Transformed::no(node));
+    }
+    let other = if is_unit(&join.left) {
+        &join.right
+    } else if is_unit(&join.right) {
+        &join.left
+    } else {
+        return Ok(Transformed::no(node));
+    };
+    let plan = match &join.filter {
+        Some(condition) => {
+            LogicalPlan::Filter(Filter::try_new(condition.clone(), Arc::clone(other))?)
+        }
+        None => other.as_ref().clone(),
+    };
+    Ok(Transformed::yes(plan))
+}
+
+/// One row of no columns, perhaps under an alias or a projection of nothing.
+fn is_unit(plan: &LogicalPlan) -> bool {
+    match plan {
+        LogicalPlan::EmptyRelation(EmptyRelation {
+            produce_one_row: true,
+            schema,
+        }) => schema.fields().is_empty(),
+        LogicalPlan::SubqueryAlias(alias) => is_unit(&alias.input),
+        LogicalPlan::Projection(projection) => {
+            projection.expr.is_empty() && is_unit(&projection.input)
+        }
+        _ => false,
+    }
+}

@@ -142,12 +142,19 @@ pub struct Conn {
     activity: Activity,
     timeouts: Timeouts,
     timer: Pin<Box<Sleep>>,
-    /// Moves to [`linger`] with the stream: a closing connection still counts.
+    /// Its place in the listener's budget, given back when the connection closes.
     permit: Option<OwnedSemaphorePermit>,
+    /// The places of closing connections (see [`linger`]).
+    closing: Arc<Semaphore>,
 }
 
 impl Conn {
-    fn new(io: TcpStream, permit: OwnedSemaphorePermit, timeouts: Timeouts) -> Self {
+    fn new(
+        io: TcpStream,
+        permit: OwnedSemaphorePermit,
+        closing: Arc<Semaphore>,
+        timeouts: Timeouts,
+    ) -> Self {
         let activity = Activity::new();
         let first = timeouts.handshake.min(timeouts.idle);
         let timer = Box::pin(tokio::time::sleep_until(activity.0.opened + first));
@@ -157,6 +164,7 @@ impl Conn {
             timeouts,
             timer,
             permit: Some(permit),
+            closing,
         }
     }
 
@@ -231,19 +239,25 @@ impl AsyncWrite for Conn {
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        let (Some(io), Some(permit)) = (self.io.take(), self.permit.take()) else {
+        // The connection's place in the budget is free at once: a new client need not wait
+        // for this one to finish closing.
+        drop(self.permit.take());
+        let Some(io) = self.io.take() else {
             return;
         };
-        // Outside a runtime (never, in the node) the socket just closes.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(linger(io, permit));
+        // Closing connections have places of their own; when they are all taken (a flood of
+        // connections), and outside a runtime (never, in the node), the socket just closes.
+        if let Ok(place) = Arc::clone(&self.closing).try_acquire_owned()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(linger(io, place));
         }
     }
 }
 
 /// Closes `io` without a reset: FIN after everything written, then reads until the client
-/// closes, for [`LINGER`] and [`LINGER_BYTES`] at most. Holds the connection's place in the
-/// budget until then.
+/// closes, for [`LINGER`] and [`LINGER_BYTES`] at most. Holds a place among the closing
+/// connections until then.
 async fn linger(mut io: TcpStream, permit: OwnedSemaphorePermit) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     if io.shutdown().await.is_ok() {
@@ -279,6 +293,7 @@ pub struct Limited {
     listener: TcpListener,
     permits: Arc<Semaphore>,
     max: usize,
+    closing: Arc<Semaphore>,
     timeouts: Timeouts,
     what: &'static str,
     refused: u64,
@@ -291,6 +306,7 @@ impl Limited {
             listener,
             permits: Arc::new(Semaphore::new(max)),
             max,
+            closing: Arc::new(Semaphore::new(closing_places(max))),
             timeouts,
             what,
             refused: 0,
@@ -325,7 +341,7 @@ impl Limited {
             if let Err(err) = stream.set_nodelay(true) {
                 debug!(error = %err, "cannot set TCP_NODELAY on a connection");
             }
-            return Conn::new(stream, permit, self.timeouts);
+            return Conn::new(stream, permit, Arc::clone(&self.closing), self.timeouts);
         }
     }
 
@@ -334,6 +350,7 @@ impl Limited {
         Connections {
             permits: Arc::clone(&self.permits),
             max: self.max,
+            closing: Arc::clone(&self.closing),
         }
     }
 
@@ -351,19 +368,32 @@ impl Limited {
 pub struct Connections {
     permits: Arc<Semaphore>,
     max: usize,
+    closing: Arc<Semaphore>,
 }
 
 impl Connections {
     /// Returns once no connection is open or closing.
     pub async fn ended(&self) {
-        let all = u32::try_from(self.max).unwrap_or(u32::MAX);
-        let _ = self.permits.acquire_many(all).await;
+        for (places, max) in [
+            (&self.permits, self.max),
+            (&self.closing, closing_places(self.max)),
+        ] {
+            let all = u32::try_from(max).unwrap_or(u32::MAX);
+            let _ = places.acquire_many(all).await;
+        }
     }
 
     /// How many connections are open or closing.
     pub fn open(&self) -> usize {
-        self.max.saturating_sub(self.permits.available_permits())
+        let closing = closing_places(self.max) - self.closing.available_permits();
+        self.max.saturating_sub(self.permits.available_permits()) + closing
     }
+}
+
+/// How many connections of a listener with a budget of `max` may be closing at once: their
+/// descriptors come out of the quarter the budgets leave free.
+fn closing_places(max: usize) -> usize {
+    (max / 8).max(4)
 }
 
 /// An error accepting a connection: the connection's own trouble is skipped; anything else
@@ -588,6 +618,11 @@ mod tests {
         conn.flush().await.unwrap();
         drop(conn);
         assert_eq!(connections.open(), 1, "a closing connection still counts");
+        assert_eq!(
+            limited.permits.available_permits(),
+            4,
+            "its budget place is free at once"
+        );
         // The node has closed before the client reads.
         tokio::time::sleep(Duration::from_millis(200)).await;
         let mut received = vec![];

@@ -188,8 +188,22 @@ pub(crate) fn peers(nodes: &[RunningNode]) -> Vec<PeerConfig> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slt_files_pass_in_process_and_federated() {
+/// Runs on worker threads with the stacks `polder sql` has (DataFusion's planner and
+/// optimizer recurse over a plan; the test thread's 2 MiB overflowed).
+#[test]
+fn slt_files_pass_in_process_and_federated() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_stack_size(crate::WORKER_STACK_BYTES)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime
+        .block_on(runtime.spawn(slt_files()))
+        .expect("the slt files run");
+}
+
+async fn slt_files() {
     let mut samples = SampleFiles::default();
     run_all(in_process(&mut samples).await, "in-process").await;
 

@@ -84,7 +84,7 @@ impl Output {
             (_, Some(path)) => Box::new(BufWriter::new(
                 File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
             )),
-            (_, None) => Box::new(std::io::stdout()),
+            (_, None) => Box::new(Stdout(std::io::stdout())),
         };
         Ok(Self {
             format,
@@ -368,4 +368,28 @@ fn format_name(format: OutputFormat) -> &'static str {
         OutputFormat::Parquet => "parquet",
         OutputFormat::Arrow => "arrow",
     }
+}
+
+/// Standard output that ends the process quietly once its reader has gone
+/// (`polder sql ... | head`), as command-line filters do. Rust ignores SIGPIPE, so every later
+/// write would fail instead, and writers that flush on the way out (CSV) would panic.
+struct Stdout(std::io::Stdout);
+
+impl Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        reader_gone(self.0.write(buf))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        reader_gone(self.0.flush())
+    }
+}
+
+fn reader_gone<T>(result: std::io::Result<T>) -> std::io::Result<T> {
+    if let Err(err) = &result
+        && err.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(0);
+    }
+    result
 }

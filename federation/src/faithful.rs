@@ -27,13 +27,15 @@
 //!   condition on a computed column names a column the peer does not have. A null-aware anti
 //!   join is written as the `NOT IN` it is; otherwise the right side becomes a derived table
 //!   with its columns named, and keys that match NULLs are compared with `IS NOT DISTINCT
-//!   FROM` ([`semi_joins_as_written`]).
+//!   FROM` ([`semi_joins_as_written`]). A `NOT IN` with a correlated condition has no such
+//!   form: it is refused, as DataFusion refuses it on one node.
 //!
 //! A part that reads no table at all (the optimizer proved its join empty) is not sent: see
 //! [`reads_a_table`].
 
 use std::sync::Arc;
 
+use datafusion::common::not_impl_err;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, NullEquality, Spans};
 use datafusion::error::Result;
@@ -87,7 +89,13 @@ fn semi_joins_as_written(
     }
     if join.null_aware {
         let Some((key, other_key)) = only_key(join) else {
-            return Ok(Transformed::no(node));
+            // A NOT IN with a correlated condition. DataFusion refuses it on one node (its
+            // null-aware anti join takes one key); written as NOT EXISTS, a peer would keep
+            // the rows a NULL in the subquery removes.
+            return not_impl_err!(
+                "NOT IN (SELECT ...) with a correlated condition: write it as NOT EXISTS (...) \
+                 (with IS NOT NULL conditions if NULLs should remove rows)"
+            );
         };
         let values =
             Projection::try_new(vec![other_key.clone().alias("c0")], Arc::clone(&join.right))?;

@@ -116,10 +116,7 @@ impl OptimizerRule for FederateSubtrees {
         plan: LogicalPlan,
         config: &dyn OptimizerConfig,
     ) -> Result<Transformed<LogicalPlan>> {
-        let local = crate::values::local_empty_relations(plan)?;
-        let federated = self.inner.rewrite(local.data, config)?;
-        let was = local.transformed || federated.transformed;
-        let plan = federated.data.transform_up(|node| {
+        federate(&self.inner, plan, config, |node| {
             if let LogicalPlan::Extension(extension) = &node
                 && let Some(part) = extension.node.as_any().downcast_ref::<FederatedPlanNode>()
                 && is_bare_scan(part.plan())
@@ -127,12 +124,7 @@ impl OptimizerRule for FederateSubtrees {
                 return Ok(Transformed::yes(part.plan().clone()));
             }
             Ok(Transformed::no(node))
-        })?;
-        let typed = plan.data.transform_up(prepare_part)?;
-        Ok(Transformed::new_transformed(
-            typed.data,
-            was || plan.transformed || typed.transformed,
-        ))
+        })
     }
 }
 
@@ -169,16 +161,23 @@ impl OptimizerRule for FederateRemaining {
         } else {
             plan
         };
-        let local = crate::values::local_empty_relations(plan)?;
-        let federated = self.inner.rewrite(local.data, config)?;
-        let was = local.transformed || federated.transformed;
-        let plan = federated.data.transform_up(absorb_into_part)?;
-        let typed = plan.data.transform_up(prepare_part)?;
-        Ok(Transformed::new_transformed(
-            typed.data,
-            was || plan.transformed || typed.transformed,
-        ))
+        federate(&self.inner, plan, config, absorb_into_part)
     }
+}
+
+/// datafusion-federation's `rule` on `plan` (empty relations made local first), then
+/// `adjust` on every node of the result, bottom up, then each part prepared for its peer
+/// ([`prepare_part`]).
+fn federate(
+    rule: &FederationOptimizerRule,
+    plan: LogicalPlan,
+    config: &dyn OptimizerConfig,
+    adjust: impl FnMut(LogicalPlan) -> Result<Transformed<LogicalPlan>>,
+) -> Result<Transformed<LogicalPlan>> {
+    crate::values::local_empty_relations(plan)?
+        .transform_data(|plan| rule.rewrite(plan, config))?
+        .transform_data(|plan| plan.transform_up(adjust))?
+        .transform_data(|plan| plan.transform_up(prepare_part))
 }
 
 /// Moves what DataFusion pushed down to the edge of a part federated early (a join on one peer

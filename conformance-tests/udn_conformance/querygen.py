@@ -1092,7 +1092,8 @@ class QueryGenerator:
         else:
             pattern = "%" + value[1:3] + "%"
         pattern = pattern.replace("\\", "")
-        if self.features.params and self.chance(0.25):
+        # Drawn before the check so that a seed generates the same queries as before.
+        if self.features.params and self.chance(0.25) and self._params_allowed:
             return Param(STR, pattern, STR)
         return Lit(STR, pattern)
 

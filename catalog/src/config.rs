@@ -464,7 +464,7 @@ impl DatasetConfig {
             p.iri(page, &format!("{key}.landing_page"));
         }
         if let Some(modified) = &self.modified
-            && crate::describe::temporal_literal(modified).is_none()
+            && crate::terms::temporal_literal(modified).is_none()
         {
             p.invalid.push(format!(
                 "{key}.modified: '{modified}' is neither YYYY-MM-DD nor an RFC 3339 time"
@@ -473,7 +473,7 @@ impl DatasetConfig {
         if let Some(temporal) = &self.temporal {
             for (bound, value) in [("start", &temporal.start), ("end", &temporal.end)] {
                 if let Some(value) = value
-                    && crate::describe::temporal_literal(value).is_none()
+                    && crate::terms::temporal_literal(value).is_none()
                 {
                     p.invalid.push(format!(
                         "{key}.temporal.{bound}: '{value}' is neither YYYY-MM-DD nor an RFC 3339 time"

@@ -14,7 +14,7 @@ use oxigraph::model::{Literal, NamedNode, Triple};
 use tower_http::cors::{Any, CorsLayer};
 use tracing::{info, warn};
 
-use crate::describe::Iris;
+use crate::iris::Iris;
 use crate::store::{
     Answer, AnswerBody, Catalog, RDF_OFFERS, RequestDataset, SparqlError, try_serialize,
 };
@@ -380,7 +380,7 @@ fn service_description(catalog: &Catalog) -> Vec<Triple> {
             formats(format),
         ));
     }
-    crate::describe::sort_triples(&mut triples);
+    crate::terms::sort_triples(&mut triples);
     triples
 }
 
@@ -438,6 +438,6 @@ pub fn flight_description(
     for (key, value) in extra {
         triples.push(Triple::new(description.clone(), udn(key), text(value)));
     }
-    crate::describe::sort_triples(&mut triples);
+    crate::terms::sort_triples(&mut triples);
     triples
 }

@@ -8,16 +8,19 @@
 pub mod config;
 pub mod describe;
 pub mod http;
+mod iris;
 mod jsonld;
 pub mod negotiate;
 mod nesting;
 mod rdfxml;
 pub mod store;
+pub mod terms;
 pub mod vocab;
 pub mod worker;
 
 pub use config::{CatalogConfig, CatalogMetadata, DatasetConfig, MetadataError};
-pub use describe::{Iris, NodeInfo, TableFacts, build, temporal_column};
+pub use describe::{NodeInfo, TableFacts, build, temporal_column};
 pub use http::{SharedCatalog, flight_description, router};
+pub use iris::Iris;
 pub use store::{Catalog, RequestDataset, SparqlError, SparqlLimits};
 pub use worker::WorkerCommand;

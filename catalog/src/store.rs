@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
-use crate::describe::Iris;
+use crate::iris::Iris;
 use crate::negotiate::{self, Offer};
 use crate::vocab::PREFIXES;
 use crate::worker::WorkerCommand;
@@ -483,7 +483,7 @@ impl Catalog {
             seen.push(subject);
         }
         (!out.is_empty()).then(|| {
-            crate::describe::sort_triples(&mut out);
+            crate::terms::sort_triples(&mut out);
             out
         })
     }
@@ -789,7 +789,7 @@ pub(crate) fn serialize_results(
                 }
             }
             // Deterministic output whatever order the evaluation produced.
-            crate::describe::sort_triples(&mut collected);
+            crate::terms::sort_triples(&mut collected);
             serialize_to(&mut out, &collected, offer.value)
                 .map_err(|e| write_error(e, max_bytes))?;
             Ok(Answer::bytes(offer.value.media_type(), out.bytes))

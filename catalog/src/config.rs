@@ -332,14 +332,16 @@ impl Problems {
         })
     }
 
-    fn finish(self) -> Result<(), MetadataError> {
-        if self.missing.is_empty() && self.invalid.is_empty() {
-            Ok(())
-        } else {
-            Err(MetadataError::Incomplete {
+    /// `value` if nothing is missing or invalid, else every problem found. `value` is None
+    /// only where a problem was recorded, so a None without problems cannot occur (it would
+    /// be reported as an empty error rather than a panic).
+    fn finish<T>(self, value: Option<T>) -> Result<T, MetadataError> {
+        match value {
+            Some(value) if self.missing.is_empty() && self.invalid.is_empty() => Ok(value),
+            _ => Err(MetadataError::Incomplete {
                 missing: self.missing,
                 invalid: self.invalid,
-            })
+            }),
         }
     }
 }
@@ -419,24 +421,25 @@ impl CatalogConfig {
             }
             dataset.check(&key, &mut p);
         }
-        p.finish()?;
-        let publisher = publisher.expect("checked");
-        Ok(CatalogMetadata {
-            base_url: base_url.expect("checked"),
-            title: title.expect("checked"),
-            description: description.expect("checked"),
-            creator: creator.unwrap_or_else(|| publisher.clone()),
-            publisher,
-            contact_point: contact_point.expect("checked"),
-            license: license.expect("checked"),
-            access_rights: access_rights.expect("checked"),
-            themes: themes.expect("checked"),
-            languages,
-            keywords: self.keywords.clone(),
-            homepage,
-            spatial,
-            flight_endpoint_url,
-        })
+        let metadata = publisher.and_then(|publisher| {
+            Some(CatalogMetadata {
+                base_url: base_url?,
+                title: title?,
+                description: description?,
+                creator: creator.unwrap_or_else(|| publisher.clone()),
+                publisher,
+                contact_point: contact_point?,
+                license: license?,
+                access_rights: access_rights?,
+                themes: themes?,
+                languages,
+                keywords: self.keywords.clone(),
+                homepage,
+                spatial,
+                flight_endpoint_url,
+            })
+        });
+        p.finish(metadata)
     }
 }
 

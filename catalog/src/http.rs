@@ -14,10 +14,11 @@ use oxigraph::model::{Literal, NamedNode, Triple};
 use tower_http::cors::{Any, CorsLayer};
 use tracing::{info, warn};
 
+use crate::error::{SparqlError, SparqlErrorKind};
 use crate::iris::Iris;
-use crate::store::{
-    Answer, AnswerBody, Catalog, RDF_OFFERS, RequestDataset, SparqlError, try_serialize,
-};
+use crate::serialize::{RDF_OFFERS, try_serialize};
+use crate::sparql::{Answer, AnswerBody, RequestDataset};
+use crate::store::Catalog;
 use crate::vocab::{SD, UDN, XSD};
 
 /// The catalog once it is built; requests before that get 503.
@@ -53,15 +54,20 @@ fn plain(status: StatusCode, message: impl Into<String>) -> Response {
 
 impl IntoResponse for SparqlError {
     fn into_response(self) -> Response {
+        use SparqlErrorKind as K;
         let status = match self.kind() {
-            "too_long" => StatusCode::PAYLOAD_TOO_LARGE,
-            "too_deep" | "syntax" | "bad_request" | "too_many_results" | "result_too_large"
-            | "unsupported" => StatusCode::BAD_REQUEST,
-            "update" => StatusCode::FORBIDDEN,
-            "not_acceptable" => StatusCode::NOT_ACCEPTABLE,
-            "busy" => StatusCode::TOO_MANY_REQUESTS,
-            "timeout" | "resource_limit" => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
+            K::TooLong => StatusCode::PAYLOAD_TOO_LARGE,
+            K::TooDeep
+            | K::Syntax
+            | K::BadRequest
+            | K::TooManyResults
+            | K::ResultTooLarge
+            | K::Unsupported => StatusCode::BAD_REQUEST,
+            K::Update => StatusCode::FORBIDDEN,
+            K::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
+            K::Busy => StatusCode::TOO_MANY_REQUESTS,
+            K::Timeout | K::ResourceLimit => StatusCode::SERVICE_UNAVAILABLE,
+            K::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status.is_server_error() {
             warn!(error = %self, "SPARQL request failed");
@@ -69,7 +75,7 @@ impl IntoResponse for SparqlError {
             info!(error = %self, "SPARQL request refused");
         }
         let mut response = plain(status, self.to_string());
-        if self.kind() == "busy" {
+        if self.kind() == K::Busy {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -90,7 +96,7 @@ fn accept(headers: &HeaderMap) -> Option<&str> {
 }
 
 fn rdf_response(headers: &HeaderMap, triples: &[Triple]) -> Response {
-    let offer = match crate::store::choose(accept(headers), RDF_OFFERS) {
+    let offer = match crate::sparql::choose(accept(headers), RDF_OFFERS) {
         Ok(offer) => offer,
         Err(e) => return e.into_response(),
     };
@@ -171,7 +177,7 @@ fn dataset_parameters<'a>(
             _ => continue,
         };
         if value.trim() != graph {
-            return Err(crate::store::unknown_graph(value.trim(), graph));
+            return Err(crate::sparql::unknown_graph(value.trim(), graph));
         }
         let wanted = dataset.get_or_insert(RequestDataset {
             default_graph: false,

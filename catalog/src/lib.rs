@@ -7,12 +7,15 @@
 
 pub mod config;
 pub mod describe;
+pub mod error;
 pub mod http;
 mod iris;
 mod jsonld;
 pub mod negotiate;
 mod nesting;
 mod rdfxml;
+pub mod serialize;
+pub mod sparql;
 pub mod store;
 pub mod terms;
 pub mod vocab;
@@ -20,7 +23,9 @@ pub mod worker;
 
 pub use config::{CatalogConfig, CatalogMetadata, DatasetConfig, MetadataError};
 pub use describe::{NodeInfo, TableFacts, build, temporal_column};
+pub use error::{SparqlError, SparqlErrorKind};
 pub use http::{SharedCatalog, flight_description, router};
 pub use iris::Iris;
-pub use store::{Catalog, RequestDataset, SparqlError, SparqlLimits};
+pub use sparql::{RequestDataset, SparqlLimits};
+pub use store::Catalog;
 pub use worker::WorkerCommand;

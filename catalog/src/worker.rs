@@ -25,8 +25,10 @@ use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tokio::time::Instant;
 use tracing::warn;
 
-use crate::store::{
-    Answer, AnswerBody, RequestDataset, SparqlError, SparqlLimits, serialize_results,
+use crate::error::{SparqlError, SparqlErrorKind};
+use crate::sparql::{
+    Answer, AnswerBody, EVALUATION_STACK_BYTES, RequestDataset, SparqlLimits, evaluation_dataset,
+    evaluation_error, prepare, serialize_results,
 };
 
 /// How to start a worker: a program and its arguments, to which `--catalog FILE` is added.
@@ -53,12 +55,23 @@ pub(crate) struct Request {
     pub(crate) max_result_bytes: usize,
 }
 
+/// The first line of a worker's output, in JSON: an answer of this media type (whose bytes
+/// follow), or an error.
 #[derive(Serialize, Deserialize)]
-struct Header {
-    /// `ok`, or the kind of error.
-    status: String,
-    content_type: String,
-    message: String,
+#[serde(tag = "status", rename_all = "snake_case")]
+enum Header {
+    /// The result follows the header.
+    Ok {
+        /// Its media type.
+        content_type: String,
+    },
+    /// The query failed; nothing follows.
+    Error {
+        /// What kind of error it is.
+        kind: SparqlErrorKind,
+        /// The error's message, as the client is to see it.
+        message: String,
+    },
 }
 
 /// Longest header line read from a worker (its message quotes at most a syntax error).
@@ -145,13 +158,12 @@ pub(crate) async fn evaluate(
     };
     let header: Header = serde_json::from_slice(&line)
         .map_err(|e| SparqlError::Internal(format!("SPARQL worker: bad header: {e}")))?;
-    if header.status != "ok" {
-        return Err(SparqlError::from_kind(
-            &header.status,
-            header.message,
-            timeout,
-        ));
-    }
+    let content_type = match header {
+        Header::Ok { content_type } => content_type,
+        Header::Error { kind, message } => {
+            return Err(SparqlError::reported(kind, message, timeout));
+        }
+    };
     let body = Body {
         output,
         exit: Some(exit),
@@ -163,7 +175,7 @@ pub(crate) async fn evaluate(
         body.next_chunk().await.map(|chunk| (chunk, body))
     });
     Ok(Answer {
-        content_type: static_media_type(&header.content_type),
+        content_type: static_media_type(&content_type),
         body: AnswerBody::Stream(Box::pin(stream)),
     })
 }
@@ -269,7 +281,7 @@ fn static_media_type(media_type: &str) -> &'static str {
             return format.media_type();
         }
     }
-    for kind in crate::store::RdfKind::ALL {
+    for kind in crate::serialize::RdfKind::ALL {
         if kind.media_type() == media_type {
             return kind.media_type();
         }
@@ -310,8 +322,8 @@ pub fn run(args: &[String]) -> ExitCode {
     }
     // Parsing and evaluation recurse once or more per level of the query: on a thread with
     // a large stack (but well within the address-space limit).
-    let stack = memory.map_or(crate::store::EVALUATION_STACK_BYTES, |bytes| {
-        crate::store::EVALUATION_STACK_BYTES.min(usize::try_from(bytes / 4).unwrap_or(usize::MAX))
+    let stack = memory.map_or(EVALUATION_STACK_BYTES, |bytes| {
+        EVALUATION_STACK_BYTES.min(usize::try_from(bytes / 4).unwrap_or(usize::MAX))
     });
     let served = std::thread::Builder::new()
         .name("sparql-worker".into())
@@ -329,18 +341,15 @@ pub fn run(args: &[String]) -> ExitCode {
                 unreachable!("a worker serialises in memory")
             };
             (
-                Header {
-                    status: "ok".into(),
+                Header::Ok {
                     content_type: answer.content_type.into(),
-                    message: String::new(),
                 },
                 body,
             )
         }
         Err(e) => (
-            Header {
-                status: e.kind().into(),
-                content_type: String::new(),
+            Header::Error {
+                kind: e.kind(),
                 message: e.to_string(),
             },
             Vec::new(),
@@ -375,15 +384,15 @@ fn serve_one(catalog: &Path) -> Result<Answer, SparqlError> {
         .map(|quad| quad.map(Triple::from))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| SparqlError::Internal(e.to_string()))?;
-    let dataset = crate::store::evaluation_dataset(&triples, &request.graph);
+    let dataset = evaluation_dataset(&triples, &request.graph);
     drop(triples);
     // The node checked the query's length and nesting; syntax errors and updates are found
     // here, so that the node never runs the parser.
-    let prepared = crate::store::prepare(&request.query, None, &request.graph, request.dataset)?;
+    let prepared = prepare(&request.query, None, &request.graph, request.dataset)?;
     let results = prepared
         .on_queryable_dataset(&dataset)
         .execute()
-        .map_err(crate::store::evaluation_error)?;
+        .map_err(evaluation_error)?;
     let limits = SparqlLimits {
         max_results: request.max_results,
         max_result_bytes: request.max_result_bytes,

@@ -22,9 +22,9 @@ pub mod vocab;
 pub mod worker;
 
 pub use config::{CatalogConfig, CatalogMetadata, DatasetConfig, MetadataError};
-pub use describe::{NodeInfo, TableFacts, build, temporal_column};
+pub use describe::{NodeInfo, TableFacts, build, flight_description, temporal_column};
 pub use error::{SparqlError, SparqlErrorKind};
-pub use http::{SharedCatalog, flight_description, router};
+pub use http::{SharedCatalog, router};
 pub use iris::Iris;
 pub use sparql::{RequestDataset, SparqlLimits};
 pub use store::Catalog;

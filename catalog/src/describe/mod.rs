@@ -10,12 +10,14 @@
 //! [`build`] composes one step per kind of resource, each in its own file: the catalog
 //! (`catalog.rs`), its data services (`services.rs`), each table's dataset (`dataset.rs`),
 //! distribution (`distribution.rs`) and columns (`columns.rs`); `graph.rs` holds the
-//! statements they share (agents, contact points, themes, licences).
+//! statements they share (agents, contact points, themes, licences). `endpoints.rs` describes
+//! the SPARQL and Flight SQL endpoints themselves, documents served beside the catalog.
 
 mod catalog;
 mod columns;
 mod dataset;
 mod distribution;
+mod endpoints;
 mod graph;
 mod services;
 
@@ -27,6 +29,8 @@ use oxigraph::model::{Literal, Triple};
 
 pub use self::columns::xsd_datatype;
 pub use self::dataset::temporal_column;
+pub use self::endpoints::flight_description;
+pub(crate) use self::endpoints::service_description;
 use self::graph::Graph;
 use crate::config::{CatalogMetadata, DatasetConfig, MetadataError};
 use crate::iris::Iris;

@@ -1,78 +1,18 @@
-//! SPARQL evaluation in a child process, so that a query can be stopped for real.
-//!
-//! oxigraph checks its cancellation token only when it reads triples from the dataset; a query
-//! whose work is joining in memory (a cross product, a star join on a frequent object) runs on,
-//! and can allocate without bound, after its time is up. A node therefore evaluates each query
-//! in a short-lived worker process (`polder sparql-worker`) with an address-space and CPU
-//! limit, and kills it at the deadline. The worker loads the catalog from an N-Triples file
-//! (milliseconds for a city's catalog), reads one request from stdin, and writes one response
-//! to stdout: a JSON header line, then the serialised result. The node never parses the query
-//! itself (only checks its length and nesting, see `nesting.rs`): the worker reports
-//! syntax errors and updates in its header. The result streams from the worker's output to the
-//! client in bounded chunks; the worker builds it in its own (limited) memory first, so that
-//! it can still report an error such as a result over the byte limit in its header.
+//! The node's side of a SPARQL worker: start it with the query's limits, read its header,
+//! and stream its result to the client, killing it at the deadline.
 
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{ExitCode, ExitStatus, Stdio};
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
 
-use oxigraph::io::{RdfFormat, RdfParser};
-use oxigraph::model::Triple;
-use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdout};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tokio::time::Instant;
 use tracing::warn;
 
-use crate::error::{SparqlError, SparqlErrorKind};
-use crate::sparql::{
-    Answer, AnswerBody, EVALUATION_STACK_BYTES, RequestDataset, SparqlLimits, evaluation_dataset,
-    evaluation_error, prepare, serialize_results,
-};
-
-/// How to start a worker: a program and its arguments, to which `--catalog FILE` is added.
-#[derive(Debug, Clone)]
-pub struct WorkerCommand {
-    /// The executable (the node's own binary).
-    pub program: PathBuf,
-    /// Arguments before `--catalog`, e.g. `["sparql-worker"]`.
-    pub args: Vec<String>,
-    /// Address-space limit of the worker, in bytes.
-    pub memory_limit_bytes: u64,
-}
-
-/// What a worker is asked to do.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct Request {
-    pub(crate) query: String,
-    pub(crate) accept: Option<String>,
-    /// The IRI of the catalog's graph.
-    pub(crate) graph: String,
-    /// The dataset the request's protocol parameters name.
-    pub(crate) dataset: Option<RequestDataset>,
-    pub(crate) max_results: usize,
-    pub(crate) max_result_bytes: usize,
-}
-
-/// The first line of a worker's output, in JSON: an answer of this media type (whose bytes
-/// follow), or an error.
-#[derive(Serialize, Deserialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-enum Header {
-    /// The result follows the header.
-    Ok {
-        /// Its media type.
-        content_type: String,
-    },
-    /// The query failed; nothing follows.
-    Error {
-        /// What kind of error it is.
-        kind: SparqlErrorKind,
-        /// The error's message, as the client is to see it.
-        message: String,
-    },
-}
+use super::{Header, Request, WorkerCommand};
+use crate::error::SparqlError;
+use crate::sparql::{Answer, AnswerBody, SparqlLimits};
 
 /// Longest header line read from a worker (its message quotes at most a syntax error).
 const MAX_HEADER_BYTES: u64 = 1024 * 1024;
@@ -287,116 +227,4 @@ fn static_media_type(media_type: &str) -> &'static str {
         }
     }
     "application/octet-stream"
-}
-
-/// The worker's main: `--catalog FILE --memory-limit BYTES --cpu-seconds N`, one request on
-/// stdin, one response on stdout.
-pub fn run(args: &[String]) -> ExitCode {
-    let mut catalog = None;
-    let mut memory = None;
-    let mut cpu = None;
-    let mut iter = args.iter();
-    while let Some(arg) = iter.next() {
-        match arg.as_str() {
-            "--catalog" => catalog = iter.next().map(PathBuf::from),
-            "--memory-limit" => memory = iter.next().and_then(|v| v.parse::<u64>().ok()),
-            "--cpu-seconds" => cpu = iter.next().and_then(|v| v.parse::<u64>().ok()),
-            _ => {}
-        }
-    }
-    let Some(catalog) = catalog else {
-        eprintln!("usage: sparql-worker --catalog FILE [--memory-limit BYTES] [--cpu-seconds N]");
-        return ExitCode::from(2);
-    };
-    if let Some(bytes) = memory
-        && let Err(e) = rlimit::Resource::AS.set(bytes, bytes)
-    {
-        eprintln!("sparql-worker: cannot limit memory: {e}");
-        return ExitCode::FAILURE;
-    }
-    if let Some(seconds) = cpu
-        && let Err(e) = rlimit::Resource::CPU.set(seconds, seconds + 1)
-    {
-        eprintln!("sparql-worker: cannot limit CPU time: {e}");
-        return ExitCode::FAILURE;
-    }
-    // Parsing and evaluation recurse once or more per level of the query: on a thread with
-    // a large stack (but well within the address-space limit).
-    let stack = memory.map_or(EVALUATION_STACK_BYTES, |bytes| {
-        EVALUATION_STACK_BYTES.min(usize::try_from(bytes / 4).unwrap_or(usize::MAX))
-    });
-    let served = std::thread::Builder::new()
-        .name("sparql-worker".into())
-        .stack_size(stack)
-        .spawn(move || serve_one(&catalog))
-        .map_err(|e| SparqlError::Internal(format!("cannot start the query thread: {e}")))
-        .and_then(|thread| {
-            thread
-                .join()
-                .unwrap_or_else(|_| Err(SparqlError::Internal("the query thread panicked".into())))
-        });
-    let (header, body) = match served {
-        Ok(answer) => {
-            let AnswerBody::Bytes(body) = answer.body else {
-                unreachable!("a worker serialises in memory")
-            };
-            (
-                Header::Ok {
-                    content_type: answer.content_type.into(),
-                },
-                body,
-            )
-        }
-        Err(e) => (
-            Header::Error {
-                kind: e.kind(),
-                message: e.to_string(),
-            },
-            Vec::new(),
-        ),
-    };
-    let mut out = std::io::stdout().lock();
-    let written = serde_json::to_writer(&mut out, &header)
-        .map_err(std::io::Error::other)
-        .and_then(|()| out.write_all(b"\n"))
-        .and_then(|()| out.write_all(&body))
-        .and_then(|()| out.flush());
-    if written.is_ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
-}
-
-fn serve_one(catalog: &Path) -> Result<Answer, SparqlError> {
-    let mut request = Vec::new();
-    std::io::stdin()
-        .take(16 * 1024 * 1024)
-        .read_to_end(&mut request)
-        .map_err(|e| SparqlError::Internal(e.to_string()))?;
-    let request: Request =
-        serde_json::from_slice(&request).map_err(|e| SparqlError::Internal(e.to_string()))?;
-    let file = std::fs::read(catalog).map_err(|e| SparqlError::Internal(e.to_string()))?;
-    // Parsed into a plain dataset, terms as written: a store would rename blank nodes and
-    // normalise derived XSD types, so answers would differ from the catalog.
-    let triples = RdfParser::from_format(RdfFormat::NTriples)
-        .for_slice(&file)
-        .map(|quad| quad.map(Triple::from))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| SparqlError::Internal(e.to_string()))?;
-    let dataset = evaluation_dataset(&triples, &request.graph);
-    drop(triples);
-    // The node checked the query's length and nesting; syntax errors and updates are found
-    // here, so that the node never runs the parser.
-    let prepared = prepare(&request.query, None, &request.graph, request.dataset)?;
-    let results = prepared
-        .on_queryable_dataset(&dataset)
-        .execute()
-        .map_err(evaluation_error)?;
-    let limits = SparqlLimits {
-        max_results: request.max_results,
-        max_result_bytes: request.max_result_bytes,
-        ..SparqlLimits::default()
-    };
-    serialize_results(results, request.accept.as_deref(), &limits)
 }

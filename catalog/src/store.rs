@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use oxigraph::model::{Dataset, NamedNode, NamedOrBlankNode, Term, Triple};
 use oxigraph::sparql::CancellationToken;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::warn;
 
 use crate::error::SparqlError;
@@ -21,7 +21,7 @@ use crate::sparql::{
     Answer, EVALUATION_STACK_BYTES, RequestDataset, SparqlLimits, evaluation_dataset,
     evaluation_error, prepare, serialize_results,
 };
-use crate::worker::WorkerCommand;
+use crate::worker::{Request, WorkerCommand};
 
 /// The node's catalog: its triples, kept sorted for output, and a dataset for SPARQL.
 pub struct Catalog {
@@ -154,52 +154,67 @@ impl Catalog {
         accept: Option<&str>,
         dataset_parameters: Option<RequestDataset>,
     ) -> Result<Answer, SparqlError> {
+        self.check(query)?;
+        let permit = self.slot().await?;
+        let request = Request {
+            query: query.to_string(),
+            accept: accept.map(str::to_string),
+            graph: self.iris.catalog(),
+            dataset: dataset_parameters,
+            max_results: self.limits.max_results,
+            max_result_bytes: self.limits.max_result_bytes,
+        };
+        match &self.evaluation {
+            Evaluation::InProcess(dataset) => {
+                self.in_process(Arc::clone(dataset), request, permit).await
+            }
+            Evaluation::Worker(command, file) => {
+                // The worker holds the slot until it has exited or been killed, which may be
+                // after this returns: while the client reads the result.
+                let result =
+                    crate::worker::evaluate(command, file.path(), request, &self.limits, permit)
+                        .await;
+                if let Err(SparqlError::Timeout(timeout)) = &result {
+                    warn!(?timeout, "SPARQL query stopped at its time limit");
+                }
+                result
+            }
+        }
+    }
+
+    /// Refuses a query text over the length or nesting limit, before anything parses it.
+    fn check(&self, query: &str) -> Result<(), SparqlError> {
         if query.len() > self.limits.max_query_bytes {
             return Err(SparqlError::TooLong {
                 len: query.len(),
                 max: self.limits.max_query_bytes,
             });
         }
-        crate::nesting::check(query, self.limits.max_depth)?;
-        let permit = tokio::time::timeout(
+        crate::nesting::check(query, self.limits.max_depth)
+    }
+
+    /// An evaluation slot, waited for at most the queue timeout.
+    async fn slot(&self) -> Result<OwnedSemaphorePermit, SparqlError> {
+        tokio::time::timeout(
             self.limits.queue_timeout,
             Arc::clone(&self.slots).acquire_owned(),
         )
         .await
         .map_err(|_| SparqlError::Busy)?
-        .map_err(|_| SparqlError::Internal("the endpoint is shutting down".into()))?;
+        .map_err(|_| SparqlError::Internal("the endpoint is shutting down".into()))
+    }
 
-        let dataset = match &self.evaluation {
-            Evaluation::InProcess(dataset) => Arc::clone(dataset),
-            Evaluation::Worker(command, file) => {
-                // The worker holds the slot until it has exited or been killed, which may be
-                // after this returns: while the client reads the result.
-                let result = crate::worker::evaluate(
-                    command,
-                    file.path(),
-                    crate::worker::Request {
-                        query: query.to_string(),
-                        accept: accept.map(str::to_string),
-                        graph: self.iris.catalog(),
-                        dataset: dataset_parameters,
-                        max_results: self.limits.max_results,
-                        max_result_bytes: self.limits.max_result_bytes,
-                    },
-                    &self.limits,
-                    permit,
-                )
-                .await;
-                if let Err(SparqlError::Timeout(timeout)) = &result {
-                    warn!(?timeout, "SPARQL query stopped at its time limit");
-                }
-                return result;
-            }
-        };
+    /// Evaluates `request` over `dataset` on a thread of its own with a large stack, holding
+    /// `permit` until evaluation really ends; cancelled (where oxigraph checks) at the time
+    /// limit.
+    async fn in_process(
+        &self,
+        dataset: Arc<Dataset>,
+        request: Request,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<Answer, SparqlError> {
         let token = CancellationToken::new();
         let limits = self.limits.clone();
-        let query = query.to_string();
-        let accept = accept.map(str::to_string);
-        let graph = self.iris.catalog();
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let evaluator_token = token.clone();
         std::thread::Builder::new()
@@ -207,14 +222,19 @@ impl Catalog {
             .stack_size(EVALUATION_STACK_BYTES)
             .spawn(move || {
                 let _permit = permit; // the slot is free only once evaluation really ends
-                let result = prepare(&query, Some(evaluator_token), &graph, dataset_parameters)
-                    .and_then(|prepared| {
-                        let results = prepared
-                            .on_queryable_dataset(&*dataset)
-                            .execute()
-                            .map_err(evaluation_error)?;
-                        serialize_results(results, accept.as_deref(), &limits)
-                    });
+                let result = prepare(
+                    &request.query,
+                    Some(evaluator_token),
+                    &request.graph,
+                    request.dataset,
+                )
+                .and_then(|prepared| {
+                    let results = prepared
+                        .on_queryable_dataset(&*dataset)
+                        .execute()
+                        .map_err(evaluation_error)?;
+                    serialize_results(results, request.accept.as_deref(), &limits)
+                });
                 let _ = sender.send(result);
             })
             .map_err(|e| SparqlError::Internal(format!("cannot start a query thread: {e}")))?;

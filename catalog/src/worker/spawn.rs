@@ -3,9 +3,10 @@
 
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdout};
+use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tokio::time::Instant;
 use tracing::warn;
@@ -44,66 +45,22 @@ pub(crate) async fn evaluate(
 ) -> Result<Answer, SparqlError> {
     let timeout = limits.timeout;
     let deadline = Instant::now() + timeout;
-    let internal = |what: &str, e: std::io::Error| {
-        SparqlError::Internal(format!("SPARQL worker: {what}: {e}"))
-    };
-    let mut child = tokio::process::Command::new(&command.program)
-        .args(&command.args)
-        .arg("--catalog")
-        .arg(catalog_file)
-        .arg("--memory-limit")
-        .arg(command.memory_limit_bytes.to_string())
-        .arg("--cpu-seconds")
-        .arg((timeout.as_secs() + 2).to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| internal("cannot start", e))?;
+    let mut child = start(command, catalog_file, timeout)?;
     let request = serde_json::to_vec(&request).expect("a request serialises");
-    let mut stdin = child.stdin.take().expect("piped");
+    let stdin = child.stdin.take().expect("piped");
     let stdout = child.stdout.take().expect("piped");
     // The watcher owns the worker and the slot: it kills the worker at the deadline, or when
     // `cancel` is dropped (the request or its result is abandoned), and reports how it ended.
     let (cancel, cancelled) = oneshot::channel::<()>();
-    let (report, exit) = oneshot::channel();
+    let (report, mut exit) = oneshot::channel();
     tokio::spawn(watch(child, permit, deadline, cancelled, report));
 
     let mut output = BufReader::with_capacity(CHUNK_BYTES, stdout);
-    let head = async {
-        stdin.write_all(&request).await?;
-        drop(stdin);
-        let mut line = Vec::new();
-        (&mut output)
-            .take(MAX_HEADER_BYTES)
-            .read_until(b'\n', &mut line)
-            .await?;
-        Ok::<_, std::io::Error>(line)
-    };
-    let line = match tokio::time::timeout_at(deadline, head).await {
-        Err(_) => return Err(SparqlError::Timeout(timeout)), // dropping `cancel` kills it
-        Ok(Ok(line)) if line.ends_with(b"\n") => line,
-        Ok(written) => {
-            // No header: the worker died (or closed its input) before it could answer.
-            return Err(match tokio::time::timeout_at(deadline, exit).await {
-                Ok(Ok(Exit::Exited(Ok(status)))) if !status.success() => died(status),
-                Ok(Ok(Exit::Deadline)) | Err(_) => SparqlError::Timeout(timeout),
-                _ => match written {
-                    Err(e) => internal("exchange", e),
-                    Ok(_) => SparqlError::Internal("SPARQL worker: no answer".into()),
-                },
-            });
-        }
-    };
-    let header: Header = serde_json::from_slice(&line)
-        .map_err(|e| SparqlError::Internal(format!("SPARQL worker: bad header: {e}")))?;
-    let content_type = match header {
-        Header::Ok { content_type } => content_type,
-        Header::Error { kind, message } => {
-            return Err(SparqlError::reported(kind, message, timeout));
-        }
-    };
+    let exchange = Exchange { deadline, timeout };
+    // On an error, dropping `cancel` kills the worker.
+    let content_type = exchange
+        .header(stdin, &request, &mut output, &mut exit)
+        .await?;
     let body = Body {
         output,
         exit: Some(exit),
@@ -118,6 +75,91 @@ pub(crate) async fn evaluate(
         content_type: static_media_type(&content_type),
         body: AnswerBody::Stream(Box::pin(stream)),
     })
+}
+
+/// Starts a worker on `catalog_file` with the command's memory limit and a CPU limit a little
+/// over `timeout`.
+fn start(
+    command: &WorkerCommand,
+    catalog_file: &Path,
+    timeout: Duration,
+) -> Result<Child, SparqlError> {
+    tokio::process::Command::new(&command.program)
+        .args(&command.args)
+        .arg("--catalog")
+        .arg(catalog_file)
+        .arg("--memory-limit")
+        .arg(command.memory_limit_bytes.to_string())
+        .arg("--cpu-seconds")
+        .arg((timeout.as_secs() + 2).to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| internal("cannot start", e))
+}
+
+fn internal(what: &str, e: std::io::Error) -> SparqlError {
+    SparqlError::Internal(format!("SPARQL worker: {what}: {e}"))
+}
+
+/// The time limit of one exchange with a worker.
+struct Exchange {
+    deadline: Instant,
+    timeout: Duration,
+}
+
+impl Exchange {
+    /// Sends the request and reads the worker's header: the media type of the result that
+    /// follows, or the error the worker reported, or why there is no header.
+    async fn header(
+        &self,
+        mut stdin: ChildStdin,
+        request: &[u8],
+        output: &mut BufReader<ChildStdout>,
+        exit: &mut oneshot::Receiver<Exit>,
+    ) -> Result<String, SparqlError> {
+        let head = async {
+            stdin.write_all(request).await?;
+            drop(stdin);
+            let mut line = Vec::new();
+            output
+                .take(MAX_HEADER_BYTES)
+                .read_until(b'\n', &mut line)
+                .await?;
+            Ok::<_, std::io::Error>(line)
+        };
+        let line = match tokio::time::timeout_at(self.deadline, head).await {
+            Err(_) => return Err(SparqlError::Timeout(self.timeout)),
+            Ok(Ok(line)) if line.ends_with(b"\n") => line,
+            Ok(written) => return Err(self.no_header(written, exit).await),
+        };
+        let header: Header = serde_json::from_slice(&line)
+            .map_err(|e| SparqlError::Internal(format!("SPARQL worker: bad header: {e}")))?;
+        match header {
+            Header::Ok { content_type } => Ok(content_type),
+            Header::Error { kind, message } => {
+                Err(SparqlError::reported(kind, message, self.timeout))
+            }
+        }
+    }
+
+    /// The error of a worker that died (or closed its input) before it could answer.
+    async fn no_header(
+        &self,
+        written: std::io::Result<Vec<u8>>,
+        exit: &mut oneshot::Receiver<Exit>,
+    ) -> SparqlError {
+        match tokio::time::timeout_at(self.deadline, exit).await {
+            Ok(Ok(Exit::Exited(Ok(status)))) if !status.success() => died(status),
+            Ok(Ok(Exit::Deadline)) | Err(_) => SparqlError::Timeout(self.timeout),
+            _ => match written {
+                Err(e) => internal("exchange", e),
+                Ok(_) => SparqlError::Internal("SPARQL worker: no answer".into()),
+            },
+        }
+    }
 }
 
 /// Owns a worker and its evaluation slot until the worker exits, the deadline passes, or

@@ -1,9 +1,40 @@
-//! Why a SPARQL request failed: [`SparqlError`], and its [`SparqlErrorKind`], which fixes the
+//! The crate's errors: [`MetadataError`], what is wrong with the catalog's configuration, and
+//! [`SparqlError`], why a SPARQL request failed, with its [`SparqlErrorKind`], which fixes the
 //! HTTP status and is what a SPARQL worker reports to the node.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+/// What is wrong with the catalog metadata; every problem is listed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MetadataError {
+    /// Required fields are missing (all of them are named) and/or values are invalid.
+    #[error("{}", describe(missing, invalid))]
+    Incomplete {
+        /// Keys that must be set, e.g. `catalog.publisher.uri`.
+        missing: Vec<String>,
+        /// Keys whose values are invalid, with why.
+        invalid: Vec<String>,
+    },
+}
+
+fn describe(missing: &[String], invalid: &[String]) -> String {
+    let mut parts = Vec::new();
+    if !missing.is_empty() {
+        parts.push(format!(
+            "catalog metadata is incomplete: missing {}",
+            missing.join(", ")
+        ));
+    }
+    if !invalid.is_empty() {
+        parts.push(format!("invalid catalog metadata: {}", invalid.join("; ")));
+    }
+    format!(
+        "{} (docs/catalog-guide.md lists every key; node/config/node.example.toml is a complete example)",
+        parts.join("; ")
+    )
+}
 
 /// Why a SPARQL request failed; each maps to one HTTP status.
 #[derive(Debug, thiserror::Error)]

@@ -6,8 +6,9 @@ use oxigraph::model::{BlankNode, Literal, NamedNode, NamedOrBlankNode};
 
 use super::graph::Graph;
 use super::{Context, TableFacts};
-use crate::config::{Agent, AgentConfig, CatalogMetadata, Contact, DatasetConfig, TemporalConfig};
+use crate::config::{AgentConfig, DatasetConfig, TemporalConfig};
 use crate::iris::segment;
+use crate::metadata::{Agent, CatalogMetadata, Contact};
 use crate::terms::{integer, iri, temporal_literal, text, xsd};
 use crate::vocab::{self, DCAT, DCT, FOAF, UDN};
 

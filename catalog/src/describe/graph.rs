@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use oxigraph::model::{BlankNode, Literal, NamedNode, NamedOrBlankNode, Term, Triple};
 
-use crate::config::{Agent, Contact};
+use crate::metadata::{Agent, Contact};
 use crate::terms::{iri, sort_triples, text};
 use crate::vocab::{self, DCAT, DCT, FOAF, RDF, SKOS, VCARD};
 

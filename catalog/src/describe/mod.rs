@@ -32,8 +32,10 @@ pub use self::dataset::temporal_column;
 pub use self::endpoints::flight_description;
 pub(crate) use self::endpoints::service_description;
 use self::graph::Graph;
-use crate::config::{CatalogMetadata, DatasetConfig, MetadataError};
+use crate::config::DatasetConfig;
+use crate::error::MetadataError;
 use crate::iris::Iris;
+use crate::metadata::CatalogMetadata;
 
 /// The node as the catalog describes it.
 #[derive(Debug, Clone)]

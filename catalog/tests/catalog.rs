@@ -114,6 +114,10 @@ fn objects(triples: &[Triple], s: &str, p: &str) -> Vec<Term> {
         .collect()
 }
 
+/// The whole graph against a committed snapshot.
+#[path = "catalog/snapshot.rs"]
+mod snapshot;
+
 const DCAT: &str = "http://www.w3.org/ns/dcat#";
 const DCT: &str = "http://purl.org/dc/terms/";
 const UDN: &str = "https://w3id.org/udn/ns#";

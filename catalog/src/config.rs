@@ -2,8 +2,7 @@
 //!
 //! Everything is optional at the serde level so that one validation pass can name every
 //! missing catalog-level field at once; [`CatalogConfig::resolve`] (in `metadata.rs`) turns it
-//! into a [`CatalogMetadata`](crate::metadata::CatalogMetadata) whose required fields are
-//! present.
+//! into the resolved metadata, whose required fields are present.
 
 use std::collections::BTreeMap;
 

@@ -4,6 +4,18 @@
 //!
 //! This crate knows nothing of query engines: the node hands it [`TableFacts`] (schema, row
 //! count, sizes) and it returns triples.
+//!
+//! Where to start:
+//! - [`config`] is the `[catalog]` and `[datasets.*]` configuration as written;
+//!   [`metadata`] resolves it into [`CatalogMetadata`], naming every problem in one
+//!   [`MetadataError`].
+//! - [`describe`] builds the graph ([`build`]), one file per kind of resource.
+//! - [`store`] holds it as a [`Catalog`]; [`http`] serves `/catalog` and `/sparql`.
+//! - A SPARQL query goes [`http`] -> [`Catalog::query`] (length and nesting checks, a slot)
+//!   -> [`sparql`] evaluation, in process or in a [`worker`] process -> an [`sparql::Answer`];
+//!   failures are a [`SparqlError`], whose [`SparqlErrorKind`] fixes the HTTP status.
+//! - [`serialize`] writes RDF (Turtle, JSON-LD, N-Triples, RDF/XML); [`vocab`] and [`terms`]
+//!   hold the vocabularies and term constructors.
 
 pub mod config;
 pub mod describe;

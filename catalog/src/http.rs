@@ -1,7 +1,6 @@
 //! The catalog over HTTP: `GET /catalog`, the SPARQL 1.1 Protocol on `/sparql`, and every
 //! IRI of the catalog dereferenceable under the base URL.
 
-use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use axum::Router;
@@ -10,15 +9,15 @@ use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use oxigraph::model::{Literal, NamedNode, Triple};
+use oxigraph::model::Triple;
 use tower_http::cors::{Any, CorsLayer};
 use tracing::{info, warn};
 
-use crate::describe::Iris;
-use crate::store::{
-    Answer, AnswerBody, Catalog, RDF_OFFERS, RequestDataset, SparqlError, try_serialize,
-};
-use crate::vocab::{SD, UDN, XSD};
+use crate::describe::service_description;
+use crate::error::{SparqlError, SparqlErrorKind};
+use crate::serialize::{RDF_OFFERS, try_serialize};
+use crate::sparql::{Answer, AnswerBody, RequestDataset};
+use crate::store::Catalog;
 
 /// The catalog once it is built; requests before that get 503.
 pub type SharedCatalog = Arc<OnceLock<Catalog>>;
@@ -53,15 +52,20 @@ fn plain(status: StatusCode, message: impl Into<String>) -> Response {
 
 impl IntoResponse for SparqlError {
     fn into_response(self) -> Response {
+        use SparqlErrorKind as K;
         let status = match self.kind() {
-            "too_long" => StatusCode::PAYLOAD_TOO_LARGE,
-            "too_deep" | "syntax" | "bad_request" | "too_many_results" | "result_too_large"
-            | "unsupported" => StatusCode::BAD_REQUEST,
-            "update" => StatusCode::FORBIDDEN,
-            "not_acceptable" => StatusCode::NOT_ACCEPTABLE,
-            "busy" => StatusCode::TOO_MANY_REQUESTS,
-            "timeout" | "resource_limit" => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
+            K::TooLong => StatusCode::PAYLOAD_TOO_LARGE,
+            K::TooDeep
+            | K::Syntax
+            | K::BadRequest
+            | K::TooManyResults
+            | K::ResultTooLarge
+            | K::Unsupported => StatusCode::BAD_REQUEST,
+            K::Update => StatusCode::FORBIDDEN,
+            K::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
+            K::Busy => StatusCode::TOO_MANY_REQUESTS,
+            K::Timeout | K::ResourceLimit => StatusCode::SERVICE_UNAVAILABLE,
+            K::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status.is_server_error() {
             warn!(error = %self, "SPARQL request failed");
@@ -69,7 +73,7 @@ impl IntoResponse for SparqlError {
             info!(error = %self, "SPARQL request refused");
         }
         let mut response = plain(status, self.to_string());
-        if self.kind() == "busy" {
+        if self.kind() == K::Busy {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -90,7 +94,7 @@ fn accept(headers: &HeaderMap) -> Option<&str> {
 }
 
 fn rdf_response(headers: &HeaderMap, triples: &[Triple]) -> Response {
-    let offer = match crate::store::choose(accept(headers), RDF_OFFERS) {
+    let offer = match crate::sparql::choose(accept(headers), RDF_OFFERS) {
         Ok(offer) => offer,
         Err(e) => return e.into_response(),
     };
@@ -171,7 +175,7 @@ fn dataset_parameters<'a>(
             _ => continue,
         };
         if value.trim() != graph {
-            return Err(crate::store::unknown_graph(value.trim(), graph));
+            return Err(crate::sparql::unknown_graph(value.trim(), graph));
         }
         let wanted = dataset.get_or_insert(RequestDataset {
             default_graph: false,
@@ -199,7 +203,10 @@ async fn sparql_get(
         Ok((query, dataset))
     });
     match query {
-        Ok((None, _)) => rdf_response(&headers, &service_description(catalog)),
+        Ok((None, _)) => rdf_response(
+            &headers,
+            &service_description(catalog.iris(), catalog.triples().len(), catalog.limits()),
+        ),
         Ok((Some(query), dataset)) => run(catalog, query, dataset, &headers).await,
         Err(e) => e.into_response(),
     }
@@ -294,150 +301,4 @@ async fn run(
         Ok(result) => answer(result),
         Err(e) => e.into_response(),
     }
-}
-
-/// The SPARQL 1.1 Service Description of the endpoint.
-fn service_description(catalog: &Catalog) -> Vec<Triple> {
-    let iris = catalog.iris();
-    let endpoint = NamedNode::new_unchecked(iris.sparql_endpoint());
-    let sd = |local: &str| NamedNode::new_unchecked(format!("{SD}{local}"));
-    let udn = |local: &str| NamedNode::new_unchecked(format!("{UDN}{local}"));
-    let rdf_type = NamedNode::new_unchecked("http://www.w3.org/1999/02/22-rdf-syntax-ns#type");
-    let formats =
-        |local: &str| NamedNode::new_unchecked(format!("http://www.w3.org/ns/formats/{local}"));
-    let dataset = oxigraph::model::BlankNode::new_unchecked("dataset");
-    let graph = oxigraph::model::BlankNode::new_unchecked("default-graph");
-    let available = oxigraph::model::BlankNode::new_unchecked("available-graphs");
-    let named = oxigraph::model::BlankNode::new_unchecked("catalog-graph");
-    let integer = |n: usize| {
-        Literal::new_typed_literal(
-            n.to_string(),
-            NamedNode::new_unchecked(format!("{XSD}integer")),
-        )
-    };
-    let limits = catalog.limits();
-    let mut triples = vec![
-        Triple::new(endpoint.clone(), rdf_type.clone(), sd("Service")),
-        Triple::new(endpoint.clone(), sd("endpoint"), endpoint.clone()),
-        Triple::new(
-            endpoint.clone(),
-            sd("supportedLanguage"),
-            sd("SPARQL11Query"),
-        ),
-        Triple::new(endpoint.clone(), sd("defaultDataset"), dataset.clone()),
-        Triple::new(dataset.clone(), rdf_type.clone(), sd("Dataset")),
-        Triple::new(dataset.clone(), sd("defaultGraph"), graph.clone()),
-        Triple::new(graph.clone(), rdf_type.clone(), sd("Graph")),
-        // The graphs a request may name (default-graph-uri, named-graph-uri, FROM, FROM
-        // NAMED): the catalog, by its IRI.
-        Triple::new(endpoint.clone(), sd("availableGraphs"), available.clone()),
-        Triple::new(available.clone(), rdf_type.clone(), sd("GraphCollection")),
-        Triple::new(available.clone(), sd("namedGraph"), named.clone()),
-        Triple::new(named.clone(), rdf_type.clone(), sd("NamedGraph")),
-        Triple::new(
-            named.clone(),
-            sd("name"),
-            NamedNode::new_unchecked(iris.catalog()),
-        ),
-        Triple::new(named.clone(), sd("graph"), graph.clone()),
-        Triple::new(
-            graph.clone(),
-            NamedNode::new_unchecked("http://rdfs.org/ns/void#triples"),
-            integer(catalog.triples().len()),
-        ),
-        Triple::new(
-            endpoint.clone(),
-            udn("maxResults"),
-            integer(limits.max_results),
-        ),
-        Triple::new(
-            endpoint.clone(),
-            udn("maxQueryBytes"),
-            integer(limits.max_query_bytes),
-        ),
-        Triple::new(
-            endpoint.clone(),
-            udn("queryTimeout"),
-            Literal::new_typed_literal(
-                format!("PT{}S", limits.timeout.as_secs_f64()),
-                NamedNode::new_unchecked(format!("{XSD}dayTimeDuration")),
-            ),
-        ),
-    ];
-    for format in [
-        "SPARQL_Results_JSON",
-        "SPARQL_Results_XML",
-        "SPARQL_Results_CSV",
-        "SPARQL_Results_TSV",
-        "Turtle",
-        "JSON-LD",
-        "N-Triples",
-        "RDF_XML",
-    ] {
-        triples.push(Triple::new(
-            endpoint.clone(),
-            sd("resultFormat"),
-            formats(format),
-        ));
-    }
-    crate::describe::sort_triples(&mut triples);
-    triples
-}
-
-/// The machine-readable description of the Flight SQL endpoint, served at its IRI.
-pub fn flight_description(
-    iris: &Iris,
-    node: &crate::describe::NodeInfo,
-    tables: &[String],
-    extra: &HashMap<&str, String>,
-) -> Vec<Triple> {
-    let description = NamedNode::new_unchecked(iris.flight_description());
-    let udn = |local: &str| NamedNode::new_unchecked(format!("{UDN}{local}"));
-    let text = |s: &str| Literal::new_simple_literal(s);
-    let mut triples = vec![
-        Triple::new(
-            description.clone(),
-            NamedNode::new_unchecked("http://www.w3.org/1999/02/22-rdf-syntax-ns#type"),
-            udn("FlightSqlEndpoint"),
-        ),
-        Triple::new(
-            description.clone(),
-            NamedNode::new_unchecked("http://purl.org/dc/terms/conformsTo"),
-            NamedNode::new_unchecked(crate::vocab::FLIGHT_SQL_BINDING),
-        ),
-        Triple::new(
-            description.clone(),
-            udn("endpointURL"),
-            NamedNode::new_unchecked(&node.flight_endpoint_url),
-        ),
-        Triple::new(description.clone(), udn("sqlCatalog"), text(&node.name)),
-        Triple::new(description.clone(), udn("sqlSchema"), text("public")),
-        Triple::new(
-            description.clone(),
-            udn("serverName"),
-            text(&node.server_name),
-        ),
-        Triple::new(
-            description.clone(),
-            udn("serverVersion"),
-            text(&node.server_version),
-        ),
-        Triple::new(
-            description.clone(),
-            udn("service"),
-            NamedNode::new_unchecked(iris.flight_service()),
-        ),
-    ];
-    for table in tables {
-        triples.push(Triple::new(
-            description.clone(),
-            udn("sqlTable"),
-            text(&format!("{}.public.{table}", node.name)),
-        ));
-    }
-    for (key, value) in extra {
-        triples.push(Triple::new(description.clone(), udn(key), text(value)));
-    }
-    crate::describe::sort_triples(&mut triples);
-    triples
 }

@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 
 use crate::vocab::{PREFIXES, RDF, XSD};
 
-/// Writes `triples` (sorted by subject, as [`crate::describe::sort_triples`] leaves them) as a
+/// Writes `triples` (sorted by subject, as [`crate::terms::sort_triples`] leaves them) as a
 /// compact JSON-LD document.
 pub(crate) fn write<W: Write>(mut writer: W, triples: &[Triple]) -> std::io::Result<W> {
     serde_json::to_writer_pretty(&mut writer, &document(triples))?;

@@ -19,7 +19,7 @@
 //! of three terms; `(?a<b&&c>d)` is an expression): where both are possible, both readings
 //! are scanned and each must stay within the limit.
 
-use crate::store::SparqlError;
+use crate::error::SparqlError;
 
 /// Ambiguous `<` whose two readings may differ in what they skip (a `#` or `'` inside):
 /// each doubles the work of the scan, so there may be only this many.

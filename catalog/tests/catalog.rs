@@ -9,10 +9,10 @@ use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use oxigraph::io::{RdfFormat, RdfParser};
 use oxigraph::model::{Literal, NamedNode, Term, Triple};
 use polder_catalog::config::{AccessRights, AgentConfig, ColumnConfig, ContactConfig};
-use polder_catalog::store::{RdfKind, RequestDataset, serialize};
+use polder_catalog::serialize::{RdfKind, serialize};
 use polder_catalog::{
-    Catalog, CatalogConfig, DatasetConfig, Iris, MetadataError, NodeInfo, SparqlError,
-    SparqlLimits, TableFacts, build,
+    Catalog, CatalogConfig, DatasetConfig, Iris, MetadataError, NodeInfo, RequestDataset,
+    SparqlError, SparqlErrorKind, SparqlLimits, TableFacts, build,
 };
 
 fn catalog_config() -> CatalogConfig {
@@ -113,6 +113,10 @@ fn objects(triples: &[Triple], s: &str, p: &str) -> Vec<Term> {
         .map(|t| t.object.clone())
         .collect()
 }
+
+/// The whole graph against a committed snapshot.
+#[path = "catalog/snapshot.rs"]
+mod snapshot;
 
 const DCAT: &str = "http://www.w3.org/ns/dcat#";
 const DCT: &str = "http://purl.org/dc/terms/";
@@ -334,7 +338,11 @@ async fn rdf_xml_refuses_what_it_cannot_write() {
             )
             .await;
         let error = answer.unwrap_err();
-        assert_eq!(error.kind(), "not_acceptable", "{name}: {error}");
+        assert_eq!(
+            error.kind(),
+            SparqlErrorKind::NotAcceptable,
+            "{name}: {error}"
+        );
         assert!(
             error.to_string().contains("http://example.org/1"),
             "{name}: {error}"
@@ -400,7 +408,7 @@ async fn only_the_catalog_graph_may_be_named() {
             "{name}"
         );
         let error = count(from_other, None).await.unwrap_err();
-        assert_eq!(error.kind(), "bad_request", "{name}: {error}");
+        assert_eq!(error.kind(), SparqlErrorKind::BadRequest, "{name}: {error}");
         assert!(
             error.to_string().contains("<urn:x:other>"),
             "{name}: {error}"
@@ -597,7 +605,7 @@ async fn queries_are_stopped_at_the_memory_limit() {
         )
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), "resource_limit", "{err:?}");
+    assert_eq!(err.kind(), SparqlErrorKind::ResourceLimit, "{err:?}");
     catalog.query("ASK { ?s ?p ?o }", None).await.unwrap();
 }
 
@@ -723,7 +731,7 @@ async fn a_worker_that_overflows_its_stack_is_a_resource_limit() {
     .unwrap();
     let query = format!("ASK {}{}", "{".repeat(n), "}".repeat(n));
     let err = catalog.query(&query, None).await.unwrap_err();
-    assert_eq!(err.kind(), "resource_limit", "{err:?}");
+    assert_eq!(err.kind(), SparqlErrorKind::ResourceLimit, "{err:?}");
     assert!(err.to_string().contains("stack"), "{err}");
     catalog.query("ASK { ?s ?p ?o }", None).await.unwrap();
 }
@@ -764,7 +772,11 @@ async fn results_over_the_byte_limit_are_refused() {
             .query(&big_string(19), Some("text/csv"))
             .await
             .unwrap_err();
-        assert_eq!(err.kind(), "result_too_large", "{how}: {err:?}");
+        assert_eq!(
+            err.kind(),
+            SparqlErrorKind::ResultTooLarge,
+            "{how}: {err:?}"
+        );
         assert_eq!(
             err.to_string(),
             SparqlError::ResultTooLarge(4 * 1024 * 1024).to_string()
@@ -788,7 +800,7 @@ async fn results_over_the_byte_limit_are_refused() {
         .query("SELECT * WHERE { ?s ?p ?o }", None)
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), "result_too_large", "{err:?}");
+    assert_eq!(err.kind(), SparqlErrorKind::ResultTooLarge, "{err:?}");
 }
 
 #[tokio::test]
@@ -802,7 +814,7 @@ async fn worker_results_stream_in_bounded_chunks() {
         .query(&big_string(20), Some("application/sparql-results+json"))
         .await
         .unwrap();
-    let polder_catalog::store::AnswerBody::Stream(mut stream) = answer.body else {
+    let polder_catalog::sparql::AnswerBody::Stream(mut stream) = answer.body else {
         panic!("a worker's result is held whole in the node")
     };
     let (mut total, mut chunks, mut largest) = (0, 0, 0);
@@ -831,7 +843,7 @@ async fn a_client_reading_past_the_time_limit_loses_the_result_and_the_slot() {
     .unwrap();
     let started = tokio::time::Instant::now();
     let answer = catalog.query(&big_string(20), None).await.unwrap();
-    let polder_catalog::store::AnswerBody::Stream(mut stream) = answer.body else {
+    let polder_catalog::sparql::AnswerBody::Stream(mut stream) = answer.body else {
         panic!("not streamed")
     };
     stream.next().await.unwrap().unwrap();

@@ -6,7 +6,7 @@
 //! catalog answers with the error that prevented it, naming the peer.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -15,6 +15,7 @@ use datafusion::common::TableReference;
 use datafusion::error::Result;
 use datafusion_federation::FederatedTableProviderAdaptor;
 use datafusion_federation::sql::{RemoteTableRef, SQLFederationProvider, SQLTableSource};
+use parking_lot::{Mutex, RwLock};
 use tracing::{info, warn};
 
 use crate::config::{FederationOptions, PeerConfig};
@@ -31,10 +32,10 @@ pub struct PeerCatalog {
     /// Whether a discovery has ended (succeeded or failed) at least once.
     tried: std::sync::atomic::AtomicBool,
     /// The background task counting the rows of newly discovered tables.
-    counting: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    counting: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// What the peer lists for each caller's token, with when it was asked.
     /// (None: the peer could not be asked; not asked again before the refresh interval.)
-    listings: std::sync::Mutex<lru::LruCache<String, CallerListing>>,
+    listings: Mutex<lru::LruCache<String, CallerListing>>,
 }
 
 /// Table names by schema, as the peer lists them for one caller.
@@ -71,7 +72,7 @@ impl PeerCatalog {
     fn new(config: PeerConfig, options: FederationOptions) -> Result<Arc<Self>, PeerError> {
         let pending = PeerError::Unavailable {
             peer: config.name.clone(),
-            url: config.url.clone(),
+            url: config.url.to_string(),
             message: "its tables are not discovered yet (discovery is under way)".into(),
         };
         let peer = Peer::new(config, options)?;
@@ -82,7 +83,7 @@ impl PeerCatalog {
             state: RwLock::new(View::Pending(pending)),
             tried: Default::default(),
             counting: Default::default(),
-            listings: std::sync::Mutex::new(lru::LruCache::new(
+            listings: Mutex::new(lru::LruCache::new(
                 std::num::NonZeroUsize::new(CALLER_LISTINGS).expect("not zero"),
             )),
         }))
@@ -98,7 +99,7 @@ impl PeerCatalog {
         let catalog = Self::new(config, options)?;
         let first = catalog.refresh().await.err();
         // Give the first row counts a moment, so that the first queries get estimates too.
-        let counting = catalog.counting.lock().expect("lock").take();
+        let counting = catalog.counting.lock().take();
         if let Some(counting) = counting {
             let _ = tokio::time::timeout(FIRST_COUNT_WAIT, counting).await;
         }
@@ -143,7 +144,7 @@ impl PeerCatalog {
 
     /// How old the current view of the peer is; `None` before the first discovery.
     pub fn age(&self) -> Option<Duration> {
-        match &*self.state.read().expect("lock") {
+        match &*self.state.read() {
             View::Ready { at, .. } => Some(at.elapsed()),
             View::Pending(_) => None,
         }
@@ -180,10 +181,10 @@ impl PeerCatalog {
                         peer.count_rows_once(&catalog, &schema, &table).await;
                     }
                 });
-                *self.counting.lock().expect("lock") = Some(counting);
+                *self.counting.lock() = Some(counting);
                 let catalog = discovered.catalog.clone();
                 let schemas = self.schemas_of(discovered);
-                *self.state.write().expect("lock") = View::Ready {
+                *self.state.write() = View::Ready {
                     catalog,
                     schemas,
                     at: Instant::now(),
@@ -192,19 +193,14 @@ impl PeerCatalog {
                 Ok(())
             }
             Err(err) => {
-                let mut state = self.state.write().expect("lock");
+                let mut state = self.state.write();
                 if let View::Pending(last) = &mut *state {
                     *last = err.clone();
                 }
-                match &err {
-                    PeerError::Remote { code, .. }
-                        if code == "Unauthenticated" || code == "PermissionDenied" =>
-                    {
-                        info!(peer = %self.peer.name(), "peer lists nothing without a token; callers reach its tables with their own");
-                    }
-                    _ => {
-                        warn!(peer = %self.peer.name(), error = %err, "peer discovery failed; retrying in the background")
-                    }
+                if err.is_refusal() {
+                    info!(peer = %self.peer.name(), "peer lists nothing without a token; callers reach its tables with their own");
+                } else {
+                    warn!(peer = %self.peer.name(), error = %err, "peer discovery failed; retrying in the background")
                 }
                 Err(err)
             }
@@ -234,7 +230,7 @@ impl PeerCatalog {
     /// (bounded by [`LISTING_WAIT`]).
     async fn caller_listing(&self, peer: &Peer, token: &str) -> Option<Arc<Listing>> {
         let fresh = self.peer.options().refresh_interval;
-        if let Some((at, listing)) = self.listings.lock().expect("lock").get(token)
+        if let Some((at, listing)) = self.listings.lock().get(token)
             && at.elapsed() < fresh
         {
             return listing.clone();
@@ -260,7 +256,6 @@ impl PeerCatalog {
         };
         self.listings
             .lock()
-            .expect("lock")
             .put(token.to_string(), (Instant::now(), listing.clone()));
         listing
     }
@@ -268,16 +263,12 @@ impl PeerCatalog {
     /// Whether the last discovery failed because the peer refused this node's request
     /// (an authenticating peer without public datasets).
     fn refused(&self) -> bool {
-        matches!(
-            &*self.state.read().expect("lock"),
-            View::Pending(PeerError::Remote { code, .. })
-                if code == "Unauthenticated" || code == "PermissionDenied"
-        )
+        matches!(&*self.state.read(), View::Pending(err) if err.is_refusal())
     }
 
     /// The peer's catalog name: as discovered, else as configured, else the peer's name.
     fn remote_catalog(&self) -> String {
-        match &*self.state.read().expect("lock") {
+        match &*self.state.read() {
             View::Ready { catalog, .. } => catalog.clone(),
             View::Pending(_) => self
                 .peer
@@ -357,20 +348,20 @@ fn spawn_refresh(catalog: Weak<PeerCatalog>, interval: Duration, now: bool) {
 
 impl CatalogProvider for PeerCatalog {
     fn schema_names(&self) -> Vec<String> {
-        match &*self.state.read().expect("lock") {
+        match &*self.state.read() {
             View::Ready { schemas, .. } => schemas.keys().cloned().collect(),
             View::Pending(_) => vec![],
         }
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
-        match &*self.state.read().expect("lock") {
+        match &*self.state.read() {
             View::Ready { schemas, .. } => schemas
                 .get(name)
                 .map(|s| Arc::clone(s) as Arc<dyn SchemaProvider>),
             View::Pending(err) => Some(Arc::new(UnavailableSchema(not_discovered(
                 err,
-                &self.peer.config().url,
+                self.peer.config().url.as_str(),
             )))),
         }
     }
@@ -443,7 +434,7 @@ impl CatalogProvider for CallerCatalog {
         // A schema the listing lacks may still be the caller's to read.
         let listed = match &self.listing {
             Some(listing) => listing.get(name).cloned(),
-            None => match &*self.base.state.read().expect("lock") {
+            None => match &*self.base.state.read() {
                 View::Ready { schemas, .. } => schemas.get(name).map(|s| s.table_names()),
                 View::Pending(_) => None,
             },

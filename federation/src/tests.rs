@@ -2,7 +2,7 @@
 //! DataFusion session that records the SQL it is sent and answers it, so that a query answers
 //! alike through the federation and on one session holding every table.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch};
@@ -23,6 +23,7 @@ use datafusion_federation::sql::{
     RemoteTableRef, SQLExecutor, SQLFederationProvider, SQLTableSource,
 };
 use futures::TryStreamExt;
+use parking_lot::Mutex;
 
 use crate::session::federated_state;
 
@@ -53,7 +54,7 @@ impl SQLExecutor for LocalPeer {
         schema: SchemaRef,
         _filters: &[Arc<dyn PhysicalExpr>],
     ) -> Result<SendableRecordBatchStream> {
-        self.sent.lock().expect("lock").push(query.to_string());
+        self.sent.lock().push(query.to_string());
         let ctx = self.ctx.clone();
         let sql = query.to_string();
         let batches =
@@ -171,10 +172,10 @@ impl Federation {
                 federated_sql.replace(&format!("{{{name}}}"), &format!("{peer}.public.{name}"));
             local_sql = local_sql.replace(&format!("{{{name}}}"), name);
         }
-        self.sent.lock().unwrap().clear();
+        self.sent.lock().clear();
         let expected = answer(&self.reference, &local_sql).await.unwrap();
         let got = answer(&self.federated, &federated_sql).await;
-        let sent = self.sent.lock().unwrap().clone();
+        let sent = self.sent.lock().clone();
         match got {
             Ok(got) => assert_eq!(got, expected, "sent: {sent:#?}"),
             Err(e) => panic!("{e}\nsent: {sent:#?}"),

@@ -35,26 +35,31 @@ pub(super) fn conform(
         .columns()
         .iter()
         .zip(expected.fields())
-        .map(|(column, field)| conform_column(column, field).map_err(mismatch))
+        .map(|(column, field)| conform_column(peer, column, field))
         .collect::<Result<Vec<_>, _>>()?;
     let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
     RecordBatch::try_new_with_options(Arc::clone(expected), columns, &options)
         .map_err(|e| mismatch(e.to_string()))
 }
 
-/// `column` as of the type of `field`; `Err` says why it cannot be.
-fn conform_column(column: &ArrayRef, field: &FieldRef) -> Result<ArrayRef, String> {
+/// `column` as of the type of `field`, or a schema mismatch of the peer named `peer`.
+fn conform_column(peer: &str, column: &ArrayRef, field: &FieldRef) -> Result<ArrayRef, PeerError> {
+    let mismatch = |detail: String| PeerError::SchemaMismatch {
+        peer: peer.to_string(),
+        detail,
+    };
     if column.data_type() == field.data_type() {
         Ok(Arc::clone(column))
     } else if can_cast_types(column.data_type(), field.data_type()) {
-        cast(column, field.data_type()).map_err(|e| format!("column {}: {e}", field.name()))
+        cast(column, field.data_type())
+            .map_err(|e| mismatch(format!("column {}: {e}", field.name())))
     } else {
-        Err(format!(
+        Err(mismatch(format!(
             "column {} is {}, expected {}",
             field.name(),
             column.data_type(),
             field.data_type()
-        ))
+        )))
     }
 }
 

@@ -17,7 +17,7 @@ use anyhow::Context;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use futures::TryStreamExt;
-use polder_federation::{FederatedSession, FederationOptions, PeerConfig, Traffic};
+use polder_federation::{FederatedSession, FederationOptions, PeerConfig, PeerUrl, Traffic};
 use polder_flight_sql::QueryRuntime;
 
 use crate::tpch;
@@ -207,7 +207,7 @@ impl Node {
     fn peer(&self) -> PeerConfig {
         PeerConfig {
             name: self.name.clone(),
-            url: format!("grpc://{}", self.addr),
+            url: PeerUrl::grpc(self.addr),
             catalog: None,
         }
     }

@@ -3,7 +3,7 @@
 //! Peers speak DataFusion's SQL (Polder nodes, roapi): DataFusion's default dialect, except for
 //! the functions a Polder session plans in place of operators, which are written back as those
 //! operators, so that a peer of any make reads them, and DECIMAL constants, which are written
-//! with their type ([`typed_decimals`]).
+//! with their type (`typed_decimals`).
 
 use datafusion::arrow::datatypes::{DataType, Decimal128Type, DecimalType};
 use datafusion::common::ScalarValue;

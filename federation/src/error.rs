@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use datafusion::error::DataFusionError;
 
+use crate::config::UrlError;
+
 /// A peer could not answer a request.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PeerError {
@@ -27,12 +29,12 @@ pub enum PeerError {
         timeout: Duration,
     },
     /// The peer answered with an error status.
-    #[error("peer '{peer}' returned an error ({code}): {message}")]
+    #[error("peer '{peer}' returned an error ({code:?}): {message}")]
     Remote {
         /// The peer's name.
         peer: String,
-        /// The gRPC status code, e.g. `InvalidArgument`.
-        code: String,
+        /// The gRPC status code, e.g. [`tonic::Code::InvalidArgument`].
+        code: tonic::Code,
         /// The peer's message.
         message: String,
     },
@@ -52,7 +54,15 @@ pub enum PeerError {
         /// What was wrong.
         detail: String,
     },
-    /// The peer's configuration is invalid (a bad URL, an unsupported scheme).
+    /// The peer's URL cannot be used (not a URL, no port, an unsupported scheme).
+    #[error("peer '{peer}' is misconfigured: {source}")]
+    Url {
+        /// The peer's name.
+        peer: String,
+        /// What is wrong with the URL.
+        source: UrlError,
+    },
+    /// The peer's configuration is invalid otherwise (its name, its TLS settings, its catalogs).
     #[error("peer '{peer}' is misconfigured: {detail}")]
     Config {
         /// The peer's name.
@@ -71,8 +81,21 @@ impl PeerError {
             | PeerError::Remote { peer, .. }
             | PeerError::SchemaMismatch { peer, .. }
             | PeerError::Protocol { peer, .. }
+            | PeerError::Url { peer, .. }
             | PeerError::Config { peer, .. } => peer,
         }
+    }
+
+    /// Whether the peer refused the request's credentials (no token, or one its policy
+    /// rejects): `Unauthenticated` or `PermissionDenied`.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            PeerError::Remote {
+                code: tonic::Code::Unauthenticated | tonic::Code::PermissionDenied,
+                ..
+            }
+        )
     }
 }
 
@@ -85,12 +108,14 @@ impl From<PeerError> for DataFusionError {
         use polder_flight_sql::Error;
         let ours = match &err {
             PeerError::Timeout { .. } => Error::Timeout(err.to_string()),
-            PeerError::Remote { code, .. } if code == "Unauthenticated" => {
-                Error::Unauthenticated(err.to_string())
-            }
-            PeerError::Remote { code, .. } if code == "PermissionDenied" => {
-                Error::Forbidden(err.to_string())
-            }
+            PeerError::Remote {
+                code: tonic::Code::Unauthenticated,
+                ..
+            } => Error::Unauthenticated(err.to_string()),
+            PeerError::Remote {
+                code: tonic::Code::PermissionDenied,
+                ..
+            } => Error::Forbidden(err.to_string()),
             _ => Error::Upstream(err.to_string()),
         };
         DataFusionError::External(Box::new(ours))

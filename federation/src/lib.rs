@@ -39,7 +39,7 @@ mod whole;
 mod tests;
 
 pub use catalog::PeerCatalog;
-pub use config::{BearerToken, FederationOptions, Manifest, PeerConfig};
+pub use config::{BearerToken, ConfigError, FederationOptions, Manifest, PeerConfig, PeerUrl};
 pub use error::PeerError;
 pub use peer::{Peer, Traffic};
 pub use session::{FederatedSession, federated_state, session_state};

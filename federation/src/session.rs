@@ -367,3 +367,31 @@ fn check_names(ctx: &SessionContext, peers: &[PeerConfig]) -> Result<(), PeerErr
         None => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::logical_expr::builder::LogicalTableSource;
+    use datafusion::optimizer::OptimizerContext;
+
+    use super::*;
+
+    #[test]
+    fn the_outer_of_two_aliases_stays() {
+        let schema = Schema::new(vec![Field::new("k", DataType::Int64, false)]);
+        let source = Arc::new(LogicalTableSource::new(Arc::new(schema)));
+        let plan = LogicalPlanBuilder::scan("nation", source, None)
+            .and_then(|b| b.alias("nation"))
+            .and_then(|b| b.alias("n1"))
+            .and_then(|b| b.build())
+            .unwrap();
+        let collapsed = CollapseAliases
+            .rewrite(plan, &OptimizerContext::new())
+            .unwrap();
+        assert!(collapsed.transformed);
+        assert_eq!(
+            collapsed.data.display_indent().to_string(),
+            "SubqueryAlias: n1\n  TableScan: nation"
+        );
+    }
+}

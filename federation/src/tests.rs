@@ -2,7 +2,7 @@
 //! DataFusion session that records the SQL it is sent and answers it, so that a query answers
 //! alike through the federation and on one session holding every table.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch};
@@ -23,6 +23,7 @@ use datafusion_federation::sql::{
     RemoteTableRef, SQLExecutor, SQLFederationProvider, SQLTableSource,
 };
 use futures::TryStreamExt;
+use parking_lot::Mutex;
 
 use crate::session::federated_state;
 
@@ -30,7 +31,7 @@ use crate::session::federated_state;
 struct LocalPeer {
     name: String,
     ctx: SessionContext,
-    sent: Arc<Mutex<Vec<String>>>,
+    sent: Arc<Mutex<Vec<(String, String)>>>,
 }
 
 #[async_trait]
@@ -53,7 +54,9 @@ impl SQLExecutor for LocalPeer {
         schema: SchemaRef,
         _filters: &[Arc<dyn PhysicalExpr>],
     ) -> Result<SendableRecordBatchStream> {
-        self.sent.lock().expect("lock").push(query.to_string());
+        self.sent
+            .lock()
+            .push((self.name.clone(), query.to_string()));
         let ctx = self.ctx.clone();
         let sql = query.to_string();
         let batches =
@@ -108,7 +111,7 @@ fn table(columns: &[&str], rows: &[Vec<Option<i64>>]) -> Arc<MemTable> {
 struct Federation {
     federated: SessionContext,
     reference: SessionContext,
-    sent: Arc<Mutex<Vec<String>>>,
+    sent: Arc<Mutex<Vec<(String, String)>>>,
 }
 
 impl Federation {
@@ -164,23 +167,47 @@ impl Federation {
     /// `sql` (tables named `{name}`) through the federation, checked against the reference;
     /// returns the SQL the peers were sent.
     async fn check(&self, sql: &str, homes: &[(&str, &str)]) -> Vec<String> {
-        let mut federated_sql = sql.to_string();
-        let mut local_sql = sql.to_string();
-        for (name, peer) in homes {
-            federated_sql =
-                federated_sql.replace(&format!("{{{name}}}"), &format!("{peer}.public.{name}"));
-            local_sql = local_sql.replace(&format!("{{{name}}}"), name);
-        }
-        self.sent.lock().unwrap().clear();
+        let sent = self.check_routed(sql, homes).await;
+        sent.into_iter().map(|(_, sql)| sql).collect()
+    }
+
+    /// As [`Self::check`], with the peer each query was sent to, in the order sent.
+    async fn check_routed(&self, sql: &str, homes: &[(&str, &str)]) -> Vec<(String, String)> {
+        let (federated_sql, local_sql) = localize(sql, homes);
+        self.sent.lock().clear();
         let expected = answer(&self.reference, &local_sql).await.unwrap();
         let got = answer(&self.federated, &federated_sql).await;
-        let sent = self.sent.lock().unwrap().clone();
+        let sent = self.sent.lock().clone();
         match got {
             Ok(got) => assert_eq!(got, expected, "sent: {sent:#?}"),
             Err(e) => panic!("{e}\nsent: {sent:#?}"),
         }
         sent
     }
+
+    /// Runs `sql` (tables named `{name}`) on both sessions: a view, say.
+    async fn both(&self, sql: &str, homes: &[(&str, &str)]) {
+        let (federated_sql, local_sql) = localize(sql, homes);
+        for (ctx, sql) in [
+            (&self.federated, federated_sql),
+            (&self.reference, local_sql),
+        ] {
+            ctx.sql(&sql).await.unwrap().collect().await.unwrap();
+        }
+    }
+}
+
+/// `sql` with each table named `{name}` as the federation names it (`peer.public.name`) and as
+/// the reference does (`name`).
+fn localize(sql: &str, homes: &[(&str, &str)]) -> (String, String) {
+    let mut federated_sql = sql.to_string();
+    let mut local_sql = sql.to_string();
+    for (name, peer) in homes {
+        federated_sql =
+            federated_sql.replace(&format!("{{{name}}}"), &format!("{peer}.public.{name}"));
+        local_sql = local_sql.replace(&format!("{{{name}}}"), name);
+    }
+    (federated_sql, local_sql)
 }
 
 async fn answer(ctx: &SessionContext, sql: &str) -> Result<String> {
@@ -392,5 +419,129 @@ fn semi_and_anti_joins_keep_their_meaning() {
              WHERE t.k NOT IN (SELECT o.p FROM utrecht.public.other o WHERE o.q = t.id)";
         let refused = answer(&f.federated, correlated).await.unwrap_err();
         assert!(refused.to_string().contains("NOT IN"), "{refused}");
+    });
+}
+
+// --- The planner rules of `session` and `partial`, each by what it changes in the SQL sent ---
+
+/// Tables of the same shape in two cities.
+fn two_cities() -> Federation {
+    let more = vec![
+        vec![Some(1), Some(20), Some(5)],
+        vec![Some(3), Some(30), Some(6)],
+    ];
+    Federation::new(&[
+        (
+            "utrecht",
+            &[
+                ("tags", &["k", "v", "id!"], tags()),
+                ("other", &["p"], vec![vec![Some(1)], vec![Some(2)]]),
+            ],
+        ),
+        ("amsterdam", &[("more", &["k", "v", "id!"], more)]),
+    ])
+}
+
+const HOMES: &[(&str, &str)] = &[
+    ("tags", "utrecht"),
+    ("other", "utrecht"),
+    ("more", "amsterdam"),
+];
+
+/// `collapse_nested_aliases`: a view under an alias of its own. Left nested, the filter
+/// pushed through both aliases names the view, which the SQL sent no longer has.
+#[test]
+fn nested_aliases_collapse_into_the_outer_one() {
+    run(async {
+        let f = two_cities();
+        f.both("CREATE VIEW tv AS SELECT k, v, id FROM {tags}", HOMES)
+            .await;
+        let mut sent = f
+            .check_routed(
+                "SELECT t1.v FROM tv AS t1 JOIN {more} AS m ON t1.k = m.k WHERE t1.id > 1",
+                HOMES,
+            )
+            .await;
+        sent.sort();
+        let (peer, sql) = &sent[1];
+        assert_eq!(peer, "utrecht", "{sent:?}");
+        assert!(sql.contains(".tags AS t1 WHERE (t1.id > 1)"), "{sql}");
+        assert!(!sql.contains("tv."), "{sql}");
+    });
+}
+
+/// `federate_remaining_scans` (with `federate_single_peer_subtrees`): a join and aggregate of
+/// one peer's tables goes to that peer as one query; in a join across peers each peer gets its
+/// own table, with the filter and the columns the query uses.
+#[test]
+fn each_single_peer_subtree_goes_to_its_peer() {
+    run(async {
+        let f = two_cities();
+        let sent = f
+            .check_routed(
+                "SELECT t.k, count(*) AS n FROM {tags} t JOIN {other} o ON t.id = o.p GROUP BY t.k",
+                HOMES,
+            )
+            .await;
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        let (peer, sql) = &sent[0];
+        assert_eq!(peer, "utrecht");
+        assert!(sql.contains(" JOIN ") && sql.contains("GROUP BY"), "{sql}");
+        let mut sent = f
+            .check_routed(
+                "SELECT t.v, m.v FROM {tags} t JOIN {more} m ON t.k = m.k WHERE m.id > 5",
+                HOMES,
+            )
+            .await;
+        sent.sort();
+        let peers: Vec<&str> = sent.iter().map(|(peer, _)| peer.as_str()).collect();
+        assert_eq!(peers, ["amsterdam", "utrecht"], "{sent:?}");
+        assert!(
+            sent[0].1.contains(".more AS m WHERE (m.id > 5)"),
+            "{sent:?}"
+        );
+        assert!(!sent[1].1.contains("more"), "{sent:?}");
+    });
+}
+
+/// `federate_single_peer_subtrees`, run early: a scalar subquery compared with a correlated
+/// NOT EXISTS on one peer (TPC-H Q22's shape) goes to the peer as planned from the SQL, with
+/// its filters.
+#[test]
+fn a_subquery_on_one_peer_keeps_its_filters() {
+    run(async {
+        let f = two_cities();
+        let sent = f
+            .check_routed(
+                "SELECT count(*) AS n, sum(v) AS s FROM {tags} t WHERE t.v > (SELECT avg(v) FROM \
+                 {tags} WHERE v > 10) AND NOT EXISTS (SELECT * FROM {other} o WHERE o.p = t.id)",
+                HOMES,
+            )
+            .await;
+        assert!(sent.iter().all(|(peer, _)| peer == "utrecht"), "{sent:?}");
+        assert!(sent.iter().any(|(_, sql)| sql.contains("> 10")), "{sent:?}");
+    });
+}
+
+/// `partial_aggregates_over_union`: an aggregate over a union of cities sends each city a
+/// partial aggregate (a row per group), not its rows.
+#[test]
+fn an_aggregate_over_cities_is_partial_on_each() {
+    run(async {
+        let f = two_cities();
+        let mut sent = f
+            .check_routed(
+                "SELECT k, avg(v) AS a, count(*) AS n, max(id) AS m FROM (SELECT k, v, id FROM \
+                 {tags} UNION ALL SELECT k, v, id FROM {more}) AS u GROUP BY k",
+                HOMES,
+            )
+            .await;
+        sent.sort();
+        let peers: Vec<&str> = sent.iter().map(|(peer, _)| peer.as_str()).collect();
+        assert_eq!(peers, ["amsterdam", "utrecht"], "{sent:?}");
+        for (_, sql) in &sent {
+            assert!(sql.contains("GROUP BY") && sql.contains("sum("), "{sql}");
+            assert!(sql.contains("count("), "{sql}");
+        }
     });
 }

@@ -425,7 +425,8 @@ impl NodeConfig {
                 "limits.max_flight_data_bytes must not exceed limits.max_message_bytes".into(),
             ));
         }
-        polder_federation::config::check_peers(&self.peers).map_err(ConfigError::Invalid)?;
+        polder_federation::config::check_peers(&self.peers)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         if let Some(peer) = self.peers.iter().find(|p| p.name == self.node.name) {
             return Err(ConfigError::Invalid(format!(
                 "the peer '{}' has the name of this node",

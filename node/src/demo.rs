@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use polder_federation::{FederationOptions, PeerConfig};
+use polder_federation::{FederationOptions, PeerConfig, PeerUrl};
 
 use crate::cli::{DemoArgs, OutputFormat};
 use crate::config::NodeConfig;
@@ -129,7 +129,7 @@ async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
 fn peer_of(node: &RunningNode) -> PeerConfig {
     PeerConfig {
         name: node.name.clone(),
-        url: format!("grpc://{}", node.flight_addr),
+        url: PeerUrl::grpc(node.flight_addr),
         catalog: None,
     }
 }

@@ -20,7 +20,7 @@ use datafusion::arrow::datatypes::{DataType, Float32Type, Float64Type};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
-use polder_federation::{FederationOptions, PeerConfig};
+use polder_federation::{FederationOptions, PeerConfig, PeerUrl};
 use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType};
 
 use crate::config::NodeConfig;
@@ -182,7 +182,7 @@ pub(crate) fn peers(nodes: &[RunningNode]) -> Vec<PeerConfig> {
         .iter()
         .map(|n| PeerConfig {
             name: n.name.clone(),
-            url: format!("grpc://{}", n.flight_addr),
+            url: PeerUrl::grpc(n.flight_addr),
             catalog: None,
         })
         .collect()

@@ -4,23 +4,30 @@
 //! made, and again every [`FederationOptions::refresh_interval`] in the background; a failed
 //! refresh keeps the last good view. Until a first discovery succeeds, every table of the
 //! catalog answers with the error that prevented it, naming the peer.
+//!
+//! - `schema`: the schemas of the catalog, and how a remote table appears to the planner.
+//! - `caller`: the catalog as one caller sees it, through the caller's own token.
+
+mod caller;
+mod schema;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
+use datafusion::catalog::{CatalogProvider, SchemaProvider};
 use datafusion::common::TableReference;
 use datafusion::error::Result;
-use datafusion_federation::FederatedTableProviderAdaptor;
 use datafusion_federation::sql::{RemoteTableRef, SQLFederationProvider, SQLTableSource};
+use parking_lot::{Mutex, RwLock};
 use tracing::{info, warn};
 
 use crate::config::{FederationOptions, PeerConfig};
 use crate::error::PeerError;
 use crate::peer::{Discovered, Peer};
-use crate::whole::{FederatedOnly, WholeTable};
+use schema::{PeerSchema, UnavailableSchema, not_discovered};
+
+pub(crate) use schema::table_provider;
 
 /// The local view of a peer: a catalog whose schemas and tables are the peer's.
 #[derive(Debug)]
@@ -31,24 +38,11 @@ pub struct PeerCatalog {
     /// Whether a discovery has ended (succeeded or failed) at least once.
     tried: std::sync::atomic::AtomicBool,
     /// The background task counting the rows of newly discovered tables.
-    counting: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    counting: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// What the peer lists for each caller's token, with when it was asked.
     /// (None: the peer could not be asked; not asked again before the refresh interval.)
-    listings: std::sync::Mutex<lru::LruCache<String, CallerListing>>,
+    listings: Mutex<caller::Listings>,
 }
-
-/// Table names by schema, as the peer lists them for one caller.
-type Listing = BTreeMap<String, Vec<String>>;
-
-/// When a caller's listing was asked, and what the peer answered (none when it could not).
-type CallerListing = (Instant, Option<Arc<Listing>>);
-
-/// How many callers' listings a peer catalog keeps.
-const CALLER_LISTINGS: usize = 1024;
-
-/// How long a request waits for a peer's listing for its caller (listings only: the query
-/// itself has the peer timeout).
-const LISTING_WAIT: Duration = Duration::from_secs(5);
 
 /// How long making a catalog waits for the row counts of the peer's tables.
 const FIRST_COUNT_WAIT: Duration = Duration::from_secs(5);
@@ -71,7 +65,7 @@ impl PeerCatalog {
     fn new(config: PeerConfig, options: FederationOptions) -> Result<Arc<Self>, PeerError> {
         let pending = PeerError::Unavailable {
             peer: config.name.clone(),
-            url: config.url.clone(),
+            url: config.url.to_string(),
             message: "its tables are not discovered yet (discovery is under way)".into(),
         };
         let peer = Peer::new(config, options)?;
@@ -82,9 +76,7 @@ impl PeerCatalog {
             state: RwLock::new(View::Pending(pending)),
             tried: Default::default(),
             counting: Default::default(),
-            listings: std::sync::Mutex::new(lru::LruCache::new(
-                std::num::NonZeroUsize::new(CALLER_LISTINGS).expect("not zero"),
-            )),
+            listings: Mutex::new(caller::listings()),
         }))
     }
 
@@ -98,7 +90,7 @@ impl PeerCatalog {
         let catalog = Self::new(config, options)?;
         let first = catalog.refresh().await.err();
         // Give the first row counts a moment, so that the first queries get estimates too.
-        let counting = catalog.counting.lock().expect("lock").take();
+        let counting = catalog.counting.lock().take();
         if let Some(counting) = counting {
             let _ = tokio::time::timeout(FIRST_COUNT_WAIT, counting).await;
         }
@@ -143,7 +135,7 @@ impl PeerCatalog {
 
     /// How old the current view of the peer is; `None` before the first discovery.
     pub fn age(&self) -> Option<Duration> {
-        match &*self.state.read().expect("lock") {
+        match &*self.state.read() {
             View::Ready { at, .. } => Some(at.elapsed()),
             View::Pending(_) => None,
         }
@@ -163,27 +155,10 @@ impl PeerCatalog {
         match discovered {
             Ok(discovered) => {
                 let tables: usize = discovered.schemas.values().map(BTreeMap::len).sum();
-                // Row counts for the planner's estimates, in the background: a peer with
-                // large tables in slow formats must not hold up the start.
-                let peer = self.peer.clone();
-                let names: Vec<(String, String, String)> = discovered
-                    .schemas
-                    .iter()
-                    .flat_map(|(schema, tables)| {
-                        tables
-                            .keys()
-                            .map(|t| (discovered.catalog.clone(), schema.clone(), t.clone()))
-                    })
-                    .collect();
-                let counting = tokio::spawn(async move {
-                    for (catalog, schema, table) in names {
-                        peer.count_rows_once(&catalog, &schema, &table).await;
-                    }
-                });
-                *self.counting.lock().expect("lock") = Some(counting);
+                self.count_rows_in_background(&discovered);
                 let catalog = discovered.catalog.clone();
                 let schemas = self.schemas_of(discovered);
-                *self.state.write().expect("lock") = View::Ready {
+                *self.state.write() = View::Ready {
                     catalog,
                     schemas,
                     at: Instant::now(),
@@ -192,92 +167,49 @@ impl PeerCatalog {
                 Ok(())
             }
             Err(err) => {
-                let mut state = self.state.write().expect("lock");
-                if let View::Pending(last) = &mut *state {
+                if let View::Pending(last) = &mut *self.state.write() {
                     *last = err.clone();
                 }
-                match &err {
-                    PeerError::Remote { code, .. }
-                        if code == "Unauthenticated" || code == "PermissionDenied" =>
-                    {
-                        info!(peer = %self.peer.name(), "peer lists nothing without a token; callers reach its tables with their own");
-                    }
-                    _ => {
-                        warn!(peer = %self.peer.name(), error = %err, "peer discovery failed; retrying in the background")
-                    }
+                if err.is_refusal() {
+                    info!(peer = %self.peer.name(), "peer lists nothing without a token; callers reach its tables with their own");
+                } else {
+                    warn!(peer = %self.peer.name(), error = %err, "peer discovery failed; retrying in the background")
                 }
                 Err(err)
             }
         }
     }
 
-    /// This catalog as one caller sees it: every request to the peer carries the caller's
-    /// `token`, and each table is looked up on the peer with it, so the peer's own policy decides
-    /// what the caller reads (tables, columns) and refuses the rest with its reason.
-    ///
-    /// Listings (`information_schema`, Flight SQL `GetTables` at this node) show what the peer
-    /// lists for the caller, asked once per token and refresh interval; when the peer cannot
-    /// be asked, this node's own view of it.
-    pub async fn for_caller(self: &Arc<Self>, token: &str) -> Arc<dyn CatalogProvider> {
-        let peer = self.peer.with_bearer(token);
-        let listing = self.caller_listing(&peer, token).await;
-        let provider = Arc::new(SQLFederationProvider::new(Arc::new(peer.clone())));
-        Arc::new(CallerCatalog {
-            base: Arc::clone(self),
-            peer,
-            provider,
-            listing,
-        })
-    }
-
-    /// What the peer lists for the caller whose token `peer` carries: cached, or asked now
-    /// (bounded by [`LISTING_WAIT`]).
-    async fn caller_listing(&self, peer: &Peer, token: &str) -> Option<Arc<Listing>> {
-        let fresh = self.peer.options().refresh_interval;
-        if let Some((at, listing)) = self.listings.lock().expect("lock").get(token)
-            && at.elapsed() < fresh
-        {
-            return listing.clone();
-        }
-        let wait = LISTING_WAIT.min(self.peer.options().peer_timeout);
-        let listing = match tokio::time::timeout(wait, peer.discover()).await {
-            Ok(Ok(discovered)) => Some(Arc::new(
-                discovered
-                    .schemas
-                    .into_iter()
-                    .map(|(schema, tables)| (schema, tables.into_keys().collect()))
-                    .collect::<Listing>(),
-            )),
-            // The caller's own queries report the reason; the listing falls back.
-            Ok(Err(err)) => {
-                info!(peer = %self.peer.name(), error = %err, "peer lists nothing for a caller");
-                None
+    /// Counts the rows of the discovered tables for the planner's estimates, in the background:
+    /// a peer with large tables in slow formats must not hold up the start.
+    fn count_rows_in_background(&self, discovered: &Discovered) {
+        let peer = self.peer.clone();
+        let names: Vec<(String, String, String)> = discovered
+            .schemas
+            .iter()
+            .flat_map(|(schema, tables)| {
+                tables
+                    .keys()
+                    .map(|t| (discovered.catalog.clone(), schema.clone(), t.clone()))
+            })
+            .collect();
+        let counting = tokio::spawn(async move {
+            for (catalog, schema, table) in names {
+                peer.count_rows_once(&catalog, &schema, &table).await;
             }
-            Err(_) => {
-                info!(peer = %self.peer.name(), "peer did not list its tables for a caller in time");
-                None
-            }
-        };
-        self.listings
-            .lock()
-            .expect("lock")
-            .put(token.to_string(), (Instant::now(), listing.clone()));
-        listing
+        });
+        *self.counting.lock() = Some(counting);
     }
 
     /// Whether the last discovery failed because the peer refused this node's request
     /// (an authenticating peer without public datasets).
     fn refused(&self) -> bool {
-        matches!(
-            &*self.state.read().expect("lock"),
-            View::Pending(PeerError::Remote { code, .. })
-                if code == "Unauthenticated" || code == "PermissionDenied"
-        )
+        matches!(&*self.state.read(), View::Pending(err) if err.is_refusal())
     }
 
     /// The peer's catalog name: as discovered, else as configured, else the peer's name.
     fn remote_catalog(&self) -> String {
-        match &*self.state.read().expect("lock") {
+        match &*self.state.read() {
             View::Ready { catalog, .. } => catalog.clone(),
             View::Pending(_) => self
                 .peer
@@ -357,181 +289,22 @@ fn spawn_refresh(catalog: Weak<PeerCatalog>, interval: Duration, now: bool) {
 
 impl CatalogProvider for PeerCatalog {
     fn schema_names(&self) -> Vec<String> {
-        match &*self.state.read().expect("lock") {
+        match &*self.state.read() {
             View::Ready { schemas, .. } => schemas.keys().cloned().collect(),
             View::Pending(_) => vec![],
         }
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
-        match &*self.state.read().expect("lock") {
+        match &*self.state.read() {
             View::Ready { schemas, .. } => schemas
                 .get(name)
                 .map(|s| Arc::clone(s) as Arc<dyn SchemaProvider>),
             View::Pending(err) => Some(Arc::new(UnavailableSchema(not_discovered(
                 err,
-                &self.peer.config().url,
+                self.peer.config().url.as_str(),
             )))),
         }
-    }
-}
-
-/// One schema of a peer.
-#[derive(Debug)]
-struct PeerSchema {
-    tables: BTreeMap<String, Arc<SQLTableSource>>,
-    pushdown: bool,
-}
-
-#[async_trait]
-impl SchemaProvider for PeerSchema {
-    fn table_names(&self) -> Vec<String> {
-        self.tables.keys().cloned().collect()
-    }
-
-    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        Ok(self
-            .tables
-            .get(name)
-            .map(|source| table_provider(Arc::clone(source), self.pushdown)))
-    }
-
-    fn table_exist(&self, name: &str) -> bool {
-        self.tables.contains_key(name)
-    }
-}
-
-/// A remote table as the planner sees it: federated whole parts, or scanned whole without
-/// pushdown.
-pub(crate) fn table_provider(
-    source: Arc<SQLTableSource>,
-    pushdown: bool,
-) -> Arc<dyn TableProvider> {
-    if pushdown {
-        let only = Arc::new(FederatedOnly {
-            source: Arc::clone(&source),
-        });
-        Arc::new(FederatedTableProviderAdaptor::new_with_provider(
-            source as Arc<_>,
-            only,
-        ))
-    } else {
-        Arc::new(WholeTable { source })
-    }
-}
-
-/// A peer's catalog for one caller (see [`PeerCatalog::for_caller`]). Listings are what the
-/// peer lists for the caller (or, failing that, the node's own view of the peer); each table is
-/// looked up on the peer with the caller's token.
-#[derive(Debug)]
-struct CallerCatalog {
-    base: Arc<PeerCatalog>,
-    peer: Peer,
-    provider: Arc<SQLFederationProvider>,
-    listing: Option<Arc<Listing>>,
-}
-
-impl CatalogProvider for CallerCatalog {
-    fn schema_names(&self) -> Vec<String> {
-        match &self.listing {
-            Some(listing) => listing.keys().cloned().collect(),
-            None => self.base.schema_names(),
-        }
-    }
-
-    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
-        // A schema the listing lacks may still be the caller's to read.
-        let listed = match &self.listing {
-            Some(listing) => listing.get(name).cloned(),
-            None => match &*self.base.state.read().expect("lock") {
-                View::Ready { schemas, .. } => schemas.get(name).map(|s| s.table_names()),
-                View::Pending(_) => None,
-            },
-        };
-        Some(Arc::new(CallerSchema {
-            peer: self.peer.clone(),
-            provider: Arc::clone(&self.provider),
-            catalog: self.base.remote_catalog(),
-            schema: name.to_string(),
-            listed: listed.unwrap_or_default(),
-        }))
-    }
-}
-
-#[derive(Debug)]
-struct CallerSchema {
-    peer: Peer,
-    provider: Arc<SQLFederationProvider>,
-    catalog: String,
-    schema: String,
-    listed: Vec<String>,
-}
-
-#[async_trait]
-impl SchemaProvider for CallerSchema {
-    fn table_names(&self) -> Vec<String> {
-        self.listed.clone()
-    }
-
-    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        let Some(arrow_schema) = self
-            .peer
-            .table_schema(&self.catalog, &self.schema, name)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let remote = RemoteTableRef::from(TableReference::full(
-            self.catalog.as_str(),
-            self.schema.as_str(),
-            name,
-        ));
-        let source =
-            SQLTableSource::new_with_schema(Arc::clone(&self.provider), remote, arrow_schema);
-        Ok(Some(table_provider(
-            Arc::new(source),
-            self.peer.options().pushdown,
-        )))
-    }
-
-    fn table_exist(&self, name: &str) -> bool {
-        self.listed.iter().any(|t| t == name)
-    }
-}
-
-/// What a query naming a peer that was never discovered fails with: the reason discovery
-/// failed, except that a discovery that timed out makes the peer unavailable (the query did
-/// not run past a deadline of its own).
-fn not_discovered(err: &PeerError, url: &str) -> PeerError {
-    match err {
-        PeerError::Timeout { peer, timeout } => PeerError::Unavailable {
-            peer: peer.clone(),
-            url: url.to_string(),
-            message: format!(
-                "its tables are not discovered yet: it did not answer within {}",
-                crate::error::humantime_duration(*timeout)
-            ),
-        },
-        other => other.clone(),
-    }
-}
-
-/// The schema of a peer never discovered: each table lookup fails with the reason.
-#[derive(Debug)]
-struct UnavailableSchema(PeerError);
-
-#[async_trait]
-impl SchemaProvider for UnavailableSchema {
-    fn table_names(&self) -> Vec<String> {
-        vec![]
-    }
-
-    async fn table(&self, _name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        Err(self.0.clone().into())
-    }
-
-    fn table_exist(&self, _name: &str) -> bool {
-        false
     }
 }
 

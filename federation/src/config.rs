@@ -66,15 +66,8 @@ impl PeerConfig {
             peer: self.name.clone(),
             detail,
         };
-        let mut chars = self.name.chars();
-        let plain = matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
-            && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-        if !plain {
-            return Err(bad(format!(
-                "the name '{}' must be a lower-case SQL identifier ([a-z_][a-z0-9_]*)",
-                self.name
-            )));
-        }
+        polder_connectors::identifier::check(&self.name)
+            .map_err(|e| bad(format!("the name {e}")))?;
         crate::peer::endpoint_uri(&self.url).map_err(bad)?;
         Ok(())
     }

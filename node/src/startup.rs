@@ -22,7 +22,7 @@ use tracing::{info, warn};
 use crate::cli::ServeArgs;
 use crate::config::NodeConfig;
 use crate::connections::{Activity, Connections, Limited, Timeouts, TrackRequests};
-use crate::datasets::{self, Readiness, SampleFiles, SharedReadiness};
+use crate::datasets::{self, SampleFiles, SharedReadiness};
 
 /// Builds the effective configuration from the file and the flags. Without datasets, the
 /// node serves the sample data, described by sample catalog metadata unless the config has
@@ -322,7 +322,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         "connection limits"
     );
 
-    let readiness: SharedReadiness = Arc::new(std::sync::RwLock::new(Readiness::default()));
+    let readiness = SharedReadiness::default();
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
 
     let shared_catalog = crate::catalog::shared();
@@ -517,7 +517,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     shared_catalog
         .set(catalog)
         .expect("the catalog is built once");
-    readiness.write().expect("lock").ready = true;
+    readiness.write().ready = true;
     info!(node = %config.node.name, %flight_addr, %http_addr, tables = config.tables.len(), peers = config.peers.len(), "node ready");
 
     Ok(RunningNode {

@@ -200,6 +200,16 @@ pub struct RunningNode {
 }
 
 impl RunningNode {
+    /// How a client or another node reaches this node: as a peer named after it.
+    pub fn peer_config(&self) -> PeerConfig {
+        let scheme = if self.tls { "grpc+tls" } else { "grpc" };
+        PeerConfig {
+            name: self.name.clone(),
+            url: format!("{scheme}://{}", self.flight_addr),
+            catalog: None,
+        }
+    }
+
     /// Stops serving: new connections and requests are refused, in-flight requests (a stream
     /// being sent) finish and their connections close, for `limits.shutdown_grace` at most;
     /// then the services and runtimes end, and what still runs is cut off.

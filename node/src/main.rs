@@ -1,7 +1,6 @@
 //! The `polder` binary: parses arguments, sets up logging and the async runtime, and hands
 //! over to the library ([`polder_node::run`]).
 
-use clap::Parser;
 use polder_node::cli::{Cli, Command};
 use polder_node::{SPARQL_WORKER, WORKER_STACK_BYTES};
 use tracing_subscriber::EnvFilter;
@@ -26,7 +25,7 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_args();
     // The client and the demo print answers; their log shows only what went wrong.
     let default_level = match cli.command {
         // The shell reports what went wrong itself, once (a peer it cannot reach, a query's

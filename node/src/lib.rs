@@ -66,7 +66,8 @@
 //!    part of the plan goes on to the peer through the same [`polder_federation::Peer`]; the
 //!    peer's [`polder_flight_sql::PolderFlightSqlService`] encodes its answer as Flight data.
 //!
-//! `EXPLAIN` shows, for every remote part, the node and the SQL sent to it.
+//! `EXPLAIN` shows, for every remote part, the node and the SQL sent to it
+//! (`tests/slt/federated/explain.slt` pins it).
 //!
 //! # The path of a catalog or SPARQL request
 //!

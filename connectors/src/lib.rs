@@ -1,5 +1,5 @@
 //! Connectors: every data source a Polder node serves is a DataFusion
-//! [`TableProvider`](datafusion::catalog::TableProvider).
+//! [`TableProvider`].
 //!
 //! [`open_file_table`] turns a [`FileTableConfig`] (a local path, directory, glob or
 //! object-store URL, and a format) into a provider. Parquet, CSV/TSV, NDJSON and Arrow IPC are

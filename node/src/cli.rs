@@ -5,6 +5,10 @@
 //! named `a,b.csv`). Its environment variable (`POLDER_TABLES`, `POLDER_PEERS`, `POLDER_NODES`)
 //! holds a comma-separated list instead, split by [`Cli::parse_args`].
 
+// The flags' doc comments are their `--help` text, where `[auth]` and `[[nodes]]` are TOML
+// tables, not links.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 

@@ -87,6 +87,10 @@
 //! holds and serves them. The worker process is the `polder` binary itself, started with
 //! [`SPARQL_WORKER`] as its first argument.
 
+// The modules' docs link their private parts for readers of `cargo doc
+// --document-private-items`; the links are checked all the same.
+#![allow(rustdoc::private_intra_doc_links)]
+
 mod catalog;
 pub mod cli;
 pub mod config;

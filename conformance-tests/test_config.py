@@ -7,6 +7,7 @@ tests run the binary themselves and are skipped against a remote node.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ import requests
 from udn_conformance.client import describe, expect_error, query_rows
 from udn_conformance.compare import assert_same_rows
 from udn_conformance.errors import adbc_grpc_status
-from udn_conformance.node import run_expecting_exit, with_catalog
+from udn_conformance.node import catalog_config_file, run_expecting_exit, with_catalog
 from udn_conformance.reference import Reference
 
 pytestmark = pytest.mark.spawns_node
@@ -203,3 +204,36 @@ def test_mandatory_dataset_that_cannot_load_stops_startup(polder_bin, tmp_path, 
     code, stderr = _serve_expecting_exit(polder_bin, _write(tmp_path, text))
     assert code != 0
     assert "ghost" in stderr and str(missing) in stderr, stderr[-1500:]
+
+
+@pytest.mark.requirement("UDN-OPS-3")
+def test_table_flag_takes_its_value_whole_and_the_variable_a_list(
+    launcher, tmp_path, generated, monkeypatch
+):
+    """`--table NAME=LOCATION` is one dataset however many commas the location holds (a file
+    named `stations,2025.csv`); `POLDER_TABLES` is a comma-separated list of datasets."""
+    data = tmp_path / "data"
+    data.mkdir()
+    with_comma = data / "stations,2025.csv"
+    shutil.copy(generated["stations_csv"], with_comma)
+    ref = Reference({"stations": generated["stations_csv"]})
+    sql = "SELECT count(*) AS n, sum(station_id) AS s FROM stations"
+
+    node = launcher.spawn(["--table", f"stations={with_comma}"])
+    try:
+        with node.connect() as conn:
+            assert_same_rows(query_rows(conn, sql), ref.rows(sql), context=sql)
+    finally:
+        node.stop()
+
+    plain = data / "stations.csv"
+    shutil.copy(generated["stations_csv"], plain)
+    monkeypatch.setenv("POLDER_TABLES", f"stations={plain},again={plain}")
+    node = launcher.spawn(["--config", str(catalog_config_file(tmp_path))])
+    try:
+        with node.connect() as conn:
+            assert_same_rows(query_rows(conn, sql), ref.rows(sql), context=sql)
+            again = sql.replace("stations", "again")
+            assert_same_rows(query_rows(conn, again), ref.rows(sql), context=again)
+    finally:
+        node.stop()

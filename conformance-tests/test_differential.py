@@ -145,7 +145,7 @@ FIXED = {
         "weight <= 77.91) THEN CAST(weight AS DECIMAL(15,2)) ELSE 14.75 END AS c0, active AS c1 "
         "FROM {tags}) AS t GROUP BY c0, c1", ("tags",)),
     # `polder sql` aborted: its runtime's 2 MiB worker stacks overflowed in DataFusion's
-    # optimizer (fixed by larger stacks in node/src/main.rs).
+    # optimizer (fixed by larger stacks: node/src/lib.rs, WORKER_STACK_BYTES).
     "client-stack-overflow": (
         "SELECT count(*) AS c1 FROM (SELECT count(*) AS c3 FROM (SELECT count(*) AS c2, "
         "count(*) AS c3 FROM {customer} AS t3 WHERE TRUE GROUP BY t3.c_acctbal, t3.c_comment) "

@@ -8,15 +8,61 @@
 
 use std::fs::File;
 use std::io::{BufReader, Read};
+use std::path::PathBuf;
 
 use datafusion::arrow::csv::reader::Format;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
 use datafusion::datasource::listing::ListingTableUrl;
+use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
 
 use crate::config::CsvConfig;
+
+/// Why the types of local CSV files could not be inferred.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum InferError {
+    /// No file at the location.
+    #[error("no such file or directory")]
+    NotFound,
+    /// The files could not be listed.
+    #[error("{}", .0.strip_backtrace())]
+    List(DataFusionError),
+    /// `null_regex` is not a regular expression.
+    #[error("csv null_regex: {0}")]
+    NullRegex(#[from] regex::Error),
+    /// A file could not be opened.
+    #[error("{}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A file is not CSV as configured.
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: datafusion::arrow::error::ArrowError,
+    },
+}
+
+impl From<DataFusionError> for InferError {
+    /// A location that does not exist is [`InferError::NotFound`], however the store says it.
+    fn from(error: DataFusionError) -> Self {
+        let not_found = match error.find_root() {
+            DataFusionError::ObjectStore(e) => {
+                matches!(e.as_ref(), object_store::Error::NotFound { .. })
+            }
+            DataFusionError::IoError(e) => e.kind() == std::io::ErrorKind::NotFound,
+            _ => false,
+        };
+        if not_found {
+            Self::NotFound
+        } else {
+            Self::List(error)
+        }
+    }
+}
 
 /// Infers the schema of local, uncompressed or gzip-compressed CSV files; `None` when the
 /// location is not local or uses another compression (DataFusion's inference is used then).
@@ -28,7 +74,7 @@ pub(crate) async fn infer_local(
     delimiter: u8,
     compression: FileCompressionType,
     max_records: usize,
-) -> Option<Result<Schema, String>> {
+) -> Option<Result<Schema, InferError>> {
     if url.scheme() != "file"
         || !(compression == FileCompressionType::UNCOMPRESSED
             || compression == FileCompressionType::GZIP)
@@ -57,22 +103,17 @@ async fn infer(
     delimiter: u8,
     compression: FileCompressionType,
     max_records: usize,
-) -> Result<Schema, String> {
+) -> Result<Schema, InferError> {
     let state = ctx.state();
-    let store = ctx
-        .runtime_env()
-        .object_store(url.object_store())
-        .map_err(|e| e.strip_backtrace())?;
+    let store = ctx.runtime_env().object_store(url.object_store())?;
     let mut files: Vec<_> = url
         .list_all_files(&state, store.as_ref(), extension)
-        .await
-        .map_err(|e| e.strip_backtrace())?
+        .await?
         .try_collect()
-        .await
-        .map_err(|e| e.strip_backtrace())?;
+        .await?;
     files.sort_by(|a, b| a.location.cmp(&b.location));
     if files.is_empty() {
-        return Err("no such file or directory".into());
+        return Err(InferError::NotFound);
     }
 
     let mut format = Format::default()
@@ -86,7 +127,7 @@ async fn infer(
         format = format.with_comment(comment as u8);
     }
     if let Some(null_regex) = &csv.null_regex {
-        let regex = regex::Regex::new(null_regex).map_err(|e| format!("csv null_regex: {e}"))?;
+        let regex = regex::Regex::new(null_regex)?;
         format = format.with_null_regex(regex);
     }
 
@@ -97,7 +138,13 @@ async fn infer(
             break;
         }
         let path = std::path::Path::new("/").join(file.location.as_ref());
-        let handle = File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let handle = match File::open(&path) {
+            Ok(handle) => handle,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(InferError::NotFound);
+            }
+            Err(source) => return Err(InferError::Open { path, source }),
+        };
         let reader: Box<dyn Read> = if compression == FileCompressionType::GZIP {
             Box::new(flate2::read::MultiGzDecoder::new(handle))
         } else {
@@ -105,7 +152,10 @@ async fn infer(
         };
         let (schema, read) = format
             .infer_schema(BufReader::new(reader), Some(remaining))
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+            .map_err(|source| InferError::Read {
+                path: path.clone(),
+                source,
+            })?;
         remaining = remaining.saturating_sub(read);
         for field in schema.fields() {
             match merged.iter_mut().find(|f| f.name() == field.name()) {

@@ -16,6 +16,7 @@ use datafusion::prelude::SessionContext;
 use tracing::debug;
 
 use crate::config::{CsvConfig, FileFormat, FileTableConfig};
+use crate::csv_schema::InferError;
 use crate::error::{Error, Result};
 
 /// Opens a Parquet, CSV/TSV, NDJSON or Arrow IPC dataset; the schema is inferred now, so a
@@ -59,20 +60,18 @@ pub async fn open_listing_table(
     };
     let inferred = match local_csv {
         Some(Ok(schema)) => Ok(Arc::new(schema)),
-        Some(Err(message))
-            if message.contains("No such file") || message.contains("no such file") =>
-        {
+        Some(Err(InferError::NotFound)) => {
             return Err(Error::Unreadable {
                 table: table.into(),
                 location: location.into(),
-                message: "no such file or directory".into(),
+                message: InferError::NotFound.to_string(),
             });
         }
-        Some(Err(message)) => {
+        Some(Err(other)) => {
             return Err(Error::Malformed {
                 table: table.into(),
                 location: location.into(),
-                message,
+                message: other.to_string(),
             });
         }
         None => options.infer_schema(&state, &url).await,

@@ -1,9 +1,10 @@
 //! Connectors: every data source a Polder node serves is a DataFusion
-//! [`TableProvider`](datafusion::catalog::TableProvider).
+//! [`TableProvider`].
 //!
 //! [`open_file_table`] turns a [`FileTableConfig`] (a local path, directory, glob or
 //! object-store URL, and a format) into a provider. Parquet, CSV/TSV, NDJSON and Arrow IPC are
 //! DataFusion listing tables that stream from storage; GeoJSON is read by [`geojson`].
+//! [`identifier`] is the rule every node, table and peer name follows.
 
 pub mod config;
 mod csv_schema;
@@ -11,6 +12,7 @@ mod detect;
 pub mod error;
 pub mod file;
 pub mod geojson;
+pub mod identifier;
 pub mod store;
 
 use std::sync::Arc;

@@ -54,10 +54,17 @@ pub struct PeerUrl {
 impl PeerUrl {
     /// The plain `grpc://` URL of a Flight SQL server listening at `addr`.
     pub fn grpc(addr: SocketAddr) -> Self {
+        Self::at(addr, false)
+    }
+
+    /// The URL of a Flight SQL server listening at `addr`: `grpc+tls://` when it serves TLS,
+    /// else `grpc://`.
+    pub fn at(addr: SocketAddr, tls: bool) -> Self {
+        let (scheme, http) = if tls { ("grpc+tls", "https") } else { ("grpc", "http") };
         Self {
-            text: format!("grpc://{addr}"),
-            endpoint: format!("http://{addr}"),
-            tls: false,
+            text: format!("{scheme}://{addr}"),
+            endpoint: format!("{http}://{addr}"),
+            tls,
         }
     }
 
@@ -227,15 +234,9 @@ impl PeerConfig {
 
 /// Checks a peer's name is a plain SQL identifier, `[a-z_][a-z0-9_]*`.
 fn check_name(name: &str) -> Result<(), PeerError> {
-    let mut chars = name.chars();
-    let plain = matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if plain {
-        return Ok(());
-    }
-    Err(PeerError::Config {
+    polder_connectors::identifier::check(name).map_err(|e| PeerError::Config {
         peer: name.to_string(),
-        detail: format!("the name '{name}' must be a lower-case SQL identifier ([a-z_][a-z0-9_]*)"),
+        detail: format!("the name {e}"),
     })
 }
 

@@ -1,10 +1,19 @@
 //! Command-line interface of the `polder` binary. Every flag can also be set by an environment
 //! variable with the `POLDER_` prefix.
+//!
+//! A repeatable flag takes one value per use, taken whole: a location may hold a comma (a file
+//! named `a,b.csv`). Its environment variable (`POLDER_TABLES`, `POLDER_PEERS`, `POLDER_NODES`)
+//! holds a comma-separated list instead, split by [`Cli::parse_args`].
+
+// The flags' doc comments are their `--help` text, where `[auth]` and `[[nodes]]` are TOML
+// tables, not links.
+#![allow(rustdoc::broken_intra_doc_links)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Polder: an Urban Data Node serving a city's datasets over Arrow Flight SQL.
 #[derive(Debug, Parser)]
@@ -13,6 +22,54 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// Parses the process's arguments and environment; exits with clap's message on an error.
+    pub fn parse_args() -> Self {
+        Self::try_parse_args_from(std::env::args_os()).unwrap_or_else(|e| e.exit())
+    }
+
+    /// Parses `args` (the program name first) and the environment. Unlike [`Parser::parse`],
+    /// splits the environment variables of repeatable flags on commas (never the flags).
+    pub fn try_parse_args_from<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let matches = Self::command().try_get_matches_from(args)?;
+        let mut cli = Self::from_arg_matches(&matches)?;
+        let from_env = |subcommand: &str, id: &str| {
+            matches
+                .subcommand_matches(subcommand)
+                .and_then(|m: &ArgMatches| m.value_source(id))
+                == Some(ValueSource::EnvVariable)
+        };
+        match &mut cli.command {
+            Command::Serve(args) => {
+                if from_env("serve", "tables") {
+                    args.tables = split_env_list(&args.tables);
+                }
+                if from_env("serve", "peers") {
+                    args.peers = split_env_list(&args.peers);
+                }
+            }
+            Command::Sql(args) if from_env("sql", "nodes") => {
+                args.nodes = split_env_list(&args.nodes);
+            }
+            _ => {}
+        }
+        Ok(cli)
+    }
+}
+
+/// The items of a comma-separated list from an environment variable.
+fn split_env_list(values: &[String]) -> Vec<String> {
+    values
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(str::to_string)
+        .collect()
 }
 
 /// The subcommands.
@@ -132,22 +189,13 @@ pub struct ServeArgs {
     /// Address of the HTTP service (health, readiness), e.g. 0.0.0.0:8080.
     #[arg(long, env = "POLDER_HTTP")]
     pub http: Option<SocketAddr>,
-    /// A dataset as NAME=LOCATION (file, directory, glob or URL); repeatable.
-    #[arg(
-        long = "table",
-        value_name = "NAME=LOCATION",
-        env = "POLDER_TABLES",
-        value_delimiter = ','
-    )]
+    /// A dataset as NAME=LOCATION (file, directory, glob or URL); repeatable. The value is
+    /// taken whole, commas included; POLDER_TABLES is a comma-separated list.
+    #[arg(long = "table", value_name = "NAME=LOCATION", env = "POLDER_TABLES")]
     pub tables: Vec<String>,
     /// Another node to federate, as NAME=URL (grpc://host:port); repeatable. Its tables become
-    /// the SQL catalog NAME for this node's clients.
-    #[arg(
-        long = "peer",
-        value_name = "NAME=URL",
-        env = "POLDER_PEERS",
-        value_delimiter = ','
-    )]
+    /// the SQL catalog NAME for this node's clients. POLDER_PEERS is a comma-separated list.
+    #[arg(long = "peer", value_name = "NAME=URL", env = "POLDER_PEERS")]
     pub peers: Vec<String>,
     /// A federation manifest (TOML, [[nodes]] name/url) whose nodes are all peers; this node's
     /// own entry in it is skipped.
@@ -216,13 +264,9 @@ pub enum OutputFormat {
 pub struct SqlArgs {
     /// A node to query, as NAME=URL (grpc://host:port) or NAME=URL#CATALOG; repeatable. NAME
     /// is its SQL catalog, with the node's own catalog (or CATALOG of the node); the node's
-    /// further catalogs (the peers it federates) appear under their own names.
-    #[arg(
-        long = "node",
-        value_name = "NAME=URL",
-        env = "POLDER_NODES",
-        value_delimiter = ','
-    )]
+    /// further catalogs (the peers it federates) appear under their own names. POLDER_NODES
+    /// is a comma-separated list.
+    #[arg(long = "node", value_name = "NAME=URL", env = "POLDER_NODES")]
     pub nodes: Vec<String>,
     /// A federation manifest (TOML, [[nodes]] name/url) listing the nodes to query.
     #[arg(long, value_name = "FILE", env = "POLDER_FEDERATION")]
@@ -297,4 +341,53 @@ pub struct DemoDataArgs {
     /// Directory to write `<city>/<table>.<ext>` into.
     #[arg(long)]
     pub out: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve_args(args: &[&str]) -> ServeArgs {
+        let argv = ["polder", "serve"].iter().chain(args);
+        match Cli::try_parse_args_from(argv).expect("parses").command {
+            Command::Serve(args) => args,
+            other => panic!("not serve: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_flag_value_keeps_its_commas() {
+        let args = serve_args(&[
+            "--table",
+            "trips=data/{2024,2025}.csv",
+            "--table",
+            "stops=data/a,b.csv",
+            "--peer",
+            "utrecht=grpc://u:50051",
+        ]);
+        assert_eq!(
+            args.tables,
+            ["trips=data/{2024,2025}.csv", "stops=data/a,b.csv"]
+        );
+        assert_eq!(args.peers, ["utrecht=grpc://u:50051"]);
+    }
+
+    #[test]
+    fn a_list_from_the_environment_splits_on_commas() {
+        assert_eq!(
+            split_env_list(&["a=x.csv,b=y.csv".into()]),
+            ["a=x.csv", "b=y.csv"]
+        );
+        assert_eq!(split_env_list(&["a=x.csv".into()]), ["a=x.csv"]);
+    }
+
+    #[test]
+    fn sql_nodes_are_taken_whole() {
+        let cli = Cli::try_parse_args_from(["polder", "sql", "--node", "a=grpc://h:1#x,y"])
+            .expect("parses");
+        let Command::Sql(args) = cli.command else {
+            panic!("not sql");
+        };
+        assert_eq!(args.nodes, ["a=grpc://h:1#x,y"]);
+    }
 }

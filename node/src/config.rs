@@ -466,20 +466,10 @@ impl NodeConfig {
     }
 }
 
-/// Names become SQL identifiers: lower-case letters, digits and underscores, not starting with
-/// a digit, so they never need quoting.
+/// Names become SQL identifiers, checked by the one rule ([`polder_connectors::identifier`]).
 fn check_identifier(what: &str, name: &str) -> Result<(), ConfigError> {
-    let mut chars = name.chars();
-    let ok = matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        && name.len() <= 63;
-    if ok {
-        Ok(())
-    } else {
-        Err(ConfigError::Invalid(format!(
-            "{what} '{name}' must be 1-63 characters of a-z, 0-9 and _, not starting with a digit"
-        )))
-    }
+    polder_connectors::identifier::check(name)
+        .map_err(|e| ConfigError::Invalid(format!("{what} {e}")))
 }
 
 fn resolve_relative(dir: &Path, location: &str) -> String {
@@ -603,6 +593,11 @@ mod tests {
         assert!(config.validate().is_err());
         config.node.name = "den_haag".into();
         config.validate().unwrap();
+        config.node.name = "a".repeat(polder_connectors::identifier::MAX_LEN);
+        config.validate().unwrap();
+        config.node.name.push('a');
+        assert!(config.validate().is_err(), "a name over the cap");
+        config.node.name = "den_haag".into();
         config.set_table("1bad=/x.csv").unwrap();
         assert!(config.validate().is_err());
     }

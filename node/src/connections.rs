@@ -26,11 +26,12 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -114,7 +115,7 @@ impl Activity {
         if self.0.busy.load(Ordering::SeqCst) > 0 {
             return None;
         }
-        Some(match *self.0.last_done.lock().expect("lock") {
+        Some(match *self.0.last_done.lock() {
             None => self.0.opened + timeouts.handshake,
             Some(done) => done + timeouts.idle,
         })
@@ -127,7 +128,7 @@ struct Busy(Activity);
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        *self.0.0.last_done.lock().expect("lock") = Some(Instant::now());
+        *self.0.0.last_done.lock() = Some(Instant::now());
         self.0.0.busy.fetch_sub(1, Ordering::SeqCst);
     }
 }

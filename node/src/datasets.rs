@@ -2,12 +2,13 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use datafusion::catalog::{
     CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider,
 };
 use datafusion::prelude::SessionContext;
+use parking_lot::RwLock;
 use polder_connectors::{FileTableConfig, GeoJsonOptions, open_file_table};
 use serde::Serialize;
 use tracing::{info, warn};
@@ -119,18 +120,13 @@ pub async fn load_all(
             Ok(provider) => {
                 schema.register_table(table.name.clone(), provider)?;
                 info!(table = %table.name, location = %table.location, "dataset loaded");
-                readiness
-                    .write()
-                    .expect("lock")
-                    .tables
-                    .push(table.name.clone());
+                readiness.write().tables.push(table.name.clone());
                 loaded.push(resolved);
             }
             Err(err) if table.optional => {
                 warn!(table = %table.name, error = %err, "optional dataset skipped");
                 readiness
                     .write()
-                    .expect("lock")
                     .skipped
                     .insert(table.name.clone(), err.to_string());
             }

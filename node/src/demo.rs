@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use polder_federation::{FederationOptions, PeerConfig, PeerUrl};
+use polder_federation::{FederationOptions, PeerConfig};
 
 use crate::cli::{DemoArgs, OutputFormat};
 use crate::config::NodeConfig;
@@ -59,22 +59,21 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     // Utrecht and Rotterdam first; Amsterdam federates them, so that a client of Amsterdam's
     // node alone can query all three.
     let mut nodes: Vec<RunningNode> = Vec::new();
-    for (i, city) in cities.iter().enumerate().skip(1) {
+    let city_config = |i: usize| {
         let mut config = NodeConfig::default();
-        config.node.name = city.to_string();
+        config.node.name = cities[i].to_string();
         config.node.flight_addr = addr(port(args.flight_port, i));
         config.node.http_addr = addr(port(args.http_port, i));
-        nodes.push(start(config).await?);
+        config
+    };
+    for i in 1..cities.len() {
+        nodes.push(start(city_config(i)).await?);
     }
-    let peers: Vec<PeerConfig> = nodes.iter().map(peer_of).collect();
-    let mut config = NodeConfig::default();
-    config.node.name = cities[0].to_string();
-    config.node.flight_addr = addr(port(args.flight_port, 0));
-    config.node.http_addr = addr(port(args.http_port, 0));
-    config.peers = peers;
+    let mut config = city_config(0);
+    config.peers = nodes.iter().map(RunningNode::peer_config).collect();
     nodes.insert(0, start(config).await?);
 
-    let all: Vec<PeerConfig> = nodes.iter().map(peer_of).collect();
+    let all: Vec<PeerConfig> = nodes.iter().map(RunningNode::peer_config).collect();
     let (ctx, _federation) =
         crate::sql::client_session(&all, &FederationOptions::default()).await?;
     let mut out = crate::sql::Output::new(OutputFormat::Table, None, 40)?;
@@ -118,18 +117,20 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     result
 }
 
+/// Starts a node serving `city`'s sample data on loopback, on free ports: the nodes of the
+/// integration tests and the sqllogictest runner.
+pub async fn start_city(city: &str) -> anyhow::Result<RunningNode> {
+    let mut config = NodeConfig::default();
+    config.node.name = city.to_string();
+    config.node.flight_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.node.http_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+    start(config).await
+}
+
 async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     let name = config.node.name.clone();
     let config = startup::complete(config)?;
     startup::start(config)
         .await
         .with_context(|| format!("cannot start the {name} node"))
-}
-
-fn peer_of(node: &RunningNode) -> PeerConfig {
-    PeerConfig {
-        name: node.name.clone(),
-        url: PeerUrl::grpc(node.flight_addr),
-        catalog: None,
-    }
 }

@@ -36,7 +36,7 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State((readiness, hidden, peers)): State<ReadyState>) -> impl IntoResponse {
-    let mut snapshot = readiness.read().expect("lock").clone();
+    let mut snapshot = readiness.read().clone();
     snapshot.tables.retain(|t| !hidden.contains(t));
     snapshot.skipped.retain(|t, _| !hidden.contains(t));
     let status = if snapshot.ready {

@@ -1,34 +1,9 @@
-//! The `polder` binary: parses arguments, sets up tracing and hands over to [`startup`].
+//! The `polder` binary: parses arguments, sets up logging and the async runtime, and hands
+//! over to the library ([`polder_node::run`]).
 
-mod catalog;
-mod cli;
-mod config;
-mod connections;
-mod datasets;
-mod demo;
-mod http;
-#[cfg(test)]
-mod runtime_filter_test;
-#[cfg(test)]
-mod slt;
-mod sql;
-mod startup;
-mod token;
-
-use clap::Parser;
+use polder_node::cli::{Cli, Command};
+use polder_node::{SPARQL_WORKER, WORKER_STACK_BYTES};
 use tracing_subscriber::EnvFilter;
-
-use crate::cli::{Cli, Command};
-
-/// The hidden subcommand that evaluates one SPARQL query in a child process of the node.
-pub const SPARQL_WORKER: &str = "sparql-worker";
-
-/// Stack of the main runtime's threads. `polder sql` plans and optimizes queries on them, and
-/// DataFusion's planner and optimizer recurse over the plan: the default 2 MiB overflowed (the
-/// process aborted) on three nested aggregates joined with a table. Only the pages used are
-/// committed. A node plans on its query runtime, whose stacks are sized from
-/// `limits.max_query_bytes` (polder_flight_sql::QueryRuntime).
-const WORKER_STACK_BYTES: usize = 32 * 1024 * 1024;
 
 fn main() -> std::process::ExitCode {
     // The SPARQL worker starts per query: no runtime, no logging, no argument parsing.
@@ -50,7 +25,7 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_args();
     // The client and the demo print answers; their log shows only what went wrong.
     let default_level = match cli.command {
         // The shell reports what went wrong itself, once (a peer it cannot reach, a query's
@@ -66,33 +41,11 @@ async fn run() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let result = match cli.command {
-        Command::Serve(args) => startup::serve(args).await,
-        Command::DemoData(args) => demo_data(&args.out),
-        Command::Sql(args) => sql::run(args).await,
-        Command::Demo(args) => demo::run(args).await,
-        Command::Token(command) => token::run(command),
-        Command::Audit(command) => token::audit(command),
-    };
-    match result {
+    match polder_node::run(cli.command).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("polder: error: {err:#}");
             std::process::ExitCode::FAILURE
         }
     }
-}
-
-fn demo_data(out: &std::path::Path) -> anyhow::Result<()> {
-    for (city, tables) in polder_sample_data::write_all(out)? {
-        for table in tables {
-            println!(
-                "{city}.{}\t{}\t{}",
-                table.name,
-                table.format,
-                table.path.display()
-            );
-        }
-    }
-    Ok(())
 }

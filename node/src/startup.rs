@@ -16,13 +16,13 @@ use tonic::service::interceptor::InterceptedService;
 use polder_access::{
     AuditConfig, AuditLog, AuthConfig, AuthInterceptor, Authenticator, Policy, PolicySessions,
 };
-use polder_federation::{FederatedSession, Manifest, PeerConfig};
+use polder_federation::{FederatedSession, Manifest, PeerConfig, PeerUrl};
 use tracing::{info, warn};
 
 use crate::cli::ServeArgs;
 use crate::config::NodeConfig;
 use crate::connections::{Activity, Connections, Limited, Timeouts, TrackRequests};
-use crate::datasets::{self, Readiness, SampleFiles, SharedReadiness};
+use crate::datasets::{self, SampleFiles, SharedReadiness};
 
 /// Builds the effective configuration from the file and the flags. Without datasets, the
 /// node serves the sample data, described by sample catalog metadata unless the config has
@@ -200,6 +200,15 @@ pub struct RunningNode {
 }
 
 impl RunningNode {
+    /// How a client or another node reaches this node: as a peer named after it.
+    pub fn peer_config(&self) -> PeerConfig {
+        PeerConfig {
+            name: self.name.clone(),
+            url: PeerUrl::at(self.flight_addr, self.tls),
+            catalog: None,
+        }
+    }
+
     /// Stops serving: new connections and requests are refused, in-flight requests (a stream
     /// being sent) finish and their connections close, for `limits.shutdown_grace` at most;
     /// then the services and runtimes end, and what still runs is cut off.
@@ -322,7 +331,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         "connection limits"
     );
 
-    let readiness: SharedReadiness = Arc::new(std::sync::RwLock::new(Readiness::default()));
+    let readiness = SharedReadiness::default();
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
 
     let shared_catalog = crate::catalog::shared();
@@ -517,7 +526,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     shared_catalog
         .set(catalog)
         .expect("the catalog is built once");
-    readiness.write().expect("lock").ready = true;
+    readiness.write().ready = true;
     info!(node = %config.node.name, %flight_addr, %http_addr, tables = config.tables.len(), peers = config.peers.len(), "node ready");
 
     Ok(RunningNode {

@@ -1,10 +1,11 @@
 //! Progress of a long-running query on standard error.
 
 use std::io::IsTerminal;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use parking_lot::{Condvar, Mutex};
 use polder_federation::{Peer, Traffic};
 
 /// Elapsed time, rows so far, and what each node has sent for the query (rows, bytes), on
@@ -38,10 +39,8 @@ impl Progress {
                 let mut drawn = false;
                 loop {
                     let (lock, ended) = &*done;
-                    let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
-                    let (guard, _) = ended
-                        .wait_timeout_while(guard, wait, |done| !*done)
-                        .unwrap_or_else(|e| e.into_inner());
+                    let mut guard = lock.lock();
+                    ended.wait_while_for(&mut guard, |done| !*done, wait);
                     if *guard {
                         if drawn {
                             eprint!("\r\x1b[2K");
@@ -80,7 +79,7 @@ impl Drop for Progress {
     fn drop(&mut self) {
         if let Some(thread) = self.thread.take() {
             let (lock, ended) = &*self.done;
-            *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            *lock.lock() = true;
             ended.notify_all();
             let _ = thread.join();
         }

@@ -3,8 +3,8 @@
 
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use polder_federation::{FederatedSession, FederationOptions, PeerConfig};
-
-use crate::slt::{node, peers};
+use polder_node::demo::start_city;
+use polder_node::startup::RunningNode;
 
 /// Utrecht's traffic in the five hours Amsterdam's air was worst: the Amsterdam part is five
 /// rows; without their hours Utrecht would send every count it has.
@@ -17,7 +17,7 @@ const QUERY: &str = "
     ORDER BY t.hour, t.segment_id";
 
 async fn run(peers: &[PeerConfig], options: &FederationOptions) -> (String, u64, u64) {
-    let (ctx, federation) = crate::sql::client_session(peers, options)
+    let (ctx, federation) = polder_node::sql::client_session(peers, options)
         .await
         .expect("the federated session");
     let batches = ctx
@@ -46,8 +46,11 @@ async fn run(peers: &[PeerConfig], options: &FederationOptions) -> (String, u64,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_keys_of_a_small_join_side_narrow_what_the_other_node_sends() {
-    let nodes = [node("amsterdam").await, node("utrecht").await];
-    let peers = peers(&nodes);
+    let nodes = [
+        start_city("amsterdam").await.expect("amsterdam starts"),
+        start_city("utrecht").await.expect("utrecht starts"),
+    ];
+    let peers: Vec<PeerConfig> = nodes.iter().map(RunningNode::peer_config).collect();
     let off = FederationOptions {
         runtime_filter_max_bytes: 0,
         ..FederationOptions::default()

@@ -1,13 +1,21 @@
 //! The Flight SQL service: one handler per Flight SQL command, all of them thin over
-//! [`QueryEngine`] and the session's catalogs.
+//! [`QueryEngine`] and the session's catalogs. Its settings are [`FlightSqlConfig`]; the tuning
+//! of the gRPC transport is in [`transport`].
+
+mod config;
+pub mod transport;
+
+pub use config::FlightSqlConfig;
+pub use transport::bulk_endpoint;
 
 use std::num::NonZeroUsize;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
-use arrow_flight::flight_service_server::FlightServiceServer;
 use arrow_flight::sql::metadata::{SqlInfoData, XdbcTypeInfoData};
 use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
@@ -37,63 +45,8 @@ use tracing::{instrument, warn};
 use crate::error::{Error, Result};
 use crate::fit;
 use crate::handle::StatementHandle;
-use crate::metadata::{self, ServerInfo};
-use crate::query::{QueryEngine, QueryLimits, bound_schema, parameter_schema};
-use crate::wire::{CheckedCommands, OversizeStatus};
-use tower_layer::{Identity, Stack};
-
-/// Settings of the Flight SQL service.
-#[derive(Debug, Clone)]
-pub struct FlightSqlConfig {
-    /// What the server says about itself in `GetSqlInfo`.
-    pub server: ServerInfo,
-    /// Limits on each query.
-    pub limits: QueryLimits,
-    /// Target size of one `FlightData` message sent to clients.
-    pub max_flight_data_bytes: usize,
-    /// Largest gRPC message accepted from or sent to a client.
-    pub max_message_bytes: usize,
-    /// Prepared statements whose bound parameters are remembered for clients that ignore the
-    /// updated handle returned by `DoPut`.
-    pub remembered_bindings: usize,
-}
-
-impl Default for FlightSqlConfig {
-    fn default() -> Self {
-        let limits = QueryLimits::default();
-        Self {
-            server: ServerInfo {
-                name: "Polder".into(),
-                version: env!("CARGO_PKG_VERSION").into(),
-                statement_timeout_ms: limits.timeout.as_millis().try_into().unwrap_or(i32::MAX),
-                max_statement_length: limits.max_query_bytes as i64,
-            },
-            limits,
-            max_flight_data_bytes: 2 * 1024 * 1024,
-            max_message_bytes: 16 * 1024 * 1024,
-            remembered_bindings: 1024,
-        }
-    }
-}
-
-/// HTTP/2 flow-control window per stream.
-pub const STREAM_WINDOW_BYTES: u32 = 8 * 1024 * 1024;
-/// HTTP/2 flow-control window per connection.
-pub const CONNECTION_WINDOW_BYTES: u32 = 16 * 1024 * 1024;
-/// Largest HTTP/2 frame this side accepts.
-pub const MAX_FRAME_BYTES: u32 = 1024 * 1024;
-
-/// A gRPC client endpoint tuned for bulk results, as [`PolderFlightSqlService::transport`] is
-/// on the server: the peer sends frames no larger than the receiver accepts (16 KiB by the
-/// protocol's default, so a 1 GB result would be 65 000 frames) and stalls whenever the
-/// receiver's window is full.
-pub fn bulk_endpoint(endpoint: tonic::transport::Endpoint) -> tonic::transport::Endpoint {
-    endpoint
-        .tcp_nodelay(true)
-        .initial_stream_window_size(Some(STREAM_WINDOW_BYTES))
-        .initial_connection_window_size(Some(CONNECTION_WINDOW_BYTES))
-        .max_frame_size(Some(MAX_FRAME_BYTES))
-}
+use crate::metadata;
+use crate::query::{QueryEngine, bound_schema, parameter_schema};
 
 type FlightDataStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send + 'static>>;
 
@@ -130,28 +83,6 @@ impl PolderFlightSqlService {
             engine,
             config: Arc::new(config),
         })
-    }
-
-    /// The tonic service with the configured message size limits; commands that do not
-    /// decode are refused before the service sees them ([`CheckedCommands`]).
-    pub fn into_server(self) -> FlightServiceServer<CheckedCommands<Self>> {
-        let max = self.config.max_message_bytes;
-        FlightServiceServer::new(CheckedCommands(self))
-            .max_decoding_message_size(max)
-            .max_encoding_message_size(max)
-    }
-
-    /// A gRPC server tuned for bulk results: HTTP/2 windows sized for streaming many MiB per
-    /// second (the 64 KiB protocol default stalls a stream on every window update) and no
-    /// Nagle delay on small metadata replies.
-    /// A message over the size limit is refused as `RESOURCE_EXHAUSTED` ([`OversizeStatus`]).
-    pub fn transport() -> tonic::transport::Server<Stack<OversizeStatus, Identity>> {
-        tonic::transport::Server::builder()
-            .tcp_nodelay(true)
-            .initial_stream_window_size(Some(STREAM_WINDOW_BYTES))
-            .initial_connection_window_size(Some(CONNECTION_WINDOW_BYTES))
-            .max_frame_size(Some(MAX_FRAME_BYTES))
-            .layer(OversizeStatus)
     }
 
     /// Encodes a stream of batches as Flight data with `schema` first, also when it is empty.
@@ -197,7 +128,7 @@ impl PolderFlightSqlService {
         if decoded.has_params() {
             return Ok(decoded);
         }
-        let remembered = self.bindings.lock().expect("lock").get(handle).cloned();
+        let remembered = self.bindings.lock().get(handle).cloned();
         match remembered {
             Some(bound) => StatementHandle::decode(&bound),
             None => Ok(decoded),
@@ -424,10 +355,7 @@ impl FlightSqlService for PolderFlightSqlService {
         _request: Request<Action>,
     ) -> Result<(), Status> {
         StatementHandle::decode(&query.prepared_statement_handle)?;
-        self.bindings
-            .lock()
-            .expect("lock")
-            .pop(&query.prepared_statement_handle);
+        self.bindings.lock().pop(&query.prepared_statement_handle);
         Ok(())
     }
 
@@ -475,7 +403,6 @@ impl FlightSqlService for PolderFlightSqlService {
         let bound = handle.with_params(&batches)?.encode();
         self.bindings
             .lock()
-            .expect("lock")
             .put(cmd.prepared_statement_handle, bound.clone());
         Ok(DoPutPreparedStatementResult {
             prepared_statement_handle: Some(bound),

@@ -12,6 +12,19 @@
 //!
 //! Tickets and prepared-statement handles are self-contained ([`StatementHandle`]), so any
 //! replica of a node can answer a `DoGet` for a ticket another replica issued.
+//!
+//! A statement's path through the crate, one file each:
+//!
+//! 1. `service/mod.rs`: the command's handler ([`PolderFlightSqlService`]);
+//! 2. `query/mod.rs`: [`QueryEngine`] admits it (a query slot and a deadline) on the executor;
+//! 3. `query/statement.rs`: its length, placeholders, depth and read-only checks, and planning;
+//! 4. `query/execute.rs`: physical plans, one per bound parameter row, started as one stream
+//!    (ended at the deadline by `query/stream.rs`);
+//! 5. `service/encode.rs`: the batches cut to fit Flight messages and encoded.
+//!
+//! Around it: [`bounded`] keeps scalar functions within the memory limit, [`depth`] bounds
+//! nesting, [`workarounds`] and [`join_memory`] adjust DataFusion's planning, and [`error`]
+//! maps every failure to one gRPC status.
 
 pub mod bounded;
 pub mod coalesce;

@@ -9,6 +9,7 @@ use arrow_flight::sql::{
 };
 
 use crate::error::{Error, Result};
+use crate::query::QueryLimits;
 
 /// Facts about this server for `GetSqlInfo`.
 #[derive(Debug, Clone)]
@@ -21,6 +22,18 @@ pub struct ServerInfo {
     pub statement_timeout_ms: i32,
     /// Longest SQL text accepted, in bytes.
     pub max_statement_length: i64,
+}
+
+impl ServerInfo {
+    /// Polder, this version, and the statement limits of `limits`.
+    pub fn new(limits: &QueryLimits) -> Self {
+        Self {
+            name: "Polder".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            statement_timeout_ms: limits.timeout.as_millis().try_into().unwrap_or(i32::MAX),
+            max_statement_length: limits.max_query_bytes as i64,
+        }
+    }
 }
 
 /// Builds the `GetSqlInfo` answer: server identity, read-only, and the SQL dialect facts that

@@ -215,31 +215,31 @@ fn default_shutdown_grace() -> Duration {
     Duration::from_secs(25)
 }
 fn default_max_query_bytes() -> usize {
-    256 * 1024
+    polder_flight_sql::QueryLimits::default().max_query_bytes
 }
 fn default_max_query_depth() -> usize {
     polder_flight_sql::QueryLimits::default().max_query_depth
 }
 fn default_query_timeout() -> Duration {
-    Duration::from_secs(300)
+    polder_flight_sql::QueryLimits::default().timeout
 }
 fn default_max_concurrent_queries() -> usize {
-    16
+    polder_flight_sql::QueryLimits::default().max_concurrent
 }
 fn default_queue_timeout() -> Duration {
-    Duration::from_secs(30)
+    polder_flight_sql::QueryLimits::default().queue_timeout
 }
 fn default_memory_limit_mib() -> usize {
     4096
 }
 fn default_max_message_bytes() -> usize {
-    16 * 1024 * 1024
+    polder_flight_sql::FlightSqlConfig::default().max_message_bytes
 }
 fn default_max_flight_data_bytes() -> usize {
-    2 * 1024 * 1024
+    polder_flight_sql::FlightSqlConfig::default().max_flight_data_bytes
 }
 fn default_max_parameter_rows() -> usize {
-    10_000
+    polder_flight_sql::QueryLimits::default().max_parameter_rows
 }
 fn default_max_geojson_bytes() -> u64 {
     256 * 1024 * 1024

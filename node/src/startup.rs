@@ -384,16 +384,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         max_query_depth: limits.max_query_depth,
     };
     let flight_config = FlightSqlConfig {
-        server: ServerInfo {
-            name: "Polder".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            statement_timeout_ms: limits
-                .query_timeout
-                .as_millis()
-                .try_into()
-                .unwrap_or(i32::MAX),
-            max_statement_length: limits.max_query_bytes as i64,
-        },
+        server: ServerInfo::new(&query_limits),
         limits: query_limits.clone(),
         max_flight_data_bytes: limits.max_flight_data_bytes,
         max_message_bytes: limits.max_message_bytes,

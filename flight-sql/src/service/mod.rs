@@ -1,13 +1,20 @@
 //! The Flight SQL service: one handler per Flight SQL command, all of them thin over
-//! [`QueryEngine`] and the session's catalogs.
+//! [`QueryEngine`] and the session's catalogs. Its settings are [`FlightSqlConfig`]; the tuning
+//! of the gRPC transport is in [`transport`].
+
+mod bind;
+mod catalog;
+mod config;
+mod encode;
+pub mod transport;
+
+pub use config::FlightSqlConfig;
+pub use transport::bulk_endpoint;
 
 use std::num::NonZeroUsize;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use arrow_flight::encode::FlightDataEncoderBuilder;
-use arrow_flight::error::FlightError;
-use arrow_flight::flight_service_server::FlightServiceServer;
 use arrow_flight::sql::metadata::{SqlInfoData, XdbcTypeInfoData};
 use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
@@ -16,84 +23,24 @@ use arrow_flight::sql::{
     CommandGetDbSchemas, CommandGetExportedKeys, CommandGetImportedKeys, CommandGetPrimaryKeys,
     CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandGetXdbcTypeInfo,
     CommandPreparedStatementQuery, CommandPreparedStatementUpdate, CommandStatementIngest,
-    CommandStatementQuery, CommandStatementUpdate, DoPutPreparedStatementResult, ProstMessageExt,
-    SqlInfo, TicketStatementQuery,
+    CommandStatementQuery, CommandStatementUpdate, DoPutPreparedStatementResult, SqlInfo,
+    TicketStatementQuery,
 };
-use arrow_flight::{
-    Action, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo, IpcMessage, SchemaAsIpc,
-    Ticket, decode::FlightRecordBatchStream,
-};
+use arrow_flight::{Action, FlightData, FlightDescriptor, FlightInfo, Ticket};
 use bytes::Bytes;
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::arrow::ipc::writer::IpcWriteOptions;
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::datasource::TableType;
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::Stream;
 use lru::LruCache;
-use prost::Message;
+use parking_lot::Mutex;
 use tonic::{Request, Response, Status};
-use tracing::{instrument, warn};
+use tracing::instrument;
 
 use crate::error::{Error, Result};
-use crate::fit;
 use crate::handle::StatementHandle;
-use crate::metadata::{self, ServerInfo};
-use crate::query::{QueryEngine, QueryLimits, bound_schema, parameter_schema};
-use crate::wire::{CheckedCommands, OversizeStatus};
-use tower_layer::{Identity, Stack};
-
-/// Settings of the Flight SQL service.
-#[derive(Debug, Clone)]
-pub struct FlightSqlConfig {
-    /// What the server says about itself in `GetSqlInfo`.
-    pub server: ServerInfo,
-    /// Limits on each query.
-    pub limits: QueryLimits,
-    /// Target size of one `FlightData` message sent to clients.
-    pub max_flight_data_bytes: usize,
-    /// Largest gRPC message accepted from or sent to a client.
-    pub max_message_bytes: usize,
-    /// Prepared statements whose bound parameters are remembered for clients that ignore the
-    /// updated handle returned by `DoPut`.
-    pub remembered_bindings: usize,
-}
-
-impl Default for FlightSqlConfig {
-    fn default() -> Self {
-        let limits = QueryLimits::default();
-        Self {
-            server: ServerInfo {
-                name: "Polder".into(),
-                version: env!("CARGO_PKG_VERSION").into(),
-                statement_timeout_ms: limits.timeout.as_millis().try_into().unwrap_or(i32::MAX),
-                max_statement_length: limits.max_query_bytes as i64,
-            },
-            limits,
-            max_flight_data_bytes: 2 * 1024 * 1024,
-            max_message_bytes: 16 * 1024 * 1024,
-            remembered_bindings: 1024,
-        }
-    }
-}
-
-/// HTTP/2 flow-control window per stream.
-pub const STREAM_WINDOW_BYTES: u32 = 8 * 1024 * 1024;
-/// HTTP/2 flow-control window per connection.
-pub const CONNECTION_WINDOW_BYTES: u32 = 16 * 1024 * 1024;
-/// Largest HTTP/2 frame this side accepts.
-pub const MAX_FRAME_BYTES: u32 = 1024 * 1024;
-
-/// A gRPC client endpoint tuned for bulk results, as [`PolderFlightSqlService::transport`] is
-/// on the server: the peer sends frames no larger than the receiver accepts (16 KiB by the
-/// protocol's default, so a 1 GB result would be 65 000 frames) and stalls whenever the
-/// receiver's window is full.
-pub fn bulk_endpoint(endpoint: tonic::transport::Endpoint) -> tonic::transport::Endpoint {
-    endpoint
-        .tcp_nodelay(true)
-        .initial_stream_window_size(Some(STREAM_WINDOW_BYTES))
-        .initial_connection_window_size(Some(CONNECTION_WINDOW_BYTES))
-        .max_frame_size(Some(MAX_FRAME_BYTES))
-}
+use crate::metadata;
+use crate::query::{QueryEngine, bound_schema, parameter_schema};
+use catalog::{TABLE_TYPES, foreign_keys_schema, primary_keys_schema, table_type_name};
+use encode::{command_info, hydrated, schema_bytes};
 
 type FlightDataStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send + 'static>>;
 
@@ -131,207 +78,6 @@ impl PolderFlightSqlService {
             config: Arc::new(config),
         })
     }
-
-    /// The tonic service with the configured message size limits; commands that do not
-    /// decode are refused before the service sees them ([`CheckedCommands`]).
-    pub fn into_server(self) -> FlightServiceServer<CheckedCommands<Self>> {
-        let max = self.config.max_message_bytes;
-        FlightServiceServer::new(CheckedCommands(self))
-            .max_decoding_message_size(max)
-            .max_encoding_message_size(max)
-    }
-
-    /// A gRPC server tuned for bulk results: HTTP/2 windows sized for streaming many MiB per
-    /// second (the 64 KiB protocol default stalls a stream on every window update) and no
-    /// Nagle delay on small metadata replies.
-    /// A message over the size limit is refused as `RESOURCE_EXHAUSTED` ([`OversizeStatus`]).
-    pub fn transport() -> tonic::transport::Server<Stack<OversizeStatus, Identity>> {
-        tonic::transport::Server::builder()
-            .tcp_nodelay(true)
-            .initial_stream_window_size(Some(STREAM_WINDOW_BYTES))
-            .initial_connection_window_size(Some(CONNECTION_WINDOW_BYTES))
-            .max_frame_size(Some(MAX_FRAME_BYTES))
-            .layer(OversizeStatus)
-    }
-
-    /// Encodes a stream of batches as Flight data with `schema` first, also when it is empty.
-    fn encode<S>(&self, schema: SchemaRef, batches: S) -> FlightDataStream
-    where
-        S: Stream<Item = datafusion::error::Result<RecordBatch>> + Send + 'static,
-    {
-        let target = self.config.max_flight_data_bytes;
-        // Room for the IPC and Flight framing around a row's data.
-        let limit = self.config.max_message_bytes.saturating_sub(FRAMING_BYTES);
-        let batches = batches
-            .map(move |batch| {
-                let pieces = batch
-                    .map_err(Error::from)
-                    .and_then(|batch| fit::fit(batch, target, limit));
-                match pieces {
-                    Ok(pieces) => futures::stream::iter(pieces.into_iter().map(Ok)).left_stream(),
-                    Err(err) => {
-                        warn!(code = err.code(), error = %err, "query failed while streaming");
-                        let status = FlightError::Tonic(Box::new(Status::from(err)));
-                        futures::stream::once(async move { Err(status) }).right_stream()
-                    }
-                }
-            })
-            .flatten();
-        Box::pin(
-            FlightDataEncoderBuilder::new()
-                .with_schema(schema)
-                .with_max_flight_data_size(self.config.max_flight_data_bytes)
-                .build(batches)
-                .map_err(Status::from),
-        )
-    }
-
-    fn encode_batch(&self, batch: RecordBatch) -> Response<FlightDataStream> {
-        Response::new(self.encode(batch.schema(), futures::stream::once(async { Ok(batch) })))
-    }
-
-    /// Decodes a prepared-statement handle, with the parameters last bound to it when the
-    /// client did not switch to the updated handle.
-    fn resolve(&self, handle: &Bytes) -> Result<StatementHandle> {
-        let decoded = StatementHandle::decode(handle)?;
-        if decoded.has_params() {
-            return Ok(decoded);
-        }
-        let remembered = self.bindings.lock().expect("lock").get(handle).cloned();
-        match remembered {
-            Some(bound) => StatementHandle::decode(&bound),
-            None => Ok(decoded),
-        }
-    }
-
-    async fn table_names(
-        engine: &QueryEngine,
-    ) -> Result<Vec<(String, String, String, TableType, SchemaRef)>> {
-        let ctx = engine.session();
-        let mut out = vec![];
-        let mut catalogs = ctx.catalog_names();
-        catalogs.sort();
-        for catalog_name in catalogs {
-            let Some(catalog) = ctx.catalog(&catalog_name) else {
-                continue;
-            };
-            let mut schemas = catalog.schema_names();
-            schemas.sort();
-            for schema_name in schemas {
-                let Some(schema) = catalog.schema(&schema_name) else {
-                    continue;
-                };
-                let mut tables = schema.table_names();
-                tables.sort();
-                for table_name in tables {
-                    if let Some(table) = schema.table(&table_name).await? {
-                        out.push((
-                            catalog_name.clone(),
-                            schema_name.clone(),
-                            table_name,
-                            table.table_type(),
-                            table.schema(),
-                        ));
-                    }
-                }
-            }
-        }
-        Ok(out)
-    }
-}
-
-fn flight_info(
-    schema: &Schema,
-    ticket: Vec<u8>,
-    descriptor: FlightDescriptor,
-) -> Result<FlightInfo> {
-    let info = FlightInfo::new()
-        .try_with_schema(&hydrated(schema))
-        .map_err(|e| Error::Internal(format!("encoding schema: {e}")))?
-        .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(ticket)))
-        .with_descriptor(descriptor)
-        .with_ordered(true);
-    Ok(info)
-}
-
-/// The `FlightInfo` of a metadata command: its ticket is the command itself, so any replica
-/// can answer the `DoGet`.
-fn command_info(
-    schema: &Schema,
-    command: &impl ProstMessageExt,
-    request: Request<FlightDescriptor>,
-) -> Result<Response<FlightInfo>, Status> {
-    let info = flight_info(
-        schema,
-        command.as_any().encode_to_vec(),
-        request.into_inner(),
-    )?;
-    Ok(Response::new(info))
-}
-
-/// The schema as clients receive it: Flight data is sent with dictionaries hydrated to values.
-fn hydrated(schema: &Schema) -> Schema {
-    let fields: Vec<Field> = schema
-        .fields()
-        .iter()
-        .map(|f| match f.data_type() {
-            DataType::Dictionary(_, value) => {
-                f.as_ref().clone().with_data_type(value.as_ref().clone())
-            }
-            _ => f.as_ref().clone(),
-        })
-        .collect();
-    Schema::new_with_metadata(fields, schema.metadata().clone())
-}
-
-fn schema_bytes(schema: &Schema) -> Result<Bytes> {
-    let IpcMessage(bytes) = SchemaAsIpc::new(schema, &IpcWriteOptions::default())
-        .try_into()
-        .map_err(|e| Error::Internal(format!("encoding schema: {e}")))?;
-    Ok(bytes)
-}
-
-fn table_type_name(table_type: TableType) -> &'static str {
-    match table_type {
-        TableType::Base => "TABLE",
-        TableType::View => "VIEW",
-        TableType::Temporary => "LOCAL TEMPORARY",
-    }
-}
-
-const TABLE_TYPES: &[&str] = &["TABLE", "VIEW"];
-
-/// Bytes of a Flight message that are not a row's data: the IPC message header, the
-/// `FlightData` fields and gRPC framing.
-const FRAMING_BYTES: usize = 16 * 1024;
-
-fn primary_keys_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("catalog_name", DataType::Utf8, true),
-        Field::new("db_schema_name", DataType::Utf8, true),
-        Field::new("table_name", DataType::Utf8, false),
-        Field::new("column_name", DataType::Utf8, false),
-        Field::new("key_name", DataType::Utf8, true),
-        Field::new("key_sequence", DataType::Int32, false),
-    ]))
-}
-
-fn foreign_keys_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("pk_catalog_name", DataType::Utf8, true),
-        Field::new("pk_db_schema_name", DataType::Utf8, true),
-        Field::new("pk_table_name", DataType::Utf8, false),
-        Field::new("pk_column_name", DataType::Utf8, false),
-        Field::new("fk_catalog_name", DataType::Utf8, true),
-        Field::new("fk_db_schema_name", DataType::Utf8, true),
-        Field::new("fk_table_name", DataType::Utf8, false),
-        Field::new("fk_column_name", DataType::Utf8, false),
-        Field::new("key_sequence", DataType::Int32, false),
-        Field::new("fk_key_name", DataType::Utf8, true),
-        Field::new("pk_key_name", DataType::Utf8, true),
-        Field::new("update_rule", DataType::UInt8, false),
-        Field::new("delete_rule", DataType::UInt8, false),
-    ]))
 }
 
 fn read_only() -> Status {
@@ -424,10 +170,7 @@ impl FlightSqlService for PolderFlightSqlService {
         _request: Request<Action>,
     ) -> Result<(), Status> {
         StatementHandle::decode(&query.prepared_statement_handle)?;
-        self.bindings
-            .lock()
-            .expect("lock")
-            .pop(&query.prepared_statement_handle);
+        self.forget(&query.prepared_statement_handle);
         Ok(())
     }
 
@@ -439,44 +182,9 @@ impl FlightSqlService for PolderFlightSqlService {
     ) -> Result<DoPutPreparedStatementResult, Status> {
         let handle = StatementHandle::decode(&cmd.prepared_statement_handle)?;
         let max_rows = self.engine.limits().max_parameter_rows;
-        // Each message is checked before Arrow's reader trusts the sizes it declares (see
-        // `handle::ipc_message_fits`): a forged length must not make the node allocate it.
-        let checked = request.into_inner().map(|data| {
-            let data = data.map_err(FlightError::from)?;
-            if !data.data_header.is_empty()
-                && crate::handle::ipc_message_fits(&data.data_header, data.data_body.len())
-                    .is_none()
-            {
-                return Err(FlightError::DecodeError(
-                    "a message whose buffers do not fit its body, or a compressed batch (bind \
-                     parameters uncompressed)"
-                        .into(),
-                ));
-            }
-            Ok(data)
-        });
-        let mut stream = FlightRecordBatchStream::new_from_flight_data(checked);
-        let mut batches = vec![];
-        let mut rows = 0;
-        while let Some(batch) = stream.next().await {
-            let batch = batch
-                .map_err(|e| Error::InvalidRequest(format!("reading bound parameters: {e}")))?;
-            rows += batch.num_rows();
-            if rows > max_rows {
-                return Err(Error::ResourceExhausted(format!(
-                    "more than {max_rows} parameter rows bound; this node accepts at most {max_rows}"
-                ))
-                .into());
-            }
-            if batch.num_rows() > 0 {
-                batches.push(batch);
-            }
-        }
+        let batches = bind::read_parameters(request.into_inner(), max_rows).await?;
         let bound = handle.with_params(&batches)?.encode();
-        self.bindings
-            .lock()
-            .expect("lock")
-            .put(cmd.prepared_statement_handle, bound.clone());
+        self.remember(cmd.prepared_statement_handle, bound.clone());
         Ok(DoPutPreparedStatementResult {
             prepared_statement_handle: Some(bound),
         })
@@ -577,7 +285,8 @@ impl FlightSqlService for PolderFlightSqlService {
     ) -> Result<Response<FlightDataStream>, Status> {
         let engine = self.engine.for_request(request.extensions()).await?;
         let mut builder = query.into_builder();
-        for (catalog, schema, table, table_type, table_schema) in Self::table_names(&engine).await?
+        for (catalog, schema, table, table_type, table_schema) in
+            catalog::table_names(&engine).await?
         {
             builder
                 .append(
@@ -667,7 +376,7 @@ impl FlightSqlService for PolderFlightSqlService {
         request: Request<Ticket>,
     ) -> Result<Response<FlightDataStream>, Status> {
         let engine = self.engine.for_request(request.extensions()).await?;
-        let exists = Self::table_names(&engine)
+        let exists = catalog::table_names(&engine)
             .await?
             .iter()
             .any(|(c, s, t, _, _)| {

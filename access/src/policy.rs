@@ -241,17 +241,20 @@ impl Policy {
             let Some(perturbation) = spec.perturbation.as_mut() else {
                 continue;
             };
-            let invalid = |why: String| {
-                PolicyError::Invalid(format!("dataset '{}': aggregate.{why}", dataset.name))
-            };
-            perturbation.load_secret(base).map_err(invalid)?;
+            if let Err(source) = perturbation.load_secret(base) {
+                return Err(PolicyError::Perturbation {
+                    dataset: dataset.name.clone(),
+                    source,
+                });
+            }
             if let Some(function) = spec
                 .functions
                 .iter()
                 .find(|f| !PERTURBABLE.contains(&f.to_lowercase().as_str()))
             {
-                return Err(invalid(format!(
-                    "functions lists '{function}', which cannot be perturbed: with perturbation only {} are allowed",
+                return Err(PolicyError::Invalid(format!(
+                    "dataset '{}': aggregate.functions lists '{function}', which cannot be perturbed: with perturbation only {} are allowed",
+                    dataset.name,
                     PERTURBABLE.join(", ")
                 )));
             }

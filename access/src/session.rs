@@ -8,8 +8,8 @@
 //! `EXPLAIN`, not in a filter. Peers' catalogs pass through: each peer applies its own policy.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
 
 use serde_json::{Map, Value, json};
 
@@ -20,6 +20,7 @@ use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::Expr;
 use datafusion::prelude::SessionContext;
 use futures::future::BoxFuture;
+use parking_lot::{Mutex, RwLock};
 use polder_flight_sql::{Error, QueryAudit, RequestSessions};
 use tracing::error;
 
@@ -33,16 +34,24 @@ use crate::policy::{AggregateSpec, Decision, Policy};
 /// The schema a node's datasets live in.
 const DATASET_SCHEMA: &str = "public";
 
-/// Makes the view of a catalog (a federation peer) that answers with a caller's own token.
-pub type Forward =
-    Arc<dyn Fn(String) -> BoxFuture<'static, Arc<dyn CatalogProvider>> + Send + Sync>;
+/// A catalog that answers each authenticated caller with the caller's own token, so that the
+/// node behind it (a federation peer) applies its own policy to the caller.
+///
+/// Registered per catalog name with [`PolicySessions::forward`]; [`PolicySessions`] asks it for
+/// the caller's view when it builds a request's session. The node implements it for each
+/// federation peer (`PeerForward` in `node/src/startup.rs`, over
+/// `polder_federation::PeerCatalog::for_caller`).
+pub trait ForwardCatalog: Send + Sync {
+    /// The catalog as the caller holding `token` sees it.
+    fn for_caller<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Arc<dyn CatalogProvider>>;
+}
 
 /// Chooses each request's session by the caller's identity and the node's policy.
 #[derive(Clone)]
 pub struct PolicySessions {
     policy: Arc<Policy>,
     node: String,
-    forwarding: Arc<RwLock<HashMap<String, Forward>>>,
+    forwarding: Arc<RwLock<HashMap<String, Arc<dyn ForwardCatalog>>>>,
     audit: Option<Arc<AuditLog>>,
 }
 
@@ -75,11 +84,8 @@ impl PolicySessions {
     /// From now on, an authenticated caller's requests see the catalog `name` as `forward`
     /// makes it from the caller's token: a peer then applies its own policy to the caller.
     /// Callers without a token see the catalog as the node does.
-    pub fn forward(&self, name: impl Into<String>, forward: Forward) {
-        self.forwarding
-            .write()
-            .expect("lock")
-            .insert(name.into(), forward);
+    pub fn forward(&self, name: impl Into<String>, forward: Arc<dyn ForwardCatalog>) {
+        self.forwarding.write().insert(name.into(), forward);
     }
 }
 
@@ -97,17 +103,15 @@ impl RequestSessions for PolicySessions {
         let state = base.state();
         let forwarded = match &identity {
             Identity::User { token, .. } => {
-                let forwarding: Vec<(String, Forward)> = self
+                let forwarding: Vec<(String, Arc<dyn ForwardCatalog>)> = self
                     .forwarding
                     .read()
-                    .expect("lock")
                     .iter()
                     .map(|(name, forward)| (name.clone(), Arc::clone(forward)))
                     .collect();
                 // The peers' views for the caller, made concurrently.
-                let views = forwarding.iter().map(|(name, forward)| {
-                    let view = forward(token.to_string());
-                    async move { (name.clone(), view.await) }
+                let views = forwarding.iter().map(|(name, forward)| async move {
+                    (name.clone(), forward.for_caller(token).await)
                 });
                 futures::future::join_all(views).await.into_iter().collect()
             }
@@ -201,7 +205,7 @@ impl View {
     }
 
     fn push(&self, entry: Value) {
-        let mut decisions = self.decisions.lock().expect("lock");
+        let mut decisions = self.decisions.lock();
         if !decisions.contains(&entry) {
             decisions.push(entry);
         }
@@ -261,7 +265,7 @@ impl AuditRecorder {
         record.insert("purpose".into(), json!(purpose));
         record.insert(
             "datasets".into(),
-            Value::Array(self.view.decisions.lock().expect("lock").clone()),
+            Value::Array(self.view.decisions.lock().clone()),
         );
         self.log.insert_statement(&mut record, sql);
         record
@@ -271,7 +275,6 @@ impl AuditRecorder {
         self.view
             .decisions
             .lock()
-            .expect("lock")
             .iter()
             .any(|d| d.get("personal") == Some(&Value::Bool(true)))
     }
@@ -293,7 +296,7 @@ impl QueryAudit for AuditRecorder {
     fn started(&self, sql: &str) -> polder_flight_sql::Result<()> {
         match self.log.append(self.base("query", sql)) {
             Ok(seq) => {
-                *self.query.lock().expect("lock") = Some(seq);
+                *self.query.lock() = Some(seq);
                 Ok(())
             }
             Err(err) => {
@@ -316,7 +319,7 @@ impl QueryAudit for AuditRecorder {
             "time".into(),
             json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
         );
-        record.insert("query".into(), json!(*self.query.lock().expect("lock")));
+        record.insert("query".into(), json!(*self.query.lock()));
         record.insert("outcome".into(), json!(failure.map_or("ok", Error::code)));
         record.insert("rows_out".into(), json!(rows));
         let suppressed = self.view.suppressed.load(Ordering::Relaxed);
@@ -324,7 +327,6 @@ impl QueryAudit for AuditRecorder {
             .view
             .decisions
             .lock()
-            .expect("lock")
             .iter()
             .any(|d| d.get("access") == Some(&json!("aggregate")))
         {

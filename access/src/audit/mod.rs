@@ -29,11 +29,11 @@ mod verify;
 pub use statement::{Stripped, statement_hash, strip_literals};
 pub use verify::{Verified, verify, verifying_key_from_jwks};
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -220,7 +220,7 @@ impl AuditLog {
         if found
             .is_some_and(|f| f.unsigned_tail > 0 || f.checkpoint_every != Some(checkpoint_every))
         {
-            let mut chain = log.state.lock().expect("lock");
+            let mut chain = log.state.lock();
             log.checkpoint_locked(&mut chain)?;
         }
         Ok(log)
@@ -238,7 +238,7 @@ impl AuditLog {
     /// until this is called).
     pub fn with_limits(mut self, limits: AuditLimits) -> Self {
         self.max_statement_bytes = limits.max_statement_bytes.max(MIN_STATEMENT_BYTES);
-        self.state.get_mut().expect("lock").refusals = RefusalLimiter::new(limits);
+        self.state.get_mut().refusals = RefusalLimiter::new(limits);
         self
     }
 
@@ -264,7 +264,7 @@ impl AuditLog {
         record: Map<String, Value>,
         caller: Caller<'_>,
     ) -> Result<Option<u64>, AuditError> {
-        let mut chain = self.state.lock().expect("lock");
+        let mut chain = self.state.lock();
         let now = Instant::now();
         let outcome = record
             .get("outcome")
@@ -284,7 +284,7 @@ impl AuditLog {
     /// Appends one record (its `seq`, `prev` and `hash` are added here) and syncs it to disk;
     /// every `checkpoint_every` records a signed checkpoint follows.
     pub fn append(&self, record: Map<String, Value>) -> Result<u64, AuditError> {
-        let mut chain = self.state.lock().expect("lock");
+        let mut chain = self.state.lock();
         for summary in chain.refusals.take_due(Instant::now()) {
             self.append_locked(&mut chain, summary)?;
         }
@@ -307,7 +307,7 @@ impl AuditLog {
     /// Writes the counts of suppressed refusals, then a signed checkpoint (the node does this
     /// when it stops).
     pub fn checkpoint(&self) -> Result<(), AuditError> {
-        let mut chain = self.state.lock().expect("lock");
+        let mut chain = self.state.lock();
         for summary in chain.refusals.take_all() {
             self.append_locked(&mut chain, summary)?;
         }

@@ -10,6 +10,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::{Signature, Verifier as _, VerifyingKey};
 use serde_json::{Map, Value};
 
+use crate::error::AuditKeyError;
+
 use super::{AuditError, GENESIS, checkpoint_message, head_path, record_hash};
 
 /// What [`verify`] found in an unbroken log.
@@ -193,21 +195,32 @@ pub fn verify(path: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Audit
 }
 
 /// The verifying key of the first Ed25519 key in a JWKS (as `polder token keygen` writes).
-pub fn verifying_key_from_jwks(text: &str) -> Result<VerifyingKey, String> {
-    let jwks: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+pub fn verifying_key_from_jwks(text: &str) -> Result<VerifyingKey, AuditKeyError> {
+    let jwks: PublicJwks = serde_json::from_str(text).map_err(AuditKeyError::NotJson)?;
     let x = jwks
-        .get("keys")
-        .and_then(Value::as_array)
-        .and_then(|keys| {
-            keys.iter()
-                .find(|k| k.get("crv").and_then(Value::as_str) == Some("Ed25519"))
-        })
-        .and_then(|k| k.get("x"))
-        .and_then(Value::as_str)
-        .ok_or("no Ed25519 key in the JWKS")?;
+        .keys
+        .iter()
+        .find(|k| k.crv.as_deref() == Some("Ed25519"))
+        .and_then(|k| k.x.as_deref())
+        .ok_or(AuditKeyError::NoEd25519Key)?;
     let bytes = URL_SAFE_NO_PAD
         .decode(x)
-        .map_err(|e| format!("bad key: {e}"))?;
-    let bytes: [u8; 32] = bytes.try_into().map_err(|_| "bad key length".to_string())?;
-    VerifyingKey::from_bytes(&bytes).map_err(|e| format!("bad key: {e}"))
+        .map_err(AuditKeyError::NotBase64)?;
+    let bytes: [u8; 32] = bytes.try_into().map_err(|_| AuditKeyError::Length)?;
+    VerifyingKey::from_bytes(&bytes).map_err(AuditKeyError::NotEd25519)
+}
+
+/// The part of a JWKS [`verifying_key_from_jwks`] reads: each key's curve and public bytes.
+#[derive(Debug, Default, serde::Deserialize)]
+struct PublicJwks {
+    #[serde(default)]
+    keys: Vec<PublicJwk>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct PublicJwk {
+    #[serde(default)]
+    crv: Option<String>,
+    #[serde(default)]
+    x: Option<String>,
 }

@@ -1,4 +1,5 @@
-//! Errors of authentication, key loading and the access policy.
+//! The errors of the access crate: authentication, key loading, the access policy and its
+//! configuration, development tokens and the audit log.
 
 /// Why a bearer token was refused.
 ///
@@ -276,4 +277,35 @@ pub enum AuditKeyError {
     /// The 32 bytes are not an Ed25519 public key.
     #[error("bad key: {0}")]
     NotEd25519(#[source] ed25519_dalek::SignatureError),
+}
+
+/// Why the audit log cannot be opened, written or verified.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// Reading or writing the file failed.
+    #[error("audit log {path}: {reason}")]
+    Io {
+        /// The log file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The signing key cannot be used.
+    #[error("audit signing key {path}: {reason}")]
+    Key {
+        /// The key file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The log is not an unbroken chain, or a checkpoint does not verify.
+    #[error("audit log {path} is damaged at line {line}: {reason}")]
+    Broken {
+        /// The log file.
+        path: String,
+        /// The first line that does not verify (1-based).
+        line: u64,
+        /// What is wrong.
+        reason: String,
+    },
 }

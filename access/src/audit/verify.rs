@@ -10,9 +10,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::{Signature, Verifier as _, VerifyingKey};
 use serde_json::{Map, Value};
 
-use crate::error::AuditKeyError;
+use crate::error::{AuditError, AuditKeyError};
 
-use super::{AuditError, GENESIS, checkpoint_message, head_path, record_hash};
+use super::chain::{GENESIS, checkpoint_message, head_path, record_hash};
 
 /// What [`verify`] found in an unbroken log.
 #[derive(Debug, Clone, PartialEq, Eq)]

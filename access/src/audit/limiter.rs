@@ -90,22 +90,7 @@ impl RefusalLimiter {
             Caller::Anonymous => (&mut self.anonymous, self.limits.anonymous_refusals),
             Caller::Subject(subject) => {
                 let limit = self.limits.subject_refusals;
-                if !self.subjects.contains_key(subject) {
-                    if self.subjects.len() >= MAX_BUCKETS {
-                        // Drop the buckets of callers who are back to a full budget and
-                        // have nothing counted: they would start afresh the same way.
-                        self.subjects.retain(|_, b| {
-                            b.refill(limit, now);
-                            !b.suppressed.is_empty() || b.tokens < f64::from(limit.burst)
-                        });
-                    }
-                    self.subjects
-                        .insert(subject.to_string(), Bucket::new(limit, now));
-                }
-                (
-                    self.subjects.get_mut(subject).expect("inserted above"),
-                    limit,
-                )
+                (self.subject_bucket(subject, now), limit)
             }
         };
         bucket.refill(limit, now);
@@ -118,6 +103,24 @@ impl RefusalLimiter {
         }
         *bucket.suppressed.entry(outcome.to_string()).or_default() += 1;
         false
+    }
+
+    /// The bucket of `subject`, new when it has none; at [`MAX_BUCKETS`], the buckets of
+    /// callers who are back to a full budget and have nothing counted are dropped first (they
+    /// would start afresh the same way).
+    fn subject_bucket(&mut self, subject: &str, now: Instant) -> &mut Bucket {
+        let limit = self.limits.subject_refusals;
+        if !self.subjects.contains_key(subject) {
+            if self.subjects.len() >= MAX_BUCKETS {
+                self.subjects.retain(|_, b| {
+                    b.refill(limit, now);
+                    !b.suppressed.is_empty() || b.tokens < f64::from(limit.burst)
+                });
+            }
+            self.subjects
+                .insert(subject.to_string(), Bucket::new(limit, now));
+        }
+        self.subjects.get_mut(subject).expect("inserted above")
     }
 
     /// The summaries due at `now`: of each caller with refusals counted whose last summary

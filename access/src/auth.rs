@@ -1,9 +1,10 @@
 //! Bearer-token authentication in front of the whole Flight SQL service.
 
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use jsonwebtoken::{Validation, decode, decode_header};
+use parking_lot::RwLock;
 use serde::Deserialize;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Status};
@@ -167,7 +168,7 @@ impl Authenticator {
         }
         let header = decode_header(token).map_err(|e| AuthError::Malformed(e.to_string()))?;
         let kid = header.kid.ok_or(AuthError::NoKeyId)?;
-        let keys = Arc::clone(&self.keys.read().expect("lock"));
+        let keys = Arc::clone(&self.keys.read());
         let key = keys.get(&kid).ok_or(AuthError::UnknownKey)?;
         if header.alg != key.algorithm {
             return Err(AuthError::WrongAlgorithm);
@@ -185,7 +186,7 @@ impl Authenticator {
     }
 
     fn replace_keys(&self, keys: KeySet) {
-        *self.keys.write().expect("lock") = Arc::new(keys);
+        *self.keys.write() = Arc::new(keys);
     }
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::audit::{AuditLimits, MIN_STATEMENT_BYTES, RateLimit};
+use crate::error::ConfigError;
 
 /// The longest clock skew a node tolerates on `exp` and `nbf`.
 pub const MAX_LEEWAY: Duration = Duration::from_secs(60);
@@ -62,27 +63,24 @@ impl AuthConfig {
     }
 
     /// Checks ranges and required values; the message names the key at fault.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         for (key, value) in [
             ("auth.jwks", &self.jwks),
             ("auth.issuer", &self.issuer),
             ("auth.audience", &self.audience),
         ] {
             if value.trim().is_empty() {
-                return Err(format!("{key} must not be empty"));
+                return Err(ConfigError::Empty(key));
             }
         }
         if self.leeway > MAX_LEEWAY {
-            return Err(format!(
-                "auth.leeway is {:?}; at most {MAX_LEEWAY:?} is allowed",
-                self.leeway
-            ));
+            return Err(ConfigError::Leeway(self.leeway));
         }
         if self.refresh_interval < Duration::from_secs(1) {
-            return Err("auth.refresh_interval must be at least 1s".into());
+            return Err(ConfigError::RefreshInterval);
         }
         if self.max_token_bytes < 256 {
-            return Err("auth.max_token_bytes must be at least 256".into());
+            return Err(ConfigError::MaxTokenBytes);
         }
         Ok(())
     }
@@ -178,14 +176,15 @@ impl AuditConfig {
     }
 
     /// Checks ranges; the message names the key at fault.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.checkpoint_every == 0 {
-            return Err("audit.checkpoint_every must be greater than 0".into());
+            return Err(ConfigError::CheckpointEvery);
         }
         if !(MIN_STATEMENT_BYTES..=MAX_STATEMENT_BYTES).contains(&self.max_statement_bytes) {
-            return Err(format!(
-                "audit.max_statement_bytes must be between {MIN_STATEMENT_BYTES} and {MAX_STATEMENT_BYTES}"
-            ));
+            return Err(ConfigError::MaxStatementBytes {
+                min: MIN_STATEMENT_BYTES,
+                max: MAX_STATEMENT_BYTES,
+            });
         }
         for (key, value) in [
             (
@@ -195,9 +194,7 @@ impl AuditConfig {
             ("audit.refusal_burst", self.refusal_burst),
         ] {
             if value == 0 {
-                return Err(format!(
-                    "{key} must be at least 1 (refusals past it are counted, not recorded)"
-                ));
+                return Err(ConfigError::ZeroBurst(key));
             }
         }
         Ok(())

@@ -15,7 +15,7 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use tracing::warn;
 
-use crate::error::JwksError;
+use crate::error::{JwksError, KeyAlgorithmError, UnusableKey};
 
 /// The largest JWKS document read, in bytes.
 pub const MAX_JWKS_BYTES: usize = 1024 * 1024;
@@ -148,7 +148,7 @@ impl KeySet {
         let mut keys = HashMap::new();
         for (index, entry) in entries.iter().enumerate() {
             let usable = serde_json::from_value::<Jwk>(entry.clone())
-                .map_err(|e| e.to_string())
+                .map_err(UnusableKey::from)
                 .and_then(|jwk| usable_key(&jwk));
             match usable {
                 Ok((kid, key)) => {
@@ -157,7 +157,7 @@ impl KeySet {
                     }
                 }
                 Err(reason) => {
-                    warn!(jwks = source_name, index, reason, "JWKS key skipped");
+                    warn!(jwks = source_name, index, reason = %reason, "JWKS key skipped");
                 }
             }
         }
@@ -184,68 +184,67 @@ impl KeySet {
 }
 
 /// The `kid` and verifying key of a JWK, or why it cannot verify tokens.
-fn usable_key(jwk: &Jwk) -> Result<(String, VerifyKey), String> {
+fn usable_key(jwk: &Jwk) -> Result<(String, VerifyKey), UnusableKey> {
     let kid = jwk
         .common
         .key_id
         .clone()
         .filter(|k| !k.is_empty())
-        .ok_or("no kid")?;
+        .ok_or(UnusableKey::NoKeyId)?;
     match &jwk.common.public_key_use {
         None | Some(PublicKeyUse::Signature) => {}
-        Some(_) => return Err(format!("key '{kid}' is not for signatures")),
+        Some(_) => return Err(UnusableKey::NotForSignatures(kid)),
     }
-    let algorithm = pinned_algorithm(jwk).map_err(|reason| format!("key '{kid}': {reason}"))?;
+    let algorithm = match pinned_algorithm(jwk) {
+        Ok(algorithm) => algorithm,
+        Err(source) => return Err(UnusableKey::Algorithm { kid, source }),
+    };
     if let AlgorithmParameters::OctetKeyPair(p) = &jwk.algorithm {
         // jsonwebtoken takes any `x` and panics verifying with one shorter than 32 bytes.
         use base64::Engine as _;
-        let x = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(&p.x)
-            .map_err(|_| format!("key '{kid}': x is not base64url"))?;
+        let Ok(x) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&p.x) else {
+            return Err(UnusableKey::NotBase64(kid));
+        };
         if x.len() != 32 {
-            return Err(format!(
-                "key '{kid}': an Ed25519 public key is 32 bytes, not {}",
-                x.len()
-            ));
+            return Err(UnusableKey::Ed25519Length {
+                kid,
+                length: x.len(),
+            });
         }
     }
-    let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("key '{kid}': {e}"))?;
-    Ok((kid, VerifyKey { key, algorithm }))
+    match DecodingKey::from_jwk(jwk) {
+        Ok(key) => Ok((kid, VerifyKey { key, algorithm })),
+        Err(source) => Err(UnusableKey::Decode { kid, source }),
+    }
 }
 
 /// The one algorithm a key verifies: its declared `alg` when that fits the key type, otherwise
 /// the standard algorithm of its type and curve.
-fn pinned_algorithm(jwk: &Jwk) -> Result<Algorithm, String> {
+fn pinned_algorithm(jwk: &Jwk) -> Result<Algorithm, KeyAlgorithmError> {
     use Algorithm::*;
     let (fitting, default): (&[Algorithm], Algorithm) = match &jwk.algorithm {
         AlgorithmParameters::RSA(_) => (&[RS256, RS384, RS512, PS256, PS384, PS512], RS256),
         AlgorithmParameters::EllipticCurve(p) => match p.curve {
             EllipticCurve::P256 => (&[ES256], ES256),
             EllipticCurve::P384 => (&[ES384], ES384),
-            ref other => return Err(format!("unsupported curve {other:?}")),
+            ref other => return Err(KeyAlgorithmError::UnsupportedCurve(other.clone())),
         },
         AlgorithmParameters::OctetKeyPair(p) => match p.curve {
             EllipticCurve::Ed25519 => (&[EdDSA], EdDSA),
-            ref other => return Err(format!("unsupported curve {other:?}")),
+            ref other => return Err(KeyAlgorithmError::UnsupportedCurve(other.clone())),
         },
-        AlgorithmParameters::OctetKey(_) => {
-            return Err(
-                "symmetric keys are not accepted: whoever holds one can sign tokens".into(),
-            );
-        }
+        AlgorithmParameters::OctetKey(_) => return Err(KeyAlgorithmError::Symmetric),
     };
-    match &jwk.common.key_algorithm {
-        None => Ok(default),
-        Some(declared) => {
-            let name = declared.to_string();
-            let algorithm = Algorithm::from_str(&name)
-                .map_err(|_| format!("algorithm {name} is not a signature algorithm"))?;
-            if fitting.contains(&algorithm) {
-                Ok(algorithm)
-            } else {
-                Err(format!("algorithm {name} does not fit the key type"))
-            }
-        }
+    let Some(declared) = &jwk.common.key_algorithm else {
+        return Ok(default);
+    };
+    let name = declared.to_string();
+    let algorithm =
+        Algorithm::from_str(&name).map_err(|_| KeyAlgorithmError::NotSignature(name.clone()))?;
+    if fitting.contains(&algorithm) {
+        Ok(algorithm)
+    } else {
+        Err(KeyAlgorithmError::DoesNotFit(name))
     }
 }
 

@@ -34,7 +34,10 @@ pub mod session;
 pub use audit::AuditLog;
 pub use auth::{AuthInterceptor, Authenticator, Claims, Identity};
 pub use config::{AuditConfig, AuthConfig};
-pub use error::{AuthError, JwksError, PolicyError};
+pub use error::{
+    AuditKeyError, AuthError, ConfigError, JwksError, KeyAlgorithmError, MintError,
+    PerturbationError, PolicyError, ShortSecret, UnusableKey,
+};
 pub use jwks::{JwksSource, KeySet};
 pub use policy::{Decision, Policy};
-pub use session::{Forward, PolicySessions};
+pub use session::{ForwardCatalog, PolicySessions};

@@ -13,15 +13,17 @@ use jsonwebtoken::{EncodingKey, Header, encode};
 use rand::RngCore;
 use serde::Serialize;
 
+use crate::error::MintError;
+
 /// A new Ed25519 key pair: the private key as PKCS#8 PEM and the public key as a JWKS with
 /// one key, `kid`.
-pub fn generate_key(kid: &str) -> Result<(String, String), String> {
+pub fn generate_key(kid: &str) -> Result<(String, String), MintError> {
     let mut seed = [0u8; 32];
     rand::rng().fill_bytes(&mut seed);
     let signing = SigningKey::from_bytes(&seed);
     let pem = signing
         .to_pkcs8_pem(LineEnding::LF)
-        .map_err(|e| format!("encoding the private key: {e}"))?;
+        .map_err(MintError::EncodeKey)?;
     let jwks = serde_json::json!({
         "keys": [{
             "kty": "OKP",
@@ -32,7 +34,7 @@ pub fn generate_key(kid: &str) -> Result<(String, String), String> {
             "x": URL_SAFE_NO_PAD.encode(signing.verifying_key().to_bytes()),
         }]
     });
-    let jwks = serde_json::to_string_pretty(&jwks).map_err(|e| e.to_string())?;
+    let jwks = serde_json::to_string_pretty(&jwks)?;
     Ok((pem.to_string(), jwks))
 }
 
@@ -81,21 +83,21 @@ struct TokenClaims<'a> {
 
 /// Signs a token with the PEM private key `key_pem` (Ed25519 for EdDSA, RSA for RS*/PS*, EC for
 /// ES*).
-pub fn mint(request: &TokenRequest, key_pem: &[u8]) -> Result<String, String> {
+pub fn mint(request: &TokenRequest, key_pem: &[u8]) -> Result<String, MintError> {
     use Algorithm::*;
     let key = match request.algorithm {
         EdDSA => EncodingKey::from_ed_pem(key_pem),
         RS256 | RS384 | RS512 | PS256 | PS384 | PS512 => EncodingKey::from_rsa_pem(key_pem),
         ES256 | ES384 => EncodingKey::from_ec_pem(key_pem),
         HS256 | HS384 | HS512 => {
-            return Err("HMAC tokens are not accepted by nodes; use EdDSA, RS* or ES*".into());
+            return Err(MintError::Hmac);
         }
     }
-    .map_err(|e| format!("reading the private key for {:?}: {e}", request.algorithm))?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_err(|e| e.to_string())?
-        .as_secs();
+    .map_err(|source| MintError::ReadKey {
+        algorithm: request.algorithm,
+        source,
+    })?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     let claims = TokenClaims {
         iss: &request.issuer,
         sub: &request.subject,
@@ -110,7 +112,7 @@ pub fn mint(request: &TokenRequest, key_pem: &[u8]) -> Result<String, String> {
     };
     let mut header = Header::new(request.algorithm);
     header.kid = Some(request.kid.clone());
-    encode(&header, &claims, &key).map_err(|e| format!("signing the token: {e}"))
+    encode(&header, &claims, &key).map_err(MintError::Sign)
 }
 
 #[cfg(test)]
@@ -188,6 +190,6 @@ mod tests {
             pem.as_bytes(),
         )
         .unwrap_err();
-        assert!(err.contains("HMAC"), "{err}");
+        assert!(matches!(err, MintError::Hmac), "{err}");
     }
 }

@@ -53,6 +53,7 @@ use sha2::{Digest, Sha256};
 use siphasher::sip::SipHasher13;
 
 use crate::aggregate::{ProtectedPath, refuse, stored_column};
+use crate::error::{PerturbationError, ShortSecret};
 
 /// `[dataset.aggregate.perturbation]`: how an aggregate-only dataset's released values are
 /// perturbed.
@@ -124,12 +125,9 @@ impl std::fmt::Debug for CellKeySecret {
 
 impl CellKeySecret {
     /// Derives the keys from `bytes` (at least 32 of them).
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, ShortSecret> {
         if bytes.len() < 32 {
-            return Err(format!(
-                "holds {} bytes; a perturbation key needs at least 32 secret bytes",
-                bytes.len()
-            ));
+            return Err(ShortSecret(bytes.len()));
         }
         let digest = Sha256::digest(bytes);
         let mut record = [0; 16];
@@ -160,26 +158,23 @@ impl CellKeySecret {
 
 impl PerturbationSpec {
     /// Checks the parameters and reads the key, `key_file` taken relative to `base`.
-    pub fn load_secret(&mut self, base: &Path) -> Result<(), String> {
+    pub fn load_secret(&mut self, base: &Path) -> Result<(), PerturbationError> {
         if self.count_spread == 0 {
-            return Err("perturbation.count_spread must be at least 1".into());
+            return Err(PerturbationError::CountSpread);
         }
         let m = self.magnitude.0;
         if !(m.is_finite() && m > 0.0 && m <= 10.0) {
-            return Err(format!(
-                "perturbation.magnitude must be above 0 and at most 10, not {m}"
-            ));
+            return Err(PerturbationError::Magnitude(m));
         }
         let path = base.join(&self.key_file);
-        let bytes = std::fs::read(&path).map_err(|e| {
-            format!(
-                "perturbation.key_file '{}' cannot be read: {e}",
-                path.display()
-            )
-        })?;
-        let secret = CellKeySecret::from_bytes(&bytes)
-            .map_err(|e| format!("perturbation.key_file '{}' {e}", path.display()))?;
-        self.secret = Some(secret);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(source) => return Err(PerturbationError::ReadKey { path, source }),
+        };
+        match CellKeySecret::from_bytes(&bytes) {
+            Ok(secret) => self.secret = Some(secret),
+            Err(source) => return Err(PerturbationError::ShortKey { path, source }),
+        }
         Ok(())
     }
 }

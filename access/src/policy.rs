@@ -235,103 +235,12 @@ impl Policy {
             reason: e.to_string(),
         })?;
         for dataset in &mut file.datasets {
-            let Some(spec) = dataset.aggregate.as_mut() else {
-                continue;
-            };
-            let Some(perturbation) = spec.perturbation.as_mut() else {
-                continue;
-            };
-            let invalid = |why: String| {
-                PolicyError::Invalid(format!("dataset '{}': aggregate.{why}", dataset.name))
-            };
-            perturbation.load_secret(base).map_err(invalid)?;
-            if let Some(function) = spec
-                .functions
-                .iter()
-                .find(|f| !PERTURBABLE.contains(&f.to_lowercase().as_str()))
-            {
-                return Err(invalid(format!(
-                    "functions lists '{function}', which cannot be perturbed: with perturbation only {} are allowed",
-                    PERTURBABLE.join(", ")
-                )));
-            }
+            dataset.load_perturbation(base)?;
         }
         let mut datasets = BTreeMap::new();
         for dataset in file.datasets {
-            if dataset.public && !dataset.purposes.is_empty() {
-                return Err(PolicyError::Invalid(format!(
-                    "dataset '{}' is public and bound to purposes; anonymous callers have no purpose",
-                    dataset.name
-                )));
-            }
-            if dataset.public && dataset.hidden {
-                return Err(PolicyError::Invalid(format!(
-                    "dataset '{}' is public and hidden; a public dataset is listed in the catalog",
-                    dataset.name
-                )));
-            }
-            if dataset.purposes.iter().any(|p| p.trim().is_empty()) {
-                return Err(PolicyError::Invalid(format!(
-                    "dataset '{}' lists an empty purpose",
-                    dataset.name
-                )));
-            }
-            let aggregated = dataset.rules.iter().any(|r| r.access == Access::Aggregate);
-            match &dataset.aggregate {
-                None if aggregated => {
-                    return Err(PolicyError::Invalid(format!(
-                        "dataset '{}' has a rule with access = \"aggregate\" but no [dataset.aggregate] section",
-                        dataset.name
-                    )));
-                }
-                Some(spec) if spec.min_group_size < 2 => {
-                    return Err(PolicyError::Invalid(format!(
-                        "dataset '{}': aggregate.min_group_size must be at least 2",
-                        dataset.name
-                    )));
-                }
-                Some(spec) if spec.dimensions.contains(&spec.unit) => {
-                    return Err(PolicyError::Invalid(format!(
-                        "dataset '{}': the privacy unit '{}' cannot be a dimension",
-                        dataset.name, spec.unit
-                    )));
-                }
-                _ => {}
-            }
-            for (index, rule) in dataset.rules.iter().enumerate() {
-                let problem = if rule.access != Access::Raw && !rule.masks.is_empty() {
-                    Some("masks apply to raw access only".to_string())
-                } else if rule.access == Access::Deny && rule.row_filter.is_some() {
-                    Some("a rule with access = \"deny\" has no rows to filter".to_string())
-                } else if let Some(column) =
-                    rule.masks.keys().find(|c| rule.deny_columns.contains(c))
-                {
-                    Some(format!("column '{column}' is both denied and masked"))
-                } else if rule
-                    .row_filter
-                    .as_deref()
-                    .is_some_and(|f| f.trim().is_empty())
-                {
-                    Some("the row filter is empty".to_string())
-                } else {
-                    rule.masks
-                        .iter()
-                        .find(|(_, m)| m.trim().is_empty())
-                        .map(|(c, _)| format!("the mask of column '{c}' is empty"))
-                };
-                if let Some(problem) = problem {
-                    return Err(PolicyError::Invalid(format!(
-                        "rule {} of dataset '{}': {problem}",
-                        index + 1,
-                        dataset.name
-                    )));
-                }
-            }
-            if dataset.public && aggregated {
-                return Err(PolicyError::Invalid(format!(
-                    "dataset '{}' is public, so its raw rows are readable by anyone; aggregate-only rules would protect nothing",
-                    dataset.name
-                )));
+            if let Some(problem) = dataset.problem() {
+                return Err(PolicyError::Invalid(problem));
             }
             let name = dataset.name.clone();
             if datasets.insert(name.clone(), dataset).is_some() {
@@ -501,6 +410,123 @@ fn refuse(name: &str, why: &str) -> Decision {
     Decision::Refuse(Error::Forbidden(format!(
         "access to dataset '{name}' denied: {why}"
     )))
+}
+
+impl DatasetPolicy {
+    /// Reads the key of the dataset's cell-key perturbation, if it has one, and checks that
+    /// every aggregate function it allows can be perturbed.
+    fn load_perturbation(&mut self, base: &Path) -> Result<(), PolicyError> {
+        let Some(spec) = self.aggregate.as_mut() else {
+            return Ok(());
+        };
+        let Some(perturbation) = spec.perturbation.as_mut() else {
+            return Ok(());
+        };
+        if let Err(source) = perturbation.load_secret(base) {
+            return Err(PolicyError::Perturbation {
+                dataset: self.name.clone(),
+                source,
+            });
+        }
+        if let Some(function) = spec
+            .functions
+            .iter()
+            .find(|f| !PERTURBABLE.contains(&f.to_lowercase().as_str()))
+        {
+            return Err(PolicyError::Invalid(format!(
+                "dataset '{}': aggregate.functions lists '{function}', which cannot be perturbed: with perturbation only {} are allowed",
+                self.name,
+                PERTURBABLE.join(", ")
+            )));
+        }
+        Ok(())
+    }
+
+    /// What is wrong with the dataset's policy on its own (without the node's tables), if
+    /// anything: the first problem, naming the dataset.
+    fn problem(&self) -> Option<String> {
+        let aggregated = self.rules.iter().any(|r| r.access == Access::Aggregate);
+        if let Some(problem) = self.audience_problem().or_else(|| self.aggregate_problem()) {
+            return Some(problem);
+        }
+        for (index, rule) in self.rules.iter().enumerate() {
+            if let Some(problem) = rule.problem() {
+                return Some(format!(
+                    "rule {} of dataset '{}': {problem}",
+                    index + 1,
+                    self.name
+                ));
+            }
+        }
+        (self.public && aggregated).then(|| {
+            format!(
+                "dataset '{}' is public, so its raw rows are readable by anyone; aggregate-only rules would protect nothing",
+                self.name
+            )
+        })
+    }
+
+    /// A contradiction between `public`, `hidden` and `purposes`.
+    fn audience_problem(&self) -> Option<String> {
+        let name = &self.name;
+        if self.public && !self.purposes.is_empty() {
+            Some(format!(
+                "dataset '{name}' is public and bound to purposes; anonymous callers have no purpose"
+            ))
+        } else if self.public && self.hidden {
+            Some(format!(
+                "dataset '{name}' is public and hidden; a public dataset is listed in the catalog"
+            ))
+        } else if self.purposes.iter().any(|p| p.trim().is_empty()) {
+            Some(format!("dataset '{name}' lists an empty purpose"))
+        } else {
+            None
+        }
+    }
+
+    /// An aggregate rule without an aggregate section, or an aggregate section that protects
+    /// nothing.
+    fn aggregate_problem(&self) -> Option<String> {
+        let name = &self.name;
+        let aggregated = self.rules.iter().any(|r| r.access == Access::Aggregate);
+        match &self.aggregate {
+            None if aggregated => Some(format!(
+                "dataset '{name}' has a rule with access = \"aggregate\" but no [dataset.aggregate] section"
+            )),
+            Some(spec) if spec.min_group_size < 2 => Some(format!(
+                "dataset '{name}': aggregate.min_group_size must be at least 2"
+            )),
+            Some(spec) if spec.dimensions.contains(&spec.unit) => Some(format!(
+                "dataset '{name}': the privacy unit '{}' cannot be a dimension",
+                spec.unit
+            )),
+            _ => None,
+        }
+    }
+}
+
+impl Rule {
+    /// What is wrong with the rule on its own, if anything.
+    fn problem(&self) -> Option<String> {
+        if self.access != Access::Raw && !self.masks.is_empty() {
+            Some("masks apply to raw access only".to_string())
+        } else if self.access == Access::Deny && self.row_filter.is_some() {
+            Some("a rule with access = \"deny\" has no rows to filter".to_string())
+        } else if let Some(column) = self.masks.keys().find(|c| self.deny_columns.contains(c)) {
+            Some(format!("column '{column}' is both denied and masked"))
+        } else if self
+            .row_filter
+            .as_deref()
+            .is_some_and(|f| f.trim().is_empty())
+        {
+            Some("the row filter is empty".to_string())
+        } else {
+            self.masks
+                .iter()
+                .find(|(_, m)| m.trim().is_empty())
+                .map(|(c, _)| format!("the mask of column '{c}' is empty"))
+        }
+    }
 }
 
 #[cfg(test)]

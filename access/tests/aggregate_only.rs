@@ -7,7 +7,7 @@ use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::Int64Type;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use polder_access::{Claims, Identity, Policy, PolicySessions};
+use polder_access::{Claims, Identity, Policy, PolicyError, PolicySessions};
 use polder_flight_sql::{Error, RequestSessions};
 use proptest::prelude::*;
 
@@ -499,11 +499,11 @@ fn with_perturbation(functions: &str, key_file: &str) -> String {
 }
 
 /// The trips policy with cell-key perturbation, its key in `dir`.
-fn perturbed_policy(dir: &std::path::Path, functions: &str) -> Result<Policy, String> {
+fn perturbed_policy(dir: &std::path::Path, functions: &str) -> Result<Policy, PolicyError> {
     std::fs::write(dir.join("cell.key"), [42u8; 32]).unwrap();
     let path = dir.join("policy.toml");
     std::fs::write(&path, with_perturbation(functions, "cell.key")).unwrap();
-    Policy::load(&path).map_err(|e| e.to_string())
+    Policy::load(&path)
 }
 
 async fn perturbed_session(base: &SessionContext, dir: &std::path::Path) -> SessionContext {
@@ -708,7 +708,9 @@ async fn perturbation_stays_within_its_stated_bounds() {
 #[tokio::test]
 async fn perturbation_needs_its_key_perturbable_functions_and_the_dimensions() {
     let dir = tempfile::tempdir().unwrap();
-    let err = perturbed_policy(dir.path(), r#"["count", "max"]"#).unwrap_err();
+    let err = perturbed_policy(dir.path(), r#"["count", "max"]"#)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("'max'") && err.contains("perturbed"), "{err}");
     std::fs::write(dir.path().join("short.key"), [1u8; 8]).unwrap();
     for (key, expected) in [("missing.key", "missing.key"), ("short.key", "32")] {

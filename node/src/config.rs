@@ -451,7 +451,8 @@ impl NodeConfig {
             ));
         }
         if let Some(auth) = &self.auth {
-            auth.validate().map_err(ConfigError::Invalid)?;
+            auth.validate()
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         }
         if let Some(audit) = &self.audit {
             if self.auth.is_none() {
@@ -460,7 +461,9 @@ impl NodeConfig {
                         .into(),
                 ));
             }
-            audit.validate().map_err(ConfigError::Invalid)?;
+            audit
+                .validate()
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         }
         Ok(())
     }

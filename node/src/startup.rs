@@ -469,10 +469,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
             let catalog = Arc::clone(catalog);
             sessions.forward(
                 catalog.peer().name().to_string(),
-                Arc::new(move |token: String| {
-                    let catalog = Arc::clone(&catalog);
-                    Box::pin(async move { catalog.for_caller(&token).await })
-                }),
+                Arc::new(PeerForward(catalog)),
             );
         }
     }
@@ -540,6 +537,18 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
 /// answer before it closes the connection (a client that went away mid-request).
 const HTTP2_KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 const HTTP2_KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// A federation peer as an authenticated caller sees it: queried with the caller's own token.
+struct PeerForward(Arc<polder_federation::PeerCatalog>);
+
+impl polder_access::ForwardCatalog for PeerForward {
+    fn for_caller<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> futures::future::BoxFuture<'a, Arc<dyn datafusion::catalog::CatalogProvider>> {
+        Box::pin(self.0.for_caller(token))
+    }
+}
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();

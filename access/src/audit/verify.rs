@@ -10,7 +10,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::{Signature, Verifier as _, VerifyingKey};
 use serde_json::{Map, Value};
 
-use super::{AuditError, GENESIS, checkpoint_message, head_path, record_hash};
+use crate::error::{AuditError, AuditKeyError};
+
+use super::chain::{GENESIS, checkpoint_message, head_path, record_hash};
 
 /// What [`verify`] found in an unbroken log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,29 +72,61 @@ pub fn verify(path: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Audit
         path: name.clone(),
         reason: e.to_string(),
     })?;
-    let broken = |line: u64, reason: String| AuditError::Broken {
-        path: name.clone(),
-        line,
-        reason,
+    let mut walk = Walk {
+        name: &name,
+        key,
+        found: Verified {
+            records: 0,
+            checkpoints: 0,
+            signed_through: 0,
+            unsigned_tail: 0,
+            checkpoint_every: None,
+            head: None,
+            last_hash: GENESIS,
+        },
+        hashes: Vec::new(),
     };
-    let mut prev = GENESIS;
-    let mut records = 0u64;
-    let mut checkpoints = 0u64;
-    let mut since_checkpoint = 0u64;
-    let mut signed_through = 0u64;
-    let mut checkpoint_every = None;
-    let mut hashes_at: Vec<(u64, [u8; 32])> = Vec::new();
     for (index, line) in BufReader::new(file).lines().enumerate() {
         let number = index as u64 + 1;
-        let line = line.map_err(|e| broken(number, e.to_string()))?;
-        let mut record: Map<String, Value> = serde_json::from_str(&line)
-            .map_err(|e| broken(number, format!("not a JSON record: {e}")))?;
+        let line = line.map_err(|e| walk.broken(number, e.to_string()))?;
+        walk.record(number, &line)?;
+    }
+    walk.head(&head_path(path))?;
+    Ok(walk.found)
+}
+
+/// A log read record by record: what is verified so far.
+struct Walk<'a> {
+    /// The log file, for errors.
+    name: &'a str,
+    key: Option<&'a VerifyingKey>,
+    found: Verified,
+    /// Each record's hash, by sequence number (from 1).
+    hashes: Vec<[u8; 32]>,
+}
+
+impl Walk<'_> {
+    fn broken(&self, line: u64, reason: String) -> AuditError {
+        AuditError::Broken {
+            path: self.name.to_string(),
+            line,
+            reason,
+        }
+    }
+
+    /// Checks the record on line `number`: its place in the chain, its hash and, for a
+    /// checkpoint, what it covers and its signature.
+    fn record(&mut self, number: u64, line: &str) -> Result<(), AuditError> {
+        let mut record: Map<String, Value> = serde_json::from_str(line)
+            .map_err(|e| self.broken(number, format!("not a JSON record: {e}")))?;
         let stated = record
             .remove("hash")
             .and_then(|h| h.as_str().map(str::to_string))
-            .ok_or_else(|| broken(number, "no hash".into()))?;
+            .ok_or_else(|| self.broken(number, "no hash".into()))?;
+        let prev = self.found.last_hash;
+        let records = self.found.records;
         if record.get("seq").and_then(Value::as_u64) != Some(records + 1) {
-            return Err(broken(
+            return Err(self.broken(
                 number,
                 format!(
                     "expected record {}: a record was removed or added",
@@ -101,113 +135,127 @@ pub fn verify(path: &Path, key: Option<&VerifyingKey>) -> Result<Verified, Audit
             ));
         }
         if record.get("prev").and_then(Value::as_str) != Some(hex::encode(prev).as_str()) {
-            return Err(broken(number, "does not chain to the record before".into()));
+            return Err(self.broken(number, "does not chain to the record before".into()));
         }
         let hash = record_hash(&prev, &record);
         if hex::encode(hash) != stated {
-            return Err(broken(number, "the record was changed".into()));
+            return Err(self.broken(number, "the record was changed".into()));
         }
         if record.get("kind").and_then(Value::as_str) == Some("checkpoint") {
-            let covers = record.get("covers").and_then(Value::as_u64).unwrap_or(0);
-            let covered = hex::encode(prev);
-            if covers != records
-                || record.get("covers_hash").and_then(Value::as_str) != Some(covered.as_str())
-            {
-                return Err(broken(
-                    number,
-                    "the checkpoint does not cover the record before it".into(),
-                ));
-            }
-            let every = match record.get("every") {
-                None => None,
-                Some(every) => Some(every.as_u64().filter(|e| *e > 0).ok_or_else(|| {
-                    broken(number, "the checkpoint's interval is not a number".into())
-                })?),
-            };
-            if let Some(key) = key {
-                let signature = record
-                    .get("signature")
-                    .and_then(Value::as_str)
-                    .and_then(|s| URL_SAFE_NO_PAD.decode(s).ok())
-                    .and_then(|b| Signature::from_slice(&b).ok())
-                    .ok_or_else(|| {
-                        broken(number, "the checkpoint has no valid signature".into())
-                    })?;
-                key.verify(
-                    checkpoint_message(covers, &covered, every).as_bytes(),
-                    &signature,
-                )
-                .map_err(|_| {
-                    broken(
-                        number,
-                        "the checkpoint's signature does not verify with the key".into(),
-                    )
-                })?;
-            }
-            checkpoints += 1;
-            since_checkpoint = 0;
-            signed_through = covers;
-            checkpoint_every = every;
+            let (covers, every) = self.checkpoint(number, &record)?;
+            self.found.checkpoints += 1;
+            self.found.unsigned_tail = 0;
+            self.found.signed_through = covers;
+            self.found.checkpoint_every = every;
         } else {
-            since_checkpoint += 1;
+            self.found.unsigned_tail += 1;
         }
-        records += 1;
-        prev = hash;
-        hashes_at.push((records, hash));
+        self.found.records += 1;
+        self.found.last_hash = hash;
+        self.hashes.push(hash);
+        Ok(())
     }
-    let head = head_path(path);
-    let mut head_seq = None;
-    if let Ok(text) = std::fs::read_to_string(&head) {
+
+    /// Checks a checkpoint: it covers the record before it, and (with a key) its signature
+    /// verifies. Returns what it covers and the interval it promises.
+    fn checkpoint(
+        &self,
+        number: u64,
+        record: &Map<String, Value>,
+    ) -> Result<(u64, Option<u64>), AuditError> {
+        let covers = record.get("covers").and_then(Value::as_u64).unwrap_or(0);
+        let covered = hex::encode(self.found.last_hash);
+        if covers != self.found.records
+            || record.get("covers_hash").and_then(Value::as_str) != Some(covered.as_str())
+        {
+            return Err(self.broken(
+                number,
+                "the checkpoint does not cover the record before it".into(),
+            ));
+        }
+        let every = match record.get("every") {
+            None => None,
+            Some(every) => Some(every.as_u64().filter(|e| *e > 0).ok_or_else(|| {
+                self.broken(number, "the checkpoint's interval is not a number".into())
+            })?),
+        };
+        let Some(key) = self.key else {
+            return Ok((covers, every));
+        };
+        let signature = record
+            .get("signature")
+            .and_then(Value::as_str)
+            .and_then(|s| URL_SAFE_NO_PAD.decode(s).ok())
+            .and_then(|b| Signature::from_slice(&b).ok())
+            .ok_or_else(|| self.broken(number, "the checkpoint has no valid signature".into()))?;
+        key.verify(
+            checkpoint_message(covers, &covered, every).as_bytes(),
+            &signature,
+        )
+        .map_err(|_| {
+            self.broken(
+                number,
+                "the checkpoint's signature does not verify with the key".into(),
+            )
+        })?;
+        Ok((covers, every))
+    }
+
+    /// Checks that the log reaches the checkpoint the head file at `path` names, if there is
+    /// one: a log cut back before it fails.
+    fn head(&mut self, path: &Path) -> Result<(), AuditError> {
+        let Ok(text) = std::fs::read_to_string(path) else {
+            return Ok(());
+        };
+        let records = self.found.records;
         let head: Value = serde_json::from_str(&text)
-            .map_err(|e| broken(records, format!("unreadable {}: {e}", head.display())))?;
+            .map_err(|e| self.broken(records, format!("unreadable {}: {e}", path.display())))?;
         let seq = head.get("seq").and_then(Value::as_u64).unwrap_or(0);
         let hash = head.get("hash").and_then(Value::as_str).unwrap_or("");
-        head_seq = Some(seq);
-        match hashes_at.get((seq as usize).wrapping_sub(1)) {
-            Some((_, h)) if hex::encode(h) == hash => {}
-            Some(_) => {
-                return Err(broken(
-                    seq,
-                    "differs from the last checkpoint recorded in the head file".into(),
-                ));
-            }
-            None => {
-                return Err(broken(
-                    records,
-                    format!(
-                        "the log ends at record {records} but its last checkpoint was record {seq}: records were cut off"
-                    ),
-                ));
-            }
+        self.found.head = Some(seq);
+        match self.hashes.get((seq as usize).wrapping_sub(1)) {
+            Some(h) if hex::encode(h) == hash => Ok(()),
+            Some(_) => Err(self.broken(
+                seq,
+                "differs from the last checkpoint recorded in the head file".into(),
+            )),
+            None => Err(self.broken(
+                records,
+                format!(
+                    "the log ends at record {records} but its last checkpoint was record {seq}: records were cut off"
+                ),
+            )),
         }
     }
-    Ok(Verified {
-        records,
-        checkpoints,
-        signed_through,
-        unsigned_tail: since_checkpoint,
-        checkpoint_every,
-        head: head_seq,
-        last_hash: prev,
-    })
 }
 
 /// The verifying key of the first Ed25519 key in a JWKS (as `polder token keygen` writes).
-pub fn verifying_key_from_jwks(text: &str) -> Result<VerifyingKey, String> {
-    let jwks: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+pub fn verifying_key_from_jwks(text: &str) -> Result<VerifyingKey, AuditKeyError> {
+    let jwks: PublicJwks = serde_json::from_str(text).map_err(AuditKeyError::NotJson)?;
     let x = jwks
-        .get("keys")
-        .and_then(Value::as_array)
-        .and_then(|keys| {
-            keys.iter()
-                .find(|k| k.get("crv").and_then(Value::as_str) == Some("Ed25519"))
-        })
-        .and_then(|k| k.get("x"))
-        .and_then(Value::as_str)
-        .ok_or("no Ed25519 key in the JWKS")?;
+        .keys
+        .iter()
+        .find(|k| k.crv.as_deref() == Some("Ed25519"))
+        .and_then(|k| k.x.as_deref())
+        .ok_or(AuditKeyError::NoEd25519Key)?;
     let bytes = URL_SAFE_NO_PAD
         .decode(x)
-        .map_err(|e| format!("bad key: {e}"))?;
-    let bytes: [u8; 32] = bytes.try_into().map_err(|_| "bad key length".to_string())?;
-    VerifyingKey::from_bytes(&bytes).map_err(|e| format!("bad key: {e}"))
+        .map_err(AuditKeyError::NotBase64)?;
+    let bytes: [u8; 32] = bytes.try_into().map_err(|_| AuditKeyError::Length)?;
+    VerifyingKey::from_bytes(&bytes).map_err(AuditKeyError::NotEd25519)
+}
+
+/// The part of a JWKS [`verifying_key_from_jwks`] reads: each key's curve and public bytes.
+#[derive(Debug, Default, serde::Deserialize)]
+struct PublicJwks {
+    #[serde(default)]
+    keys: Vec<PublicJwk>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct PublicJwk {
+    #[serde(default)]
+    crv: Option<String>,
+    #[serde(default)]
+    x: Option<String>,
 }

@@ -1,0 +1,208 @@
+"""Access control, the policy's rules (UDN-AUTH-2, 3, 4, 10): public datasets and default deny,
+ordered rules on claims, denied columns, purpose binding, and hidden datasets.
+
+The open node declares `air_quality` public and grants `traffic_counts` by rules.
+"""
+
+from __future__ import annotations
+
+import adbc_driver_manager
+import pytest
+
+from udn_conformance.access import (  # noqa: F401 - fixtures are used by name
+    adbc,
+    auth_args,
+    idp,
+    query_one,
+    refused,
+    token,
+)
+from udn_conformance.errors import adbc_grpc_status
+
+
+OPEN_POLICY = """
+[[dataset]]
+name = "air_quality"
+public = true
+
+[[dataset]]
+name = "traffic_counts"
+purposes = ["research", "mobility-planning"]
+
+  [[dataset.rule]]
+  subjects = ["mallory"]
+  access = "deny"
+
+  [[dataset.rule]]
+  groups = ["mobility"]
+  access = "raw"
+  deny_columns = ["segment_id", "v85"]
+
+  [[dataset.rule]]
+  organisations = ["gemeente-utrecht"]
+  access = "raw"
+"""
+
+
+@pytest.fixture(scope="module")
+def open_node(launcher, idp):
+    return launcher.spawn(auth_args(idp, OPEN_POLICY, "open"), name="utrecht")
+
+
+@pytest.mark.requirement("UDN-AUTH-2")
+def test_anonymous_callers_read_public_datasets_only(open_node, idp):
+    with adbc(open_node, None) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM air_quality")
+        assert cur.fetchone()[0] > 0
+        cur.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+        )
+        assert {r[0] for r in cur.fetchall()} == {"air_quality"}
+        cur.execute("SHOW TABLES")
+        listed = {r[2] for r in cur.fetchall() if r[1] == "public"}
+        assert listed == {"air_quality"}
+        for sql in ["SELECT * FROM traffic_counts", "SELECT count(*) FROM neighbourhoods"]:
+            with pytest.raises(adbc_driver_manager.Error) as err:
+                cur.execute(sql)
+                cur.fetchall()
+            assert adbc_grpc_status(err.value) == "Unauthenticated", str(err.value)
+
+
+@pytest.mark.requirement("UDN-AUTH-2")
+def test_datasets_without_a_grant_are_denied_and_unlisted(open_node, idp):
+    stranger = token(idp, sub="eve", groups=["parks"], purpose="research")
+    with adbc(open_node, stranger) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+        )
+        assert {r[0] for r in cur.fetchall()} == {"air_quality"}
+        objects = conn.adbc_get_objects(depth="tables").read_all().to_pylist()
+        names = {
+            t["table_name"]
+            for catalog in objects
+            for schema in catalog["catalog_db_schemas"] or []
+            for t in schema["db_schema_tables"] or []
+        }
+        assert "traffic_counts" not in names and "neighbourhoods" not in names
+        for sql in [
+            "SELECT count(*) FROM traffic_counts",
+            "SELECT * FROM utrecht.public.neighbourhoods",
+            "EXPLAIN SELECT * FROM traffic_counts",
+            "SELECT a.pm2_5 FROM air_quality a JOIN traffic_counts t ON a.timestamp = t.hour",
+        ]:
+            with pytest.raises(adbc_driver_manager.Error) as err:
+                cur.execute(sql)
+                cur.fetchall()
+            assert adbc_grpc_status(err.value) == "PermissionDenied", sql
+            assert "traffic_counts" in str(err.value) or "neighbourhoods" in str(err.value)
+
+
+@pytest.mark.requirement("UDN-AUTH-3")
+def test_first_matching_rule_decides(open_node, idp):
+    # mallory is in the group too, but the deny rule comes first.
+    mallory = token(idp, sub="mallory", groups=["mobility"], purpose="research")
+    with adbc(open_node, mallory) as conn, conn.cursor() as cur:
+        with pytest.raises(adbc_driver_manager.Error) as err:
+            cur.execute("SELECT count(*) FROM traffic_counts")
+            cur.fetchall()
+        assert adbc_grpc_status(err.value) == "PermissionDenied"
+        assert "rule 1" in str(err.value)
+    clerk = token(idp, sub="bob", org="gemeente-utrecht", purpose="research")
+    with adbc(open_node, clerk) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(DISTINCT segment_id) FROM traffic_counts")
+        assert cur.fetchone()[0] > 0
+
+
+@pytest.mark.requirement("UDN-AUTH-3")
+def test_denied_columns_exist_nowhere(open_node, idp):
+    analyst = token(idp, sub="alice", groups=["mobility"], purpose="research")
+    denied = {"segment_id", "v85"}
+    with adbc(open_node, analyst) as conn:
+        schema = conn.adbc_get_table_schema("traffic_counts", db_schema_filter="public")
+        assert not denied & set(schema.names) and "car" in schema.names
+        with conn.cursor() as cur:
+            cur.execute("SELECT * FROM traffic_counts LIMIT 5")
+            assert not denied & {d[0] for d in cur.description}
+            cur.fetchall()
+            cur.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_name = 'traffic_counts'"
+            )
+            assert not denied & {r[0] for r in cur.fetchall()}
+            cur.execute("EXPLAIN SELECT * FROM traffic_counts")
+            plan = " ".join(str(v) for row in cur.fetchall() for v in row)
+            assert "segment_id" not in plan and "v85" not in plan, plan
+            for sql in [
+                "SELECT segment_id FROM traffic_counts",
+                "SELECT count(*) FROM traffic_counts WHERE v85 > 30",
+                "SELECT car FROM traffic_counts ORDER BY segment_id",
+            ]:
+                with pytest.raises(adbc_driver_manager.Error) as err:
+                    cur.execute(sql)
+                    cur.fetchall()
+                assert adbc_grpc_status(err.value) in {"NotFound", "InvalidArgument"}, sql
+            # Visible columns answer as usual, filters included.
+            cur.execute("SELECT sum(car) FROM traffic_counts WHERE bike > 0")
+            assert cur.fetchone()[0] > 0
+
+
+@pytest.mark.requirement("UDN-AUTH-4")
+def test_purpose_binding(open_node, idp):
+    for purpose in [None, "marketing"]:
+        t = token(idp, sub="alice", groups=["mobility"], purpose=purpose)
+        with adbc(open_node, t) as conn, conn.cursor() as cur:
+            with pytest.raises(adbc_driver_manager.Error) as err:
+                cur.execute("SELECT count(*) FROM traffic_counts")
+                cur.fetchall()
+            assert adbc_grpc_status(err.value) == "PermissionDenied"
+            assert "purposes" in str(err.value)
+            # The public dataset needs no purpose.
+            cur.execute("SELECT count(*) FROM air_quality")
+            assert cur.fetchone()[0] > 0
+    t = token(idp, sub="alice", groups=["mobility"], purpose="mobility-planning")
+    with adbc(open_node, t) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM traffic_counts")
+        assert cur.fetchone()[0] > 0
+
+
+HIDDEN_POLICY = """
+[[dataset]]
+name = "air_quality"
+public = true
+
+[[dataset]]
+name = "traffic_counts"
+hidden = true
+  [[dataset.rule]]
+  groups = ["mobility"]
+  access = "raw"
+"""
+
+
+@pytest.mark.requirement("UDN-AUTH-10")
+def test_hidden_datasets_are_left_out_of_public_metadata(launcher, idp):
+    import requests
+
+    node = launcher.spawn(auth_args(idp, HIDDEN_POLICY, "hidden"), name="utrecht")
+    for path in ["/catalog", "/readyz"]:
+        body = requests.get(f"{node.http_url}{path}", timeout=30).text
+        assert "traffic_counts" not in body, path
+        assert "air_quality" in body, path
+    sparql = requests.get(
+        f"{node.http_url}/sparql",
+        params={"query": "SELECT ?s ?p ?o WHERE { ?s ?p ?o }"},
+        headers={"Accept": "application/sparql-results+json"},
+        timeout=30,
+    )
+    assert sparql.status_code == 200 and "traffic_counts" not in sparql.text
+    assert "air_quality" in sparql.text
+    # Hidden is about metadata only: the granted caller reads it as before.
+    rows, _ = query_one(node, token(idp, groups=["mobility"]), "SELECT count(*) FROM traffic_counts")
+    assert rows[0][0] > 0
+    # To anyone else, naming it gets exactly the answer a missing table gets: no existence
+    # oracle, anonymous or authenticated.
+    for caller in [None, token(idp, groups=["research"])]:
+        hidden = refused(node, caller, "SELECT count(*) FROM traffic_counts")
+        missing = refused(node, caller, "SELECT count(*) FROM traffic_countz")
+        assert adbc_grpc_status(hidden) == adbc_grpc_status(missing) == "NotFound", str(hidden)
+        assert str(hidden).replace("traffic_counts", "traffic_countz") == str(missing)

@@ -60,7 +60,11 @@ impl PeerUrl {
     /// The URL of a Flight SQL server listening at `addr`: `grpc+tls://` when it serves TLS,
     /// else `grpc://`.
     pub fn at(addr: SocketAddr, tls: bool) -> Self {
-        let (scheme, http) = if tls { ("grpc+tls", "https") } else { ("grpc", "http") };
+        let (scheme, http) = if tls {
+            ("grpc+tls", "https")
+        } else {
+            ("grpc", "http")
+        };
         Self {
             text: format!("{scheme}://{addr}"),
             endpoint: format!("{http}://{addr}"),

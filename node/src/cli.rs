@@ -1,5 +1,6 @@
-//! Command-line interface of the `polder` binary. Every flag can also be set by an environment
-//! variable with the `POLDER_` prefix.
+//! Command-line interface of the `polder` binary. Most flags can also be set by an environment
+//! variable with the `POLDER_` prefix (`--help` names it; `docs/config-reference.md` lists them
+//! per subcommand).
 //!
 //! A repeatable flag takes one value per use, taken whole: a location may hold a comma (a file
 //! named `a,b.csv`). Its environment variable (`POLDER_TABLES`, `POLDER_PEERS`, `POLDER_NODES`)

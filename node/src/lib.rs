@@ -7,7 +7,7 @@
 //!
 //! # Code organisation
 //!
-//! - [`cli`]: the command line (every flag also an environment variable).
+//! - [`cli`]: the command line (most flags also environment variables).
 //! - [`config`]: the node's TOML configuration, [`config::NodeConfig`], and its checks.
 //! - [`startup`]: starting a node: datasets, catalog, Flight SQL and HTTP services, shutdown.
 //! - [`datasets`]: loading datasets into the node's SQL catalog, and their readiness.
@@ -23,25 +23,27 @@
 //! steps between them.
 //!
 //! ```text
-//! polder sql ─▶ node/src/sql/mod.rs ★        sql::run, sql::client_session
-//!               node/src/sql/session.rs       runs each statement, writes answers (sql/output.rs)
-//!               federation/src/session.rs     the federated session: every part that reads one
-//!                                             node only becomes SQL for that node
-//!               federation/src/peer.rs ★      Peer: the SQL of a part as Flight SQL
-//!                                             CommandStatementQuery, then DoGet
+//! polder sql ─▶ node/src/sql/mod.rs ★            sql::run, sql::client_session
+//!               node/src/sql/session.rs           runs each statement, writes answers
+//!               federation/src/session.rs         the federated session: every part that
+//!                                                 reads one node only becomes SQL for it
+//!               federation/src/peer/executor.rs ★ Peer as SQLExecutor: the part's SQL as
+//!                                                 Flight SQL CommandStatementQuery, then DoGet
 //!   ══ Flight SQL (gRPC) ══▶ the serving node
-//!               flight-sql/src/service.rs ★   PolderFlightSqlService: the FlightSqlService
-//!                                             handlers GetFlightInfo / DoGet
-//!               flight-sql/src/query.rs ★     QueryEngine: a session per request (the
-//!                                             RequestSessions hook), plan, limits, execute
-//!               access/src/session.rs ★       PolicySessions: the caller's catalog, holding
-//!                                             only what the policy grants (access/src/guard.rs)
-//!               federation/src/session.rs     the serving node's own peers are catalogs too:
-//!                                             their parts are cut out of the plan again
-//!               federation/src/peer.rs        Peer sends each part to its node
+//!               flight-sql/src/service/mod.rs ★   PolderFlightSqlService: the FlightSqlService
+//!                                                 handlers GetFlightInfo / DoGet
+//!               flight-sql/src/query/mod.rs ★     QueryEngine: a session per request (the
+//!                                                 RequestSessions hook, query/hooks.rs), plan
+//!                                                 (query/statement.rs), limits, execute
+//!               access/src/session/mod.rs ★       PolicySessions: the caller's catalog, holding
+//!                                                 only what the policy grants (session/
+//!                                                 catalog.rs, access/src/guard.rs)
+//!               federation/src/session.rs         the serving node's own peers are catalogs
+//!                                                 too: their parts are cut out again
+//!               federation/src/peer/executor.rs   Peer sends each part to its node
 //!   ══ Flight SQL (gRPC) ══▶ the peer
-//!               flight-sql/src/service.rs     the peer answers DoGet: its result stream
-//!                                             encoded by FlightDataEncoderBuilder
+//!               flight-sql/src/service/encode.rs  the peer answers DoGet: its result stream
+//!                                                 encoded by FlightDataEncoderBuilder
 //! ```
 //!
 //! In types:
@@ -73,16 +75,17 @@
 //!
 //! ```text
 //! GET /catalog, GET|POST /sparql
-//!   ─▶ node/src/startup.rs      the HTTP service: node/src/http.rs (/healthz, /readyz)
-//!                               merged with the catalog's router
-//!   ─▶ catalog/src/http.rs      polder_catalog::router: content negotiation, the SPARQL
-//!                               1.1 Protocol's parameters
-//!   ─▶ catalog/src/store.rs     Catalog::query: bounded SPARQL evaluation ...
-//!   ─▶ catalog/src/worker.rs    ... in a child process, `polder sparql-worker`
+//!   ─▶ node/src/startup.rs            the HTTP service: node/src/http.rs (/healthz,
+//!                                     /readyz) merged with the catalog's router
+//!   ─▶ catalog/src/http.rs            polder_catalog::router: content negotiation, the
+//!                                     SPARQL 1.1 Protocol's parameters
+//!   ─▶ catalog/src/store.rs           Catalog::query: limits, then evaluation ...
+//!   ─▶ catalog/src/worker/spawn.rs    ... in a child process, `polder sparql-worker`
+//!                                     (catalog/src/worker/process.rs, catalog/src/sparql.rs)
 //! ```
 //!
 //! The catalog's triples are built once at startup: `node/src/catalog.rs` gathers the facts
-//! of each table ([`polder_catalog::TableFacts`]), `catalog/src/describe.rs`
+//! of each table ([`polder_catalog::TableFacts`]), `catalog/src/describe/`
 //! ([`polder_catalog::build`]) turns them into DCAT-AP-NL, and [`polder_catalog::Catalog`]
 //! holds and serves them. The worker process is the `polder` binary itself, started with
 //! [`SPARQL_WORKER`] as its first argument.

@@ -51,10 +51,10 @@ pub async fn open_geojson_table(
     options: GeoJsonOptions,
 ) -> Result<Arc<dyn TableProvider>> {
     let bytes = read_location(ctx, config, options.max_bytes).await?;
-    let batches = geojson_to_batches(&bytes).map_err(|message| Error::Malformed {
+    let batches = geojson_to_batches(&bytes).map_err(|e| Error::Malformed {
         table: config.name.clone(),
         location: config.location.clone(),
-        message,
+        message: e.to_string(),
     })?;
     let schema = batches.0;
     let table = MemTable::try_new(schema, vec![batches.1]).map_err(|e| Error::Malformed {
@@ -147,24 +147,53 @@ impl Kind {
     }
 }
 
+/// Why a GeoJSON document could not be read into batches.
+#[derive(Debug, thiserror::Error)]
+pub enum GeoJsonError {
+    /// The bytes are not JSON.
+    #[error("invalid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A FeatureCollection without its `features` array.
+    #[error("FeatureCollection without a 'features' array")]
+    NoFeatures,
+    /// A top-level object of another GeoJSON type (a bare geometry).
+    #[error("expected a FeatureCollection or Feature, found '{0}'")]
+    NotFeatures(String),
+    /// A JSON document without a `type` member.
+    #[error("not GeoJSON: no 'type' member")]
+    NoType,
+    /// A member of `features` that is not a Feature.
+    #[error("feature {0} is not of type 'Feature'")]
+    NotAFeature(usize),
+    /// A feature whose geometry cannot be encoded as WKB.
+    #[error("feature {feature}: invalid geometry: {source}")]
+    Geometry {
+        /// The feature's position in the document.
+        feature: usize,
+        /// What is wrong with the geometry.
+        source: geozero::error::GeozeroError,
+    },
+    /// The columns do not form a batch.
+    #[error(transparent)]
+    Arrow(#[from] datafusion::arrow::error::ArrowError),
+}
+
 /// Converts a GeoJSON document (FeatureCollection, Feature or bare geometry) into batches.
-pub fn geojson_to_batches(bytes: &[u8]) -> Result<(SchemaRef, Vec<RecordBatch>), String> {
-    let doc: Value = serde_json::from_slice(bytes).map_err(|e| format!("invalid JSON: {e}"))?;
+pub fn geojson_to_batches(
+    bytes: &[u8],
+) -> std::result::Result<(SchemaRef, Vec<RecordBatch>), GeoJsonError> {
+    let doc: Value = serde_json::from_slice(bytes)?;
     let crs = declared_crs(&doc).unwrap_or_else(|| DEFAULT_CRS.to_string());
     let features: Vec<&Value> = match doc.get("type").and_then(Value::as_str) {
         Some("FeatureCollection") => doc
             .get("features")
             .and_then(Value::as_array)
-            .ok_or("FeatureCollection without a 'features' array")?
+            .ok_or(GeoJsonError::NoFeatures)?
             .iter()
             .collect(),
         Some("Feature") => vec![&doc],
-        Some(other) => {
-            return Err(format!(
-                "expected a FeatureCollection or Feature, found '{other}'"
-            ));
-        }
-        None => return Err("not GeoJSON: no 'type' member".into()),
+        Some(other) => return Err(GeoJsonError::NotFeatures(other.to_string())),
+        None => return Err(GeoJsonError::NoType),
     };
 
     // Column order: first appearance across features; types: merged over all values.
@@ -172,7 +201,7 @@ pub fn geojson_to_batches(bytes: &[u8]) -> Result<(SchemaRef, Vec<RecordBatch>),
     let mut kinds: HashMap<String, Kind> = HashMap::new();
     for (i, feature) in features.iter().enumerate() {
         if feature.get("type").and_then(Value::as_str) != Some("Feature") {
-            return Err(format!("feature {i} is not of type 'Feature'"));
+            return Err(GeoJsonError::NotAFeature(i));
         }
         if let Some(props) = feature.get("properties").and_then(Value::as_object) {
             for (key, value) in props {
@@ -230,19 +259,16 @@ pub fn geojson_to_batches(bytes: &[u8]) -> Result<(SchemaRef, Vec<RecordBatch>),
                 Some(g) => {
                     let wkb = geozero::geojson::GeoJson(&g.to_string())
                         .to_wkb(CoordDimensions::xy())
-                        .map_err(|e| {
-                            format!(
-                                "feature {}: invalid geometry: {e}",
-                                chunk_index * ROWS_PER_BATCH + i
-                            )
+                        .map_err(|source| GeoJsonError::Geometry {
+                            feature: chunk_index * ROWS_PER_BATCH + i,
+                            source,
                         })?;
                     geometry.append_value(wkb);
                 }
             }
         }
         columns.push(Arc::new(geometry.finish()));
-        batches
-            .push(RecordBatch::try_new(Arc::clone(&schema), columns).map_err(|e| e.to_string())?);
+        batches.push(RecordBatch::try_new(Arc::clone(&schema), columns)?);
     }
     Ok((schema, batches))
 }
@@ -335,17 +361,20 @@ mod tests {
         assert!(
             geojson_to_batches(b"{")
                 .unwrap_err()
+                .to_string()
                 .contains("invalid JSON")
         );
         assert!(
             geojson_to_batches(br#"{"type":"Point","coordinates":[1,2]}"#)
                 .unwrap_err()
+                .to_string()
                 .contains("FeatureCollection")
         );
         let bad = r#"{"type":"FeatureCollection","features":[{"type":"Feature","properties":{},"geometry":{"type":"Point","coordinates":"x"}}]}"#;
         assert!(
             geojson_to_batches(bad.as_bytes())
                 .unwrap_err()
+                .to_string()
                 .contains("feature 0")
         );
     }

@@ -401,9 +401,13 @@ impl Policy {
     }
 }
 
-/// A DataFusion error's message without the "Error during planning: " kind prefix.
+/// A DataFusion error's message; a planning error's without its "Error during planning: "
+/// kind prefix, which says nothing to the author of a policy file.
 fn plain(error: &datafusion::error::DataFusionError) -> String {
-    error.to_string().replace("Error during planning: ", "")
+    match error {
+        datafusion::error::DataFusionError::Plan(message) => message.clone(),
+        other => other.to_string(),
+    }
 }
 
 fn refuse(name: &str, why: &str) -> Decision {
@@ -695,5 +699,33 @@ mod tests {
             .check(&tables, &state)
             .unwrap_err();
         assert!(err.to_string().contains("'air_quality'"), "{err}");
+    }
+
+    #[test]
+    fn a_row_filter_that_is_no_condition_is_named_without_planner_jargon() {
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "segment_id",
+            DataType::Int64,
+            false,
+        )]));
+        let tables = BTreeMap::from([
+            ("traffic_counts".to_string(), schema.clone()),
+            ("air_quality".to_string(), schema),
+        ]);
+        let state = datafusion::prelude::SessionContext::new().state();
+        let policy = POLICY.replace(
+            "deny_columns = [\"segment_id\"]",
+            "row_filter = \"segment_id + 1\"",
+        );
+        let err = Policy::parse(&policy)
+            .unwrap()
+            .check(&tables, &state)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("has row filter 'segment_id + 1': a row filter must be a condition"),
+            "{err}"
+        );
+        assert!(!err.contains("Error during planning"), "{err}");
     }
 }

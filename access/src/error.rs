@@ -265,6 +265,9 @@ pub enum AuditKeyError {
     /// The file is not JSON.
     #[error("not JSON: {0}")]
     NotJson(#[source] serde_json::Error),
+    /// The file is JSON, but not shaped as a JWKS (`keys` not a list of objects, ...).
+    #[error("not a JWKS: {0}")]
+    NotJwks(#[source] serde_json::Error),
     /// No key has `crv: Ed25519` with an `x`.
     #[error("no Ed25519 key in the JWKS")]
     NoEd25519Key,

@@ -474,3 +474,15 @@ fn records_keep_their_fields_and_order() {
 fn text(record: &impl serde::Serialize) -> String {
     serde_json::to_string(&serde_json::to_value(record).unwrap()).unwrap()
 }
+
+#[test]
+fn a_verification_key_file_that_is_no_jwks_says_which_way() {
+    use crate::error::AuditKeyError;
+    let err = |text: &str| verifying_key_from_jwks(text).unwrap_err();
+    assert!(matches!(err("{\"keys\": ["), AuditKeyError::NotJson(_)));
+    let shape = err(r#"{"keys": "ed25519"}"#);
+    assert!(matches!(shape, AuditKeyError::NotJwks(_)), "{shape}");
+    assert!(shape.to_string().starts_with("not a JWKS: "), "{shape}");
+    let rsa = r#"{"keys": [{"kty": "RSA", "n": "AQAB", "e": "AQAB"}]}"#;
+    assert!(matches!(err(rsa), AuditKeyError::NoEd25519Key));
+}

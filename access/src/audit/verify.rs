@@ -231,7 +231,10 @@ impl Walk<'_> {
 
 /// The verifying key of the first Ed25519 key in a JWKS (as `polder token keygen` writes).
 pub fn verifying_key_from_jwks(text: &str) -> Result<VerifyingKey, AuditKeyError> {
-    let jwks: PublicJwks = serde_json::from_str(text).map_err(AuditKeyError::NotJson)?;
+    let jwks: PublicJwks = serde_json::from_str(text).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => AuditKeyError::NotJwks(e),
+        _ => AuditKeyError::NotJson(e),
+    })?;
     let x = jwks
         .keys
         .iter()

@@ -11,8 +11,9 @@
 //! - while spilling, outer, semi and anti joins drop their unmatched rows
 //!   (apache/datafusion#24745): a wrong answer with no error.
 //!
-//! [`InMemoryJoins`] is a physical optimizer rule that puts every nested loop join under an
-//! [`InMemoryJoinExec`], which executes the join with the disk manager disabled. The join then
+//! [`InMemoryJoins`] is a physical optimizer rule that puts every nested loop join under a
+//! [`RuntimeSwitchExec`] (`InMemoryJoinExec` in plans), which executes the join with the disk
+//! manager disabled. The join then
 //! fails with `ResourcesExhausted` (gRPC `RESOURCE_EXHAUSTED`) when its build side does not fit,
 //! as a hash join does. The join's inputs still run with the session's runtime: a sort below
 //! the join spills as before.
@@ -33,11 +34,11 @@ use datafusion::physical_plan::joins::NestedLoopJoinExec;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use datafusion::prelude::SessionConfig;
 
-/// Both nodes report their child's properties: replacing a child never changes them.
+/// The switch reports its child's properties: replacing a child never changes them.
 const KEEP_PROPERTIES: ReplaceChildrenOptions =
     ReplaceChildrenOptions::new(ChildrenPropertiesMode::Keep);
 
-/// Puts every [`NestedLoopJoinExec`] of a plan under an [`InMemoryJoinExec`]. Run it last, after
+/// Puts every [`NestedLoopJoinExec`] of a plan under a [`RuntimeSwitchExec`]. Run it last, after
 /// the rules that may still replace or move joins.
 #[derive(Debug, Default)]
 pub struct InMemoryJoins;
@@ -57,18 +58,21 @@ impl PhysicalOptimizerRule for InMemoryJoins {
             let Some(join) = node.downcast_ref::<NestedLoopJoinExec>() else {
                 return Ok(Transformed::no(node));
             };
-            if join.children().iter().any(|c| c.is::<JoinInputExec>()) {
+            if join.children().iter().any(|c| c.is::<RuntimeSwitchExec>()) {
                 // Wrapped when the rule ran before on this plan.
                 return Ok(Transformed::no(node));
             }
             let inputs = join
                 .children()
                 .into_iter()
-                .map(|child| Arc::new(JoinInputExec::new(Arc::clone(child))) as _)
+                .map(|child| {
+                    Arc::new(RuntimeSwitchExec::new(Arc::clone(child), Switch::JoinInput)) as _
+                })
                 .collect();
             // The inputs keep their children's properties, so the join keeps its own.
             let join = Arc::clone(&node).replace_children(inputs, KEEP_PROPERTIES)?;
-            Ok(Transformed::yes(Arc::new(InMemoryJoinExec::new(join)) as _))
+            let wrapped = RuntimeSwitchExec::new(join, Switch::InMemoryJoin);
+            Ok(Transformed::yes(Arc::new(wrapped) as _))
         })
         .map(|t| t.data)
     }
@@ -82,36 +86,87 @@ impl PhysicalOptimizerRule for InMemoryJoins {
     }
 }
 
-/// Executes a nested loop join with temporary files disabled; the join's inputs
-/// ([`JoinInputExec`]) run with the query's runtime.
-#[derive(Debug)]
-pub struct InMemoryJoinExec {
-    join: Arc<dyn ExecutionPlan>,
+/// Where a [`RuntimeSwitchExec`] stands, and so which runtime its child executes with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Switch {
+    /// Above a nested loop join: the join runs with temporary files disabled.
+    InMemoryJoin,
+    /// Above an input of such a join: the input runs with the query's runtime again.
+    JoinInput,
 }
 
-impl InMemoryJoinExec {
-    /// Wraps `join`.
-    pub fn new(join: Arc<dyn ExecutionPlan>) -> Self {
-        Self { join }
-    }
-}
-
-impl DisplayAs for InMemoryJoinExec {
-    fn fmt_as(&self, t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match t {
-            DisplayFormatType::TreeRender => Ok(()),
-            _ => write!(f, "InMemoryJoinExec"),
+impl Switch {
+    fn name(self) -> &'static str {
+        match self {
+            Switch::InMemoryJoin => "InMemoryJoinExec",
+            Switch::JoinInput => "JoinInputExec",
         }
     }
 }
 
-impl ExecutionPlan for InMemoryJoinExec {
+/// Executes its child with another runtime: a nested loop join without temporary files
+/// ([`Switch::InMemoryJoin`], shown as `InMemoryJoinExec`), and each input of that join with
+/// the query's own runtime ([`Switch::JoinInput`], shown as `JoinInputExec`), so that a sort
+/// below the join may still spill.
+#[derive(Debug)]
+pub struct RuntimeSwitchExec {
+    child: Arc<dyn ExecutionPlan>,
+    switch: Switch,
+}
+
+impl RuntimeSwitchExec {
+    /// Wraps `child`.
+    pub fn new(child: Arc<dyn ExecutionPlan>, switch: Switch) -> Self {
+        Self { child, switch }
+    }
+
+    /// The context the child executes with.
+    fn context(&self, context: Arc<TaskContext>) -> Result<Arc<TaskContext>> {
+        match self.switch {
+            Switch::InMemoryJoin => {
+                let session = SessionRuntime(context.runtime_env());
+                let config = context
+                    .session_config()
+                    .clone()
+                    .with_extension(Arc::new(session));
+                let runtime = RuntimeEnv {
+                    disk_manager: Arc::new(
+                        DiskManager::builder()
+                            .with_mode(DiskManagerMode::Disabled)
+                            .build()?,
+                    ),
+                    ..RuntimeEnv::clone(&context.runtime_env())
+                };
+                Ok(with(&context, config, Arc::new(runtime)))
+            }
+            Switch::JoinInput => match context.session_config().get_extension::<SessionRuntime>() {
+                Some(session) => Ok(with(
+                    &context,
+                    context.session_config().clone(),
+                    Arc::clone(&session.0),
+                )),
+                None => Ok(context),
+            },
+        }
+    }
+}
+
+impl DisplayAs for RuntimeSwitchExec {
+    fn fmt_as(&self, t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match t {
+            DisplayFormatType::TreeRender => Ok(()),
+            _ => write!(f, "{}", self.switch.name()),
+        }
+    }
+}
+
+impl ExecutionPlan for RuntimeSwitchExec {
     fn name(&self) -> &str {
-        "InMemoryJoinExec"
+        self.switch.name()
     }
 
     fn properties(&self) -> &Arc<PlanProperties> {
-        self.join.properties()
+        self.child.properties()
     }
 
     fn maintains_input_order(&self) -> Vec<bool> {
@@ -119,7 +174,7 @@ impl ExecutionPlan for InMemoryJoinExec {
     }
 
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![&self.join]
+        vec![&self.child]
     }
 
     fn apply_expressions(
@@ -137,9 +192,10 @@ impl ExecutionPlan for InMemoryJoinExec {
         datafusion::common::assert_eq_or_internal_err!(
             children.len(),
             1,
-            "InMemoryJoinExec has one child"
+            "{} has one child",
+            self.switch.name()
         );
-        Ok(Arc::new(Self::new(children.swap_remove(0))))
+        Ok(Arc::new(Self::new(children.swap_remove(0), self.switch)))
     }
 
     fn with_new_children(
@@ -154,25 +210,11 @@ impl ExecutionPlan for InMemoryJoinExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        let session = SessionRuntime(context.runtime_env());
-        let config = context
-            .session_config()
-            .clone()
-            .with_extension(Arc::new(session));
-        let runtime = RuntimeEnv {
-            disk_manager: Arc::new(
-                DiskManager::builder()
-                    .with_mode(DiskManagerMode::Disabled)
-                    .build()?,
-            ),
-            ..RuntimeEnv::clone(&context.runtime_env())
-        };
-        self.join
-            .execute(partition, with(&context, config, Arc::new(runtime)))
+        self.child.execute(partition, self.context(context)?)
     }
 }
 
-/// The runtime of the query, kept while an [`InMemoryJoinExec`] runs its join without it.
+/// The runtime of the query, kept while a join runs without it ([`Switch::InMemoryJoin`]).
 #[derive(Debug)]
 struct SessionRuntime(Arc<RuntimeEnv>);
 
@@ -192,89 +234,6 @@ fn with(
         context.window_functions().clone(),
         runtime,
     ))
-}
-
-/// An input of a join under an [`InMemoryJoinExec`]: executes `input` with the query's own
-/// runtime again, so that the join's inputs (a sort, say) may still spill.
-#[derive(Debug)]
-pub struct JoinInputExec {
-    input: Arc<dyn ExecutionPlan>,
-}
-
-impl JoinInputExec {
-    fn new(input: Arc<dyn ExecutionPlan>) -> Self {
-        Self { input }
-    }
-}
-
-impl DisplayAs for JoinInputExec {
-    fn fmt_as(&self, t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match t {
-            DisplayFormatType::TreeRender => Ok(()),
-            _ => write!(f, "JoinInputExec"),
-        }
-    }
-}
-
-impl ExecutionPlan for JoinInputExec {
-    fn name(&self) -> &str {
-        "JoinInputExec"
-    }
-
-    fn properties(&self) -> &Arc<PlanProperties> {
-        self.input.properties()
-    }
-
-    fn maintains_input_order(&self) -> Vec<bool> {
-        vec![true]
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![&self.input]
-    }
-
-    fn apply_expressions(
-        &self,
-        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
-    ) -> Result<TreeNodeRecursion> {
-        Ok(TreeNodeRecursion::Continue)
-    }
-
-    fn replace_children(
-        self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
-        _options: ReplaceChildrenOptions,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        datafusion::common::assert_eq_or_internal_err!(
-            children.len(),
-            1,
-            "JoinInputExec has one child"
-        );
-        Ok(Arc::new(Self::new(children.swap_remove(0))))
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        self.replace_children(children, KEEP_PROPERTIES)
-    }
-
-    fn execute(
-        &self,
-        partition: usize,
-        context: Arc<TaskContext>,
-    ) -> Result<SendableRecordBatchStream> {
-        let context = match context.session_config().get_extension::<SessionRuntime>() {
-            Some(session) => with(
-                &context,
-                context.session_config().clone(),
-                Arc::clone(&session.0),
-            ),
-            None => context,
-        };
-        self.input.execute(partition, context)
-    }
 }
 
 #[cfg(test)]

@@ -390,6 +390,15 @@ mod tests {
                 .to_string()
                 .contains("lower-case SQL identifier")
         );
+        // The node's identifier rule, length cap included: a peer's name is a SQL catalog.
+        let longest = "a".repeat(polder_connectors::identifier::MAX_LEN);
+        assert!(PeerConfig::parse_flag(&format!("{longest}=grpc://h:1")).is_ok());
+        assert!(
+            PeerConfig::parse_flag(&format!("{longest}a=grpc://h:1"))
+                .unwrap_err()
+                .to_string()
+                .contains("1-63 characters")
+        );
         assert!(
             PeerConfig::parse_flag("u=ftp://h:1")
                 .unwrap_err()

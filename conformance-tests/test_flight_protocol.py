@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
+from urllib.parse import urlparse
 
 import pyarrow as pa
 import pyarrow.flight as flight
@@ -213,3 +215,107 @@ def test_unknown_command_in_descriptor_is_a_clean_error(main_node, assert_health
     # Not part of Flight SQL: UNIMPLEMENTED, or INVALID_ARGUMENT for a malformed request.
     assert status in ("InvalidArgument", "Unimplemented"), f"{status}: {err.value}"
     assert_healthy()
+
+
+# Columns with few distinct values: every codec shrinks them many times over.
+_COMPRESSIBLE = "SELECT l_shipmode, l_returnflag, l_linestatus, l_shipinstruct FROM lineitem"
+
+
+class _CountingProxy:
+    """A TCP proxy in front of the node that counts the bytes the node sends: what a client
+    receives on the wire, compressed or not, whatever its Flight library decodes."""
+
+    def __init__(self, host: str, port: int):
+        self.upstream = (host, port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.down = 0
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.upstream)
+            threading.Thread(target=self._pump, args=(client, server, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, True), daemon=True).start()
+
+    def _pump(self, source, sink, count: bool):
+        try:
+            while data := source.recv(65536):
+                if count:
+                    with self.lock:
+                        self.down += len(data)
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self):
+        self.listener.close()
+
+
+def _wire_bytes(node, proxy: _CountingProxy, codec: str | None) -> tuple[pa.Table, int]:
+    """Reads `_COMPRESSIBLE` through `proxy`, asking for `codec` with the `udn-ipc-compression`
+    header on `DoGet`: the result and the bytes the node sent for it."""
+    scheme = urlparse(node.flight_url).scheme
+    if scheme in ("grpc+tls", "https"):
+        client = flight.FlightClient(
+            f"grpc+tls://127.0.0.1:{proxy.port}", disable_server_verification=True
+        )
+    else:
+        client = flight.FlightClient(f"grpc://127.0.0.1:{proxy.port}")
+    with client:
+        info = _flight_info(client, _COMPRESSIBLE)
+        headers = [(b"udn-ipc-compression", codec.encode())] if codec else []
+        options = flight.FlightCallOptions(timeout=RPC_TIMEOUT_S, headers=headers)
+        before = proxy.down
+        table = pa.concat_tables(
+            [client.do_get(ep.ticket, options).read_all() for ep in info.endpoints]
+        )
+        return table, proxy.down - before
+
+
+@pytest.mark.requirement("UDN-FSQL-9")
+def test_results_are_compressed_when_the_client_asks(main_node):
+    """Asked for zstd or lz4, the node sends these very compressible columns in less than half
+    the bytes it sends them in uncompressed, and they decode to the same rows."""
+    url = urlparse(main_node.flight_url)
+    proxy = _CountingProxy(url.hostname, url.port)
+    try:
+        plain, plain_bytes = _wire_bytes(main_node, proxy, None)
+        assert plain.num_rows > 0
+        for codec in ["zstd", "lz4"]:
+            table, sent = _wire_bytes(main_node, proxy, codec)
+            assert table.equals(plain), f"{codec}: other values than uncompressed"
+            assert sent * 2 < plain_bytes, (
+                f"asked for {codec}, the node sent {sent} bytes, uncompressed {plain_bytes}: "
+                "not compressed"
+            )
+        table, sent = _wire_bytes(main_node, proxy, "none")
+        assert table.equals(plain) and sent > plain_bytes // 2, "`none` must not compress"
+    finally:
+        proxy.close()
+
+
+@pytest.mark.requirement("UDN-FSQL-9", "UDN-ERR-1")
+def test_unknown_compression_is_refused_and_the_node_keeps_serving(main_node, main_ref):
+    client = _client(main_node)
+    info = _flight_info(client, SQL)
+    options = flight.FlightCallOptions(
+        timeout=RPC_TIMEOUT_S, headers=[(b"udn-ipc-compression", b"brotli")]
+    )
+    # pyarrow raises InvalidArgument as ArrowInvalid, not as a FlightError.
+    with pytest.raises(pa.ArrowException) as err:
+        client.do_get(info.endpoints[0].ticket, options).read_all()
+    assert flight_grpc_status(err.value) == "InvalidArgument", str(err.value)
+    assert "udn-ipc-compression" in str(err.value), str(err.value)
+    assert_same_rows(rows_of_arrow(_read_all(client, info)), main_ref.rows(SQL))

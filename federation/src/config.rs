@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use polder_flight_sql::IpcCompression;
 use serde::Deserialize;
 
 use crate::error::PeerError;
@@ -36,6 +37,10 @@ pub struct PeerConfig {
     /// peer's only catalog (a Polder node's catalog is its node name).
     #[serde(default)]
     pub catalog: Option<String>,
+    /// The Arrow IPC body compression asked of this peer for results (`none`, `lz4`, `zstd`).
+    /// Default: `federation.compression`.
+    #[serde(default)]
+    pub compression: Option<IpcCompression>,
 }
 
 /// A peer's Flight SQL URL, parsed once (when the manifest, the node's configuration or a
@@ -226,7 +231,12 @@ impl PeerConfig {
             peer: name.clone(),
             source,
         })?;
-        let peer = Self { name, url, catalog };
+        let peer = Self {
+            name,
+            url,
+            catalog,
+            compression: None,
+        };
         Ok(peer)
     }
 
@@ -320,6 +330,10 @@ pub struct FederationOptions {
     /// key costs the peer about 10 µs of planning, twice (for `GetFlightInfo` and `DoGet`):
     /// a list pays off when the other side is large.
     pub runtime_filter_keys: usize,
+    /// The Arrow IPC body compression asked of peers for results (`none`, `lz4`, `zstd`), unless
+    /// a peer's own `compression` says otherwise: worth it on links slower than the peers can
+    /// compress (docs/benchmarks.md, Federation over links between cities).
+    pub compression: IpcCompression,
 }
 
 /// A bearer token: a credential, so never printed.
@@ -344,6 +358,7 @@ impl Default for FederationOptions {
             tls_ca: None,
             runtime_filter_max_bytes: 64 * 1024,
             runtime_filter_keys: 150,
+            compression: IpcCompression::None,
         }
     }
 }

@@ -42,4 +42,5 @@ pub use catalog::PeerCatalog;
 pub use config::{BearerToken, ConfigError, FederationOptions, Manifest, PeerConfig, PeerUrl};
 pub use error::PeerError;
 pub use peer::{Peer, Traffic};
+pub use polder_flight_sql::IpcCompression;
 pub use session::{FederatedSession, federated_state, session_state};

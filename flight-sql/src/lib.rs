@@ -28,6 +28,7 @@
 
 pub mod bounded;
 pub mod coalesce;
+pub mod compression;
 pub mod depth;
 pub mod error;
 pub mod explain;
@@ -40,6 +41,7 @@ pub mod service;
 pub mod wire;
 pub mod workarounds;
 
+pub use compression::{COMPRESSION_HEADER, IpcCompression};
 pub use error::{Error, Result};
 pub use handle::StatementHandle;
 pub use metadata::ServerInfo;

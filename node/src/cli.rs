@@ -311,6 +311,15 @@ pub struct SqlArgs {
     /// tables whole and computes here: only for measuring what pushdown gains.
     #[arg(long = "no-pushdown", action = clap::ArgAction::SetFalse)]
     pub pushdown: bool,
+    /// Ask the nodes to compress results (Arrow IPC bodies): none, lz4 or zstd. Worth it on a
+    /// slow link; costs the nodes' and this machine's processor time.
+    #[arg(
+        long,
+        value_name = "CODEC",
+        default_value = "none",
+        env = "POLDER_COMPRESSION"
+    )]
+    pub compression: polder_federation::IpcCompression,
     /// In a script (`-c`, `-f`, piped input), stop at the first failed statement. Without it
     /// every statement runs, each failure is reported with its line, and the exit code says
     /// whether any failed.

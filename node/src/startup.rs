@@ -206,6 +206,7 @@ impl RunningNode {
             name: self.name.clone(),
             url: PeerUrl::at(self.flight_addr, self.tls),
             catalog: None,
+            compression: None,
         }
     }
 

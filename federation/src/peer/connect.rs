@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use arrow_flight::FlightClient;
 use arrow_flight::flight_service_client::FlightServiceClient;
+use polder_flight_sql::{COMPRESSION_HEADER, IpcCompression};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use super::Peer;
@@ -70,6 +71,58 @@ impl Peer {
             // answers Unauthenticated, which names the peer.
             tracing::warn!(peer = %self.config.name, error = %err, "bearer token not sent");
         }
+        let compression = self.compression();
+        if compression != IpcCompression::None {
+            // Always a valid header value: one of three fixed words.
+            let _ = client.add_header(COMPRESSION_HEADER, compression.as_str());
+        }
         client
+    }
+
+    /// The compression asked of this peer for results: its own setting, else the federation's.
+    pub fn compression(&self) -> IpcCompression {
+        self.config.compression.unwrap_or(self.options.compression)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PeerConfig;
+
+    fn peer(own: Option<IpcCompression>, federation: IpcCompression) -> Peer {
+        let mut config = PeerConfig::parse_flag("utrecht=grpc://127.0.0.1:1").unwrap();
+        config.compression = own;
+        let options = FederationOptions {
+            compression: federation,
+            ..FederationOptions::default()
+        };
+        Peer::new(config, options).unwrap()
+    }
+
+    /// The header asking for compression goes with every request to a peer that is to
+    /// compress, the peer's own setting first; none is sent otherwise.
+    #[tokio::test]
+    async fn asks_peers_for_the_configured_compression() {
+        let header = |peer: &Peer| {
+            let client = peer.client(peer.channel.clone());
+            client
+                .metadata()
+                .get(COMPRESSION_HEADER)
+                .map(|v| v.to_str().unwrap().to_string())
+        };
+        assert_eq!(header(&peer(None, IpcCompression::None)), None);
+        assert_eq!(
+            header(&peer(None, IpcCompression::Zstd)).as_deref(),
+            Some("zstd")
+        );
+        assert_eq!(
+            header(&peer(Some(IpcCompression::Lz4), IpcCompression::Zstd)).as_deref(),
+            Some("lz4")
+        );
+        assert_eq!(
+            header(&peer(Some(IpcCompression::None), IpcCompression::Zstd)),
+            None
+        );
     }
 }

@@ -4,12 +4,15 @@
 use std::pin::Pin;
 use std::time::Duration;
 
+use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::error::FlightError;
 use arrow_flight::sql::{CommandStatementQuery, ProstMessageExt};
+use arrow_flight::{FlightClient, Ticket};
 use arrow_flight::{FlightDescriptor, FlightEndpoint, FlightInfo};
 use datafusion::arrow::array::RecordBatch;
 use futures::stream::{self, BoxStream};
 use futures::{Stream, StreamExt, TryStreamExt};
+use polder_flight_sql::compression::check_result_message;
 use prost::Message;
 
 use super::Peer;
@@ -62,7 +65,13 @@ impl Peer {
             _ => self.channel.clone(),
         };
         let mut client = self.client(channel);
-        let batches = self.timed(client.do_get(ticket)).await?;
+        let batches = self
+            .timed(checked_do_get(
+                &mut client,
+                ticket,
+                self.options.max_message_bytes,
+            ))
+            .await?;
         let peer = self.clone();
         Ok(idle_timeout(batches, self.options.peer_timeout)
             .map(move |item| match item {
@@ -111,6 +120,25 @@ impl Peer {
             other => self.protocol(other.to_string()),
         }
     }
+}
+
+/// `DoGet` with every message checked before Arrow's reader decodes it
+/// ([`check_result_message`]): a peer's batch may not declare more than `max_decompressed`
+/// bytes once decompressed, nor buffers outside its body.
+async fn checked_do_get(
+    client: &mut FlightClient,
+    ticket: Ticket,
+    max_decompressed: usize,
+) -> Result<FlightRecordBatchStream, FlightError> {
+    let mut request = tonic::Request::new(ticket);
+    *request.metadata_mut() = client.metadata().clone();
+    let messages = client.inner_mut().do_get(request).await?.into_inner();
+    let checked = messages.map(move |data| {
+        let data = data.map_err(FlightError::from)?;
+        check_result_message(&data, max_decompressed).map_err(FlightError::DecodeError)?;
+        Ok(data)
+    });
+    Ok(FlightRecordBatchStream::new_from_flight_data(checked))
 }
 
 /// The descriptor of a Flight SQL statement.

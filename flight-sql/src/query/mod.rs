@@ -116,9 +116,21 @@ impl QueryEngine {
         sql: &str,
         params: Vec<RecordBatch>,
     ) -> Result<SendableRecordBatchStream> {
-        let planned = match self.admit().await {
-            Ok(slot) => self.plan_in(sql, &slot).await.map(|plan| (plan, slot)),
-            Err(err) => Err(err),
+        self.run_planned(sql, None, params).await
+    }
+
+    /// Runs `sql` as [`QueryEngine::run`] does, with `plan` as its plan when the caller planned
+    /// it already (in this engine's session, for the same statement text).
+    pub async fn run_planned(
+        &self,
+        sql: &str,
+        plan: Option<LogicalPlan>,
+        params: Vec<RecordBatch>,
+    ) -> Result<SendableRecordBatchStream> {
+        let planned = match (self.admit().await, plan) {
+            (Ok(slot), Some(plan)) => Ok((plan, slot)),
+            (Ok(slot), None) => self.plan_in(sql, &slot).await.map(|plan| (plan, slot)),
+            (Err(err), _) => Err(err),
         };
         self.audit_refusal(sql, &planned).await;
         let (plan, slot) = planned?;

@@ -15,6 +15,7 @@ use tonic::{Request, Response, Status};
 use tracing::warn;
 
 use super::{FlightDataStream, PolderFlightSqlService};
+use crate::compression::IpcCompression;
 use crate::error::{Error, Result};
 use crate::fit;
 
@@ -23,8 +24,14 @@ use crate::fit;
 const FRAMING_BYTES: usize = 16 * 1024;
 
 impl PolderFlightSqlService {
-    /// Encodes a stream of batches as Flight data with `schema` first, also when it is empty.
-    pub(super) fn encode<S>(&self, schema: SchemaRef, batches: S) -> FlightDataStream
+    /// Encodes a stream of batches as Flight data with `schema` first, also when it is empty,
+    /// their bodies compressed as `compression` says.
+    pub(super) fn encode<S>(
+        &self,
+        schema: SchemaRef,
+        batches: S,
+        compression: IpcCompression,
+    ) -> Result<FlightDataStream>
     where
         S: Stream<Item = datafusion::error::Result<RecordBatch>> + Send + 'static,
     {
@@ -46,18 +53,28 @@ impl PolderFlightSqlService {
                 }
             })
             .flatten();
-        Box::pin(
+        Ok(Box::pin(
             FlightDataEncoderBuilder::new()
+                .with_options(compression.write_options()?)
                 .with_schema(schema)
                 .with_max_flight_data_size(self.config.max_flight_data_bytes)
                 .build(batches)
                 .map_err(Status::from),
-        )
+        ))
     }
 
-    /// Encodes one batch as Flight data.
-    pub(super) fn encode_batch(&self, batch: RecordBatch) -> Response<FlightDataStream> {
-        Response::new(self.encode(batch.schema(), futures::stream::once(async { Ok(batch) })))
+    /// Encodes one batch (a metadata answer) as Flight data, uncompressed.
+    pub(super) fn encode_batch(
+        &self,
+        batch: RecordBatch,
+    ) -> Result<Response<FlightDataStream>, Status> {
+        let schema = batch.schema();
+        let batches = futures::stream::once(async move { Ok(batch) });
+        Ok(Response::new(self.encode(
+            schema,
+            batches,
+            IpcCompression::None,
+        )?))
     }
 }
 

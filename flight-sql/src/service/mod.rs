@@ -6,6 +6,7 @@ mod bind;
 mod catalog;
 mod config;
 mod encode;
+mod planned;
 pub mod transport;
 
 pub use config::FlightSqlConfig;
@@ -35,12 +36,14 @@ use parking_lot::Mutex;
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
+use crate::compression::IpcCompression;
 use crate::error::{Error, Result};
 use crate::handle::StatementHandle;
 use crate::metadata;
 use crate::query::{QueryEngine, bound_schema, parameter_schema};
 use catalog::{TABLE_TYPES, foreign_keys_schema, primary_keys_schema, table_type_name};
 use encode::{command_info, hydrated, schema_bytes};
+use planned::{PlanKey, PlannedTickets};
 
 type FlightDataStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send + 'static>>;
 
@@ -54,6 +57,7 @@ pub struct PolderFlightSqlService {
     sql_info: Arc<SqlInfoData>,
     xdbc: Arc<XdbcTypeInfoData>,
     bindings: Arc<Mutex<LruCache<Bytes, Bytes>>>,
+    planned: PlannedTickets,
     config: Arc<FlightSqlConfig>,
 }
 
@@ -74,6 +78,7 @@ impl PolderFlightSqlService {
             sql_info: Arc::new(metadata::sql_info(&config.server)?),
             xdbc: Arc::new(metadata::xdbc_type_info()?),
             bindings: Arc::new(Mutex::new(LruCache::new(capacity))),
+            planned: PlannedTickets::default(),
             engine,
             config: Arc::new(config),
         })
@@ -96,11 +101,14 @@ impl FlightSqlService for PolderFlightSqlService {
     ) -> Result<Response<FlightInfo>, Status> {
         let engine = self.engine.for_request(request.extensions()).await?;
         let plan = engine.plan_audited(&query.query).await?;
+        let text_bytes = query.query.len();
         let handle = StatementHandle::new(query.query).encode();
+        let key = PlanKey::new(handle.clone(), request.metadata());
         let ticket = TicketStatementQuery {
             statement_handle: handle,
         };
         let schema = crate::workarounds::answer_schema(&engine.session().state(), &plan);
+        self.planned.keep(key, &engine, &plan, text_bytes);
         command_info(&schema, &ticket, request)
     }
 
@@ -110,10 +118,19 @@ impl FlightSqlService for PolderFlightSqlService {
         ticket: TicketStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<FlightDataStream>, Status> {
-        let engine = self.engine.for_request(request.extensions()).await?;
+        let compression = IpcCompression::requested(request.metadata())?;
         let handle = StatementHandle::decode(&ticket.statement_handle)?;
-        let stream = engine.run(&handle.sql, vec![]).await?;
-        Ok(Response::new(self.encode(stream.schema(), stream)))
+        let key = PlanKey::new(ticket.statement_handle, request.metadata());
+        let (engine, plan) = match self.planned.take(&key) {
+            Some((engine, plan)) => (engine, Some(plan)),
+            None => (self.engine.for_request(request.extensions()).await?, None),
+        };
+        let stream = engine.run_planned(&handle.sql, plan, vec![]).await?;
+        Ok(Response::new(self.encode(
+            stream.schema(),
+            stream,
+            compression,
+        )?))
     }
 
     #[instrument(skip_all)]
@@ -129,6 +146,8 @@ impl FlightSqlService for PolderFlightSqlService {
         let ticket = CommandPreparedStatementQuery {
             prepared_statement_handle: handle.encode(),
         };
+        let key = PlanKey::new(ticket.prepared_statement_handle.clone(), request.metadata());
+        self.planned.keep(key, &engine, &plan, handle.sql.len());
         command_info(&schema, &ticket, request)
     }
 
@@ -138,10 +157,21 @@ impl FlightSqlService for PolderFlightSqlService {
         cmd: CommandPreparedStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<FlightDataStream>, Status> {
-        let engine = self.engine.for_request(request.extensions()).await?;
+        let compression = IpcCompression::requested(request.metadata())?;
+        let key = PlanKey::new(cmd.prepared_statement_handle.clone(), request.metadata());
         let handle = self.resolve(&cmd.prepared_statement_handle)?;
-        let stream = engine.run(&handle.sql, handle.params()?).await?;
-        Ok(Response::new(self.encode(stream.schema(), stream)))
+        let (engine, plan) = match self.planned.take(&key) {
+            Some((engine, plan)) => (engine, Some(plan)),
+            None => (self.engine.for_request(request.extensions()).await?, None),
+        };
+        let stream = engine
+            .run_planned(&handle.sql, plan, handle.params()?)
+            .await?;
+        Ok(Response::new(self.encode(
+            stream.schema(),
+            stream,
+            compression,
+        )?))
     }
 
     #[instrument(skip_all)]
@@ -235,7 +265,7 @@ impl FlightSqlService for PolderFlightSqlService {
         for name in names {
             builder.append(name);
         }
-        Ok(self.encode_batch(builder.build().map_err(Error::from)?))
+        self.encode_batch(builder.build().map_err(Error::from)?)
     }
 
     async fn get_flight_info_schemas(
@@ -266,7 +296,7 @@ impl FlightSqlService for PolderFlightSqlService {
                 }
             }
         }
-        Ok(self.encode_batch(builder.build().map_err(Error::from)?))
+        self.encode_batch(builder.build().map_err(Error::from)?)
     }
 
     async fn get_flight_info_tables(
@@ -298,7 +328,7 @@ impl FlightSqlService for PolderFlightSqlService {
                 )
                 .map_err(Error::from)?;
         }
-        Ok(self.encode_batch(builder.build().map_err(Error::from)?))
+        self.encode_batch(builder.build().map_err(Error::from)?)
     }
 
     async fn get_flight_info_table_types(
@@ -319,7 +349,7 @@ impl FlightSqlService for PolderFlightSqlService {
         for table_type in TABLE_TYPES {
             builder.append(table_type);
         }
-        Ok(self.encode_batch(builder.build().map_err(Error::from)?))
+        self.encode_batch(builder.build().map_err(Error::from)?)
     }
 
     async fn get_flight_info_sql_info(
@@ -339,7 +369,7 @@ impl FlightSqlService for PolderFlightSqlService {
             .sql_info
             .record_batch(query.info)
             .map_err(Error::from)?;
-        Ok(self.encode_batch(batch))
+        self.encode_batch(batch)
     }
 
     async fn get_flight_info_xdbc_type_info(
@@ -359,7 +389,7 @@ impl FlightSqlService for PolderFlightSqlService {
             .into_builder(&self.xdbc)
             .build()
             .map_err(Error::from)?;
-        Ok(self.encode_batch(batch))
+        self.encode_batch(batch)
     }
 
     async fn get_flight_info_primary_keys(
@@ -388,7 +418,7 @@ impl FlightSqlService for PolderFlightSqlService {
             return Err(Error::NotFound(format!("table '{}' not found", query.table)).into());
         }
         // Datasets served by a node declare no primary keys.
-        Ok(self.encode_batch(RecordBatch::new_empty(primary_keys_schema())))
+        self.encode_batch(RecordBatch::new_empty(primary_keys_schema()))
     }
 
     async fn get_flight_info_exported_keys(
@@ -404,7 +434,7 @@ impl FlightSqlService for PolderFlightSqlService {
         _query: CommandGetExportedKeys,
         _request: Request<Ticket>,
     ) -> Result<Response<FlightDataStream>, Status> {
-        Ok(self.encode_batch(RecordBatch::new_empty(foreign_keys_schema())))
+        self.encode_batch(RecordBatch::new_empty(foreign_keys_schema()))
     }
 
     async fn get_flight_info_imported_keys(
@@ -420,7 +450,7 @@ impl FlightSqlService for PolderFlightSqlService {
         _query: CommandGetImportedKeys,
         _request: Request<Ticket>,
     ) -> Result<Response<FlightDataStream>, Status> {
-        Ok(self.encode_batch(RecordBatch::new_empty(foreign_keys_schema())))
+        self.encode_batch(RecordBatch::new_empty(foreign_keys_schema()))
     }
 
     async fn get_flight_info_cross_reference(
@@ -436,7 +466,7 @@ impl FlightSqlService for PolderFlightSqlService {
         _query: CommandGetCrossReference,
         _request: Request<Ticket>,
     ) -> Result<Response<FlightDataStream>, Status> {
-        Ok(self.encode_batch(RecordBatch::new_empty(foreign_keys_schema())))
+        self.encode_batch(RecordBatch::new_empty(foreign_keys_schema()))
     }
 
     async fn do_get_fallback(

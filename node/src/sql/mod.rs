@@ -59,6 +59,7 @@ pub async fn run(args: SqlArgs) -> anyhow::Result<()> {
     let options = FederationOptions {
         peer_timeout: args.peer_timeout,
         pushdown: args.pushdown,
+        compression: args.compression,
         bearer_token: args.token.clone().map(BearerToken),
         tls_ca: args.tls_ca.clone(),
         ..FederationOptions::default()

@@ -49,6 +49,7 @@ pub(crate) async fn expand(peers: Vec<PeerConfig>, options: &FederationOptions) 
                     name: catalog.clone(),
                     url: peer.url.clone(),
                     catalog: Some(catalog.clone()),
+                    compression: peer.compression,
                 };
                 if other.validate().is_ok() && taken.insert(catalog.clone()) {
                     further.push(other);

@@ -7,8 +7,12 @@
 //!
 //! ```text
 //! client ──GetFlightInfo(SQL)──▶ service ──plan──▶ QueryEngine ──▶ FlightInfo{ticket = SQL}
-//! client ──DoGet(ticket)───────▶ service ──plan+execute──▶ RecordBatch stream ──▶ FlightData
+//! client ──DoGet(ticket)───────▶ service ──(plan)+execute──▶ RecordBatch stream ──▶ FlightData
 //! ```
+//!
+//! `DoGet` takes the plan `GetFlightInfo` made when it reaches the same replica (`service/
+//! planned.rs`) and plans again otherwise; results are compressed when the client asks
+//! ([`compression`]).
 //!
 //! Tickets and prepared-statement handles are self-contained ([`StatementHandle`]), so any
 //! replica of a node can answer a `DoGet` for a ticket another replica issued.

@@ -339,8 +339,13 @@ async fn fetch(
 
 /// Runs the concurrency benchmark: `clients` connections running point lookups for
 /// `duration` against each server in turn.
-pub async fn concurrency(setup: Setup, clients: usize, duration: Duration) -> anyhow::Result<()> {
-    let servers = setup.start(false).await?;
+pub async fn concurrency(
+    setup: Setup,
+    clients: usize,
+    duration: Duration,
+    secured: bool,
+) -> anyhow::Result<()> {
+    let servers = setup.start(secured).await?;
     println!(
         "concurrency: {clients} clients, each on its own connection, point lookups on TPC-H \
          sf={} lineitem for {:.0} s per server",

@@ -109,6 +109,9 @@ enum Command {
         /// How long each server is loaded.
         #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
         duration: Duration,
+        /// Also load a Polder node with authentication, a policy and the audit log on.
+        #[arg(long)]
+        secured: bool,
     },
     /// The sample node's time to /readyz, idle resident memory and binary size.
     Footprint {
@@ -183,7 +186,8 @@ async fn main() -> anyhow::Result<()> {
             servers,
             clients,
             duration,
-        } => latency::concurrency(servers.into(), clients, duration).await,
+            secured,
+        } => latency::concurrency(servers.into(), clients, duration, secured).await,
         Command::Footprint { polder, starts } => footprint::run(polder, starts).await,
     }
 }

@@ -330,7 +330,7 @@ impl Target {
     async fn scan(&mut self, ctx: &SessionContext) -> anyhow::Result<usize> {
         match self {
             Target::InProcess => in_process(ctx).await,
-            Target::Sql(client) => over_flight(client).await,
+            Target::Sql(client) => latency::query(client, SCAN).await,
             Target::Floor(client) => {
                 let stream = client.do_get(arrow_flight::Ticket::new("lineitem")).await?;
                 Ok(stream
@@ -346,19 +346,6 @@ async fn in_process(ctx: &SessionContext) -> anyhow::Result<usize> {
     Ok(stream
         .try_fold(0, |n, b| async move { Ok(n + b.num_rows()) })
         .await?)
-}
-
-async fn over_flight(client: &mut FlightSqlServiceClient<Channel>) -> anyhow::Result<usize> {
-    let info = client.execute(SCAN.to_string(), None).await?;
-    let mut rows = 0;
-    for endpoint in info.endpoint {
-        let ticket = endpoint.ticket.context("endpoint without ticket")?;
-        let stream = client.do_get(ticket).await?;
-        rows += stream
-            .try_fold(0, |n, b| async move { Ok(n + b.num_rows()) })
-            .await?;
-    }
-    Ok(rows)
 }
 
 /// Serves `ctx` over Flight SQL on a free loopback port, as a node does: query plans run on a

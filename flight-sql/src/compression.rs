@@ -96,12 +96,7 @@ pub fn check_result_message(data: &FlightData, max_decompressed: usize) -> Resul
     }
     let message = root_as_message(&data.data_header)
         .map_err(|e| format!("a message whose IPC header does not decode: {e}"))?;
-    let batch = message.header_as_record_batch().or_else(|| {
-        message
-            .header_as_dictionary_batch()
-            .and_then(|dictionary| dictionary.data())
-    });
-    let Some(batch) = batch else {
+    let Some(batch) = crate::handle::batch_of(&message) else {
         return Ok(());
     };
     let body = data.data_body.as_ref();

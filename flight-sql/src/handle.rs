@@ -8,8 +8,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use datafusion::arrow::ipc::reader::StreamReader;
-use datafusion::arrow::ipc::root_as_message;
 use datafusion::arrow::ipc::writer::StreamWriter;
+use datafusion::arrow::ipc::{Message, root_as_message};
 use datafusion::arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 
@@ -146,12 +146,7 @@ pub(crate) fn ipc_message_fits(metadata: &[u8], available: usize) -> Option<usiz
     let body = usize::try_from(message.bodyLength())
         .ok()
         .filter(|body| *body <= available)?;
-    let batch = message.header_as_record_batch().or_else(|| {
-        message
-            .header_as_dictionary_batch()
-            .and_then(|dictionary| dictionary.data())
-    });
-    if let Some(batch) = batch {
+    if let Some(batch) = batch_of(&message) {
         if batch.compression().is_some() {
             return None;
         }
@@ -166,6 +161,17 @@ pub(crate) fn ipc_message_fits(metadata: &[u8], available: usize) -> Option<usiz
         }
     }
     Some(body)
+}
+
+/// The record batch an IPC message carries: its own, or a dictionary batch's values.
+pub(crate) fn batch_of<'a>(
+    message: &Message<'a>,
+) -> Option<datafusion::arrow::ipc::RecordBatch<'a>> {
+    message.header_as_record_batch().or_else(|| {
+        message
+            .header_as_dictionary_batch()
+            .and_then(|dictionary| dictionary.data())
+    })
 }
 
 #[cfg(test)]

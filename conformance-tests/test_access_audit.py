@@ -11,6 +11,8 @@ import time
 
 import adbc_driver_manager
 import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from udn_conformance.access import (  # noqa: F401 - fixtures are used by name
     adbc,
@@ -216,6 +218,15 @@ def test_personal_data_is_refused_when_the_audit_cannot_be_written(
     rows, _ = query_one(node, analyst, "SELECT count(*) FROM air_quality")
     assert rows[0][0] > 0
     assert node.alive()
+    # Operators see it in the metrics (docs/operations.md, alerts): the failed writes, and the
+    # age of the JWKS the node verifies tokens with.
+    metrics = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(requests.get(f"{node.http_url}/metrics", timeout=10).text)
+        for s in f.samples
+    }
+    assert metrics[("polder_audit_write_failures_total", ())] >= 1
+    assert 0 <= metrics[("polder_jwks_age_seconds", ())] < 3600
 
 
 @pytest.mark.requirement("UDN-AUTH-7")

@@ -110,6 +110,7 @@ impl Authenticator {
         let source = JwksSource::parse(&config.jwks)?;
         let keys = source.load(FETCH_TIMEOUT).await?;
         info!(jwks = %source.name(), keys = keys.len(), "JWKS loaded");
+        crate::telemetry::jwks_loaded();
         let auth = Arc::new(Self::with_keys(config, keys, allow_anonymous));
         tokio::spawn(refresh(
             Arc::downgrade(&auth),
@@ -205,6 +206,7 @@ async fn refresh(auth: Weak<Authenticator>, source: JwksSource, interval: Durati
             Ok(keys) => {
                 debug!(jwks = %source.name(), keys = keys.len(), "JWKS refreshed");
                 auth.replace_keys(keys);
+                crate::telemetry::jwks_loaded();
             }
             Err(err) => {
                 warn!(jwks = %source.name(), error = %err, "JWKS refresh failed; keeping the last good keys")

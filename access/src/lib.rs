@@ -30,6 +30,7 @@ pub mod mint;
 pub mod perturb;
 pub mod policy;
 pub mod session;
+pub mod telemetry;
 
 pub use audit::AuditLog;
 pub use auth::{AuthInterceptor, Authenticator, Claims, Identity};

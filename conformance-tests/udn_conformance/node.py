@@ -147,6 +147,7 @@ def spawn(
     wait_ready: bool = True,
     wait_peers: bool | Iterable[str] = True,
     timeout: float = READY_TIMEOUT_S,
+    env: dict[str, str] | None = None,
 ) -> Node:
     """Run `polder serve --name NAME --flight 127.0.0.1:0 --http 127.0.0.1:0 ARGS...`.
 
@@ -171,7 +172,13 @@ def spawn(
         *args,
     ]
     with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
-        process = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            env=None if env is None else {**os.environ, **env},
+        )
     deadline = time.monotonic() + timeout
     match = None
     while match is None:

@@ -32,6 +32,7 @@ mod partial;
 pub mod peer;
 mod runtime_filter;
 pub mod session;
+mod telemetry;
 mod values;
 mod whole;
 

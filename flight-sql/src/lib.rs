@@ -42,6 +42,7 @@ pub mod join_memory;
 pub mod metadata;
 pub mod query;
 pub mod service;
+pub mod telemetry;
 pub mod wire;
 pub mod workarounds;
 

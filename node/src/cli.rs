@@ -77,7 +77,7 @@ fn split_env_list(values: &[String]) -> Vec<String> {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a node. With no datasets configured it serves generated sample data.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Write the synthetic sample city data (CSV, Parquet, GeoJSON) to a directory.
     DemoData(DemoDataArgs),
     /// Query one or more nodes with SQL: one query, a script, or an interactive shell.
@@ -238,6 +238,9 @@ pub struct ServeArgs {
     /// The private key (PEM) of --tls-cert.
     #[arg(long, value_name = "FILE", env = "POLDER_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// Log lines as text, or as one JSON object per line with the OpenTelemetry trace id.
+    #[arg(long, value_enum, default_value_t = crate::telemetry::LogFormat::Text, env = "POLDER_LOG_FORMAT")]
+    pub log_format: crate::telemetry::LogFormat,
     /// Trust the certificate authorities in this PEM file (as well as the system's) for peers
     /// reached with grpc+tls://.
     #[arg(long, value_name = "FILE", env = "POLDER_PEER_TLS_CA")]
@@ -360,7 +363,7 @@ mod tests {
     fn serve_args(args: &[&str]) -> ServeArgs {
         let argv = ["polder", "serve"].iter().chain(args);
         match Cli::try_parse_args_from(argv).expect("parses").command {
-            Command::Serve(args) => args,
+            Command::Serve(args) => *args,
             other => panic!("not serve: {other:?}"),
         }
     }

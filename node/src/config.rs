@@ -70,6 +70,9 @@ pub struct NodeConfig {
     pub auth: Option<AuthConfig>,
     /// The audit log of every query (needs `[auth]`).
     pub audit: Option<AuditConfig>,
+    /// Where traces and metrics are exported (OTLP); off unless an endpoint is set.
+    #[serde(default)]
+    pub telemetry: crate::telemetry::TelemetryConfig,
 }
 
 /// Identity and addresses of the node.

@@ -1,4 +1,4 @@
-//! The node's HTTP service: liveness and readiness for operators and orchestrators.
+//! The node's HTTP service: liveness, readiness and metrics for operators and orchestrators.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock};
@@ -28,7 +28,36 @@ pub fn router(readiness: SharedReadiness, hidden: BTreeSet<String>, peers: Share
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .with_state((readiness, Arc::new(hidden), peers))
+}
+
+/// The node's metrics in the Prometheus text format (docs/operations.md lists them). Labels are
+/// method and status names, route templates, dataset and peer names: never a request's
+/// content, a token or a value.
+async fn metrics() -> axum::response::Response {
+    let Some(telemetry) = crate::telemetry::installed() else {
+        return (
+            StatusCode::NOT_FOUND,
+            "metrics are not collected in this process\n",
+        )
+            .into_response();
+    };
+    match telemetry.metrics_text() {
+        Ok(text) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(err) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode the metrics: {err}\n"),
+        )
+            .into_response(),
+    }
 }
 
 async fn healthz() -> &'static str {

@@ -13,8 +13,9 @@
 //! - [`datasets`]: loading datasets into the node's SQL catalog, and their readiness.
 //! - [`sql`]: `polder sql`, the analyst's client: one query, a script, or a shell.
 //! - [`demo`], [`token`]: `polder demo` (three sample cities) and `polder token`/`audit`.
+//! - [`telemetry`]: logs (text or JSON), OpenTelemetry traces and metrics (`/metrics`, OTLP).
 //! - `connections.rs`, `http.rs`, `catalog.rs` (private): connection budgets and timeouts,
-//!   `/healthz` and `/readyz`, the facts the catalog describes.
+//!   `/healthz`, `/readyz` and `/metrics`, the facts the catalog describes.
 //!
 //! # The path of a query
 //!
@@ -103,6 +104,7 @@ pub mod demo;
 mod http;
 pub mod sql;
 pub mod startup;
+pub mod telemetry;
 pub mod token;
 
 use crate::cli::Command;
@@ -120,7 +122,7 @@ pub const WORKER_STACK_BYTES: usize = 32 * 1024 * 1024;
 /// Runs one subcommand of the `polder` binary (all but the SPARQL worker).
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve(args) => startup::serve(args).await,
+        Command::Serve(args) => startup::serve(*args).await,
         Command::DemoData(args) => demo_data(&args.out),
         Command::Sql(args) => sql::run(args).await,
         Command::Demo(args) => demo::run(args).await,

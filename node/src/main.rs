@@ -2,8 +2,8 @@
 //! over to the library ([`polder_node::run`]).
 
 use polder_node::cli::{Cli, Command};
+use polder_node::telemetry::{LogFormat, TelemetrySettings};
 use polder_node::{SPARQL_WORKER, WORKER_STACK_BYTES};
-use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
     // The SPARQL worker starts per query: no runtime, no logging, no argument parsing.
@@ -34,18 +34,39 @@ async fn run() -> std::process::ExitCode {
         Command::Demo(_) | Command::Token(_) | Command::Audit(_) => "warn",
         _ => "info",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("POLDER_LOG").unwrap_or_else(|_| EnvFilter::new(default_level)),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    match polder_node::run(cli.command).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("polder: error: {err:#}");
-            std::process::ExitCode::FAILURE
-        }
+    // A node's telemetry needs its name and `[telemetry]`: the configuration is read once
+    // here for them, and again (with the same result) when the node starts.
+    let settings = match &cli.command {
+        Command::Serve(args) => match polder_node::startup::effective_config(args) {
+            Ok(config) => TelemetrySettings {
+                log_format: args.log_format,
+                default_level,
+                node: Some((config.node.name.clone(), config.telemetry.clone())),
+            },
+            Err(err) => return failure(&err),
+        },
+        _ => TelemetrySettings {
+            log_format: LogFormat::Text,
+            default_level,
+            node: None,
+        },
+    };
+    let telemetry = match polder_node::telemetry::install_global(&settings) {
+        Ok(telemetry) => telemetry,
+        Err(err) => return failure(&err),
+    };
+    let result = polder_node::run(cli.command).await;
+    // What is still queued is exported (within the exporters' timeouts), off the runtime.
+    if telemetry.is_exporting() {
+        let _ = tokio::task::spawn_blocking(|| telemetry.shutdown()).await;
     }
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => failure(&err),
+    }
+}
+
+fn failure(err: &anyhow::Error) -> std::process::ExitCode {
+    eprintln!("polder: error: {err:#}");
+    std::process::ExitCode::FAILURE
 }

@@ -23,6 +23,7 @@ use crate::cli::ServeArgs;
 use crate::config::NodeConfig;
 use crate::connections::{Activity, Connections, Limited, Timeouts, TrackRequests};
 use crate::datasets::{self, SampleFiles, SharedReadiness};
+use crate::telemetry::{HttpTelemetry, RpcTelemetry};
 
 /// Builds the effective configuration from the file and the flags. Without datasets, the
 /// node serves the sample data, described by sample catalog metadata unless the config has
@@ -296,6 +297,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         None => None,
     };
     let ctx = session(&config)?;
+    crate::telemetry::observe_memory(Arc::clone(&ctx.runtime_env().memory_pool));
     let schema = datasets::register_catalog(&ctx, &config.node.name);
 
     let flight_listener = TcpListener::bind(config.node.flight_addr)
@@ -352,6 +354,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
             Arc::clone(&shared_catalog),
             config.limits.sparql_max_query_bytes + 4096,
         ))
+        .layer(HttpTelemetry::new(&config.node.name))
         .layer(TrackRequests);
     let http_listener = Limited::new(
         http_listener,
@@ -413,7 +416,8 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     let mut transport = PolderFlightSqlService::transport()
         .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT))
-        .layer(TrackRequests);
+        .layer(TrackRequests)
+        .layer(RpcTelemetry::new(&config.node.name));
     if let (Some(cert), Some(key)) = (&config.node.tls_cert, &config.node.tls_key) {
         let read = |path: &std::path::PathBuf, what: &str| {
             std::fs::read(path)

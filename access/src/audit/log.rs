@@ -156,7 +156,9 @@ impl AuditLog {
     }
 
     fn append_locked(&self, chain: &mut Chain, record: &impl Serialize) -> Result<u64, AuditError> {
-        let seq = self.write(chain, record)?;
+        let seq = self
+            .write(chain, record)
+            .inspect_err(|_| crate::telemetry::audit_write_failed())?;
         chain.since_checkpoint += 1;
         if chain.since_checkpoint >= self.checkpoint_every {
             self.checkpoint_locked(chain)?;

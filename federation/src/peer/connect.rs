@@ -71,6 +71,11 @@ impl Peer {
             // answers Unauthenticated, which names the peer.
             tracing::warn!(peer = %self.config.name, error = %err, "bearer token not sent");
         }
+        // The trace context of the remote part's span (W3C traceparent), so the peer's spans
+        // join the query's trace.
+        for (name, value) in polder_flight_sql::telemetry::trace_headers() {
+            let _ = client.add_header(&name, &value);
+        }
         let compression = self.compression();
         if compression != IpcCompression::None {
             // Always a valid header value: one of three fixed words.

@@ -24,6 +24,7 @@ use super::request::Batches;
 use crate::dialect::PeerDialect;
 use crate::error::PeerError;
 use crate::runtime_filter;
+use crate::telemetry::PeerMeter;
 
 #[async_trait]
 impl SQLExecutor for Peer {
@@ -52,17 +53,31 @@ impl SQLExecutor for Peer {
         let sql = query.to_string();
         let expected = Arc::clone(&schema);
         let filters = filters.to_vec();
-        let span = info_span!("peer_query", peer = %self.config.name, sql_bytes = sql.len());
+        // The remote part's span: a child of the query's, and the parent of the peer's own
+        // spans (its trace context travels in the request's metadata). It ends with the answer.
+        let span = info_span!(
+            "peer_query",
+            otel.kind = "client",
+            peer = %self.config.name,
+            sql_bytes = sql.len(),
+            rows = tracing::field::Empty,
+            bytes = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
+        let metered = PeerMeter::new(&self.config.name, span.clone());
+        let part_span = span.clone();
         let batches = stream::once(
             async move {
                 peer.traffic.queries.fetch_add(1, Ordering::Relaxed);
                 let batches = peer.send_part(sql, &expected, &filters).await?;
                 Ok::<_, PeerError>(batches.map(move |batch| peer.receive(batch?, &expected)))
             }
-            .instrument(span),
+            .instrument(part_span),
         )
-        .try_flatten()
-        .map_err(DataFusionError::from);
+        .try_flatten();
+        let batches = metered
+            .watch(batches.boxed())
+            .map_err(DataFusionError::from);
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches)))
     }
 

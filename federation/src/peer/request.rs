@@ -14,6 +14,7 @@ use futures::stream::{self, BoxStream};
 use futures::{Stream, StreamExt, TryStreamExt};
 use polder_flight_sql::compression::check_result_message;
 use prost::Message;
+use tracing::Instrument;
 
 use super::Peer;
 use crate::error::PeerError;
@@ -40,10 +41,13 @@ impl Peer {
     pub(super) async fn fetch(&self, descriptor: FlightDescriptor) -> Result<Batches, PeerError> {
         let info = self.plan(descriptor).await?;
         let peer = self.clone();
+        // Endpoints are read as the answer is consumed, outside this call: in the remote
+        // part's span still, so their requests carry its trace context.
+        let span = tracing::Span::current();
         let batches = stream::iter(info.endpoint)
             .then(move |endpoint| {
                 let peer = peer.clone();
-                async move { peer.read_endpoint(endpoint).await }
+                async move { peer.read_endpoint(endpoint).await }.instrument(span.clone())
             })
             .try_flatten();
         Ok(batches.boxed())

@@ -22,7 +22,7 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tracing::instrument;
+use tracing::{Instrument, instrument};
 
 pub use hooks::{QueryAudit, RequestSessions};
 pub use limits::QueryLimits;
@@ -30,6 +30,7 @@ pub use params::{bound_schema, parameter_schema};
 pub use runtime::QueryRuntime;
 
 use crate::error::{Error, Result};
+use crate::telemetry::MeteredStream;
 use hooks::blocking;
 use statement::plan_statement;
 use stream::{AbortOnDrop, AuditedStream, LimitedStream, forward};
@@ -237,7 +238,7 @@ impl QueryEngine {
                 .await
                 .map_err(|_| late())?,
             Some(executor) => {
-                let task = AbortOnDrop(executor.spawn(work));
+                let task = AbortOnDrop(executor.spawn(work.in_current_span()));
                 tokio::time::timeout_at(deadline, task)
                     .await
                     .map_err(|_| late())?
@@ -263,23 +264,35 @@ impl QueryEngine {
         params: Vec<RecordBatch>,
         slot: Slot,
     ) -> Result<SendableRecordBatchStream> {
+        let datasets = crate::telemetry::datasets_of(&plan);
         let plans = execute::bind_rows(plan, &params, self.limits.max_parameter_rows)?;
         // The schema of the bound plan: a parameter nothing else gives a type (`SELECT ? AS x`)
         // takes the type of the value bound to it. Analyzed: see `crate::workarounds`.
         let schema = crate::workarounds::answer_schema(&self.ctx.state(), &plans[0]);
+        // The query's span: the datasets it reads, then the rows it sent and how it ended. It
+        // lasts until the result ends; the plan's work (a peer's remote part) is its child.
+        let span = tracing::info_span!(
+            "query",
+            datasets = %datasets.join(","),
+            rows = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
         let start = execute::start(self.ctx.clone(), plans, Arc::clone(&schema));
-        let stream = self.on_executor(start, slot.deadline, "planning").await?;
+        let stream = self
+            .on_executor(start.instrument(span.clone()), slot.deadline, "planning")
+            .await?;
         let inner = match &self.executor {
             None => stream,
-            Some(executor) => forward(executor, Arc::clone(&schema), stream),
+            Some(executor) => span.in_scope(|| forward(executor, Arc::clone(&schema), stream)),
         };
-        Ok(Box::pin(LimitedStream {
+        let limited = Box::pin(LimitedStream {
             schema,
             inner,
             deadline: Box::pin(tokio::time::sleep_until(slot.deadline)),
             timeout: self.limits.timeout,
             permit: Some(slot.permit),
-        }))
+        });
+        Ok(Box::pin(MeteredStream::new(limited, datasets, span)))
     }
 }
 

@@ -18,6 +18,7 @@ use tokio::time::Sleep;
 
 use super::hooks::{QueryAudit, in_background};
 use crate::error::{Error, Result};
+use tracing::Instrument;
 
 /// Polls `stream` on `executor` and hands its batches over through a small channel, so the
 /// plan's work runs there. Dropping the returned stream aborts the task, which drops the plan
@@ -28,13 +29,17 @@ pub(super) fn forward(
     mut stream: SendableRecordBatchStream,
 ) -> SendableRecordBatchStream {
     let (tx, rx) = tokio::sync::mpsc::channel(2);
-    let task = executor.spawn(async move {
-        while let Some(item) = stream.next().await {
-            if tx.send(item).await.is_err() {
-                break; // the client is gone or the deadline passed
+    // The plan's spans (peers' remote parts) stay children of the query's.
+    let task = executor.spawn(
+        async move {
+            while let Some(item) = stream.next().await {
+                if tx.send(item).await.is_err() {
+                    break; // the client is gone or the deadline passed
+                }
             }
         }
-    });
+        .in_current_span(),
+    );
     let batches = futures::stream::unfold((rx, AbortOnDrop(task)), |(mut rx, task)| async move {
         rx.recv().await.map(|item| (item, (rx, task)))
     });

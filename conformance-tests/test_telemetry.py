@@ -21,7 +21,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from udn_conformance import flightsql
-from udn_conformance.otlp import Receiver, poll
+from udn_conformance.otlp import GrpcReceiver, Receiver, poll
 
 # Literals that must never reach a span, a metric or a log line of telemetry.
 SECRET_TEXT = "zq_secret_4711"
@@ -381,3 +381,29 @@ def test_the_dashboard_names_only_metrics_the_node_exports(federation, receiver)
     }
     missing = sorted(n for n in named - needs_auth if n not in samples and n not in exported)
     assert not missing, f"the dashboard names metrics the node does not export: {missing}"
+
+
+@pytest.mark.beyond_spec("Polder's OTLP export over gRPC (OTEL_EXPORTER_OTLP_PROTOCOL=grpc)")
+def test_spans_and_metrics_export_over_otlp_grpc(launcher):
+    receiver = GrpcReceiver().start()
+    try:
+        node = launcher.spawn(
+            [],
+            name="rotterdam",
+            env={
+                **FAST_EXPORT,
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+                "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+            },
+        )
+        header, trace_id, client_span = traceparent()
+        run(node, "SELECT count(*) FROM air_quality", {"traceparent": header})
+        spans = receiver.wait_for(
+            lambda r: [s for s in r.trace(trace_id) if s.name == "query"], what="the query's span"
+        )
+        assert spans[0].resource["service.instance.id"] == "rotterdam"
+        assert spans[0].attributes.get("datasets") == "air_quality"
+        receiver.wait_for(lambda r: r.metric_requests, what="metrics over gRPC")
+        assert node.alive()
+    finally:
+        receiver.stop()

@@ -1,8 +1,10 @@
-"""A test OpenTelemetry collector: an OTLP/HTTP (protobuf) receiver that keeps what nodes send.
+"""A test OpenTelemetry collector: an OTLP receiver that keeps what nodes send.
 
-It decodes `POST /v1/traces` and `POST /v1/metrics` with the OTLP message types of the
-`opentelemetry-proto` package and answers as the OTLP/HTTP specification says (200 with an
-empty response message). Spans are kept flattened, with their resource's attributes.
+`Receiver` speaks OTLP/HTTP (protobuf): it decodes `POST /v1/traces` and `POST /v1/metrics`
+with the OTLP message types of the `opentelemetry-proto` package and answers as the OTLP/HTTP
+specification says (200 with an empty response message). `GrpcReceiver` speaks OTLP/gRPC, with
+the same package's service definitions on grpcio. Spans are kept flattened, with their
+resource's attributes.
 """
 
 from __future__ import annotations
@@ -140,6 +142,45 @@ class Receiver:
             with self.lock:
                 names = sorted({(s.node, s.name) for s in self.spans}, key=str)
             raise AssertionError(f"{err}; spans received: {names}") from None
+
+
+class GrpcReceiver(Receiver):
+    """The OTLP/gRPC trace and metrics services; `url` is `http://127.0.0.1:<port>`."""
+
+    def start(self) -> "GrpcReceiver":
+        from concurrent import futures
+
+        import grpc
+        from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+
+        receiver = self
+
+        class Traces(trace_service_pb2_grpc.TraceServiceServicer):
+            def Export(self, request, context):
+                receiver._keep_spans(request, request.SerializeToString())
+                return trace_service_pb2.ExportTraceServiceResponse()
+
+        class Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
+            def Export(self, request, context):
+                with receiver.lock:
+                    receiver.metric_requests.append(request)
+                    receiver.raw.append(request.SerializeToString())
+                return metrics_service_pb2.ExportMetricsServiceResponse()
+
+        self.grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), self.grpc_server)
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), self.grpc_server)
+        self.port = self.grpc_server.add_insecure_port("127.0.0.1:0")
+        self.grpc_server.start()
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.grpc_server.stop(grace=None)
 
 
 def poll(predicate, timeout: float = 30.0, what: str = "it"):

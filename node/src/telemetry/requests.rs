@@ -431,7 +431,7 @@ mod tests {
         assert_eq!(
             label_of(
                 Protocol::Grpc,
-                &request("/arrow.flight.protocol.FlightService/x' OR 1=1")
+                &request("/arrow.flight.protocol.FlightService/x%27%20OR%201=1")
             ),
             "other"
         );

@@ -220,9 +220,13 @@ def test_personal_data_is_refused_when_the_audit_cannot_be_written(
     assert node.alive()
     # Operators see it in the metrics (docs/operations.md, alerts): the failed writes, and the
     # age of the JWKS the node verifies tokens with.
+    text = requests.get(f"{node.http_url}/metrics", timeout=10).text
+    # Neither the token nor anything of its claims is a label.
+    for secret in (analyst, analyst.split(".")[1], "alice", "mobility"):
+        assert secret not in text
     metrics = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
-        for f in text_string_to_metric_families(requests.get(f"{node.http_url}/metrics", timeout=10).text)
+        for f in text_string_to_metric_families(text)
         for s in f.samples
     }
     assert metrics[("polder_audit_write_failures_total", ())] >= 1

@@ -22,6 +22,7 @@ use futures::TryStreamExt;
 use parking_lot::Mutex;
 use tonic::transport::Channel;
 
+use crate::otlp_sink;
 use crate::servers::{self, PolderOptions, Server};
 use crate::tpch;
 
@@ -38,15 +39,30 @@ pub struct Setup {
     pub roapi: Option<PathBuf>,
 }
 
-/// The servers of one run: roapi where it is installed, Polder as it is by default, and Polder
-/// with authentication, a policy and the audit log on.
+/// The servers of one run: roapi where it is installed, Polder as it is by default, Polder
+/// with authentication, a policy and the audit log on, and Polder exporting traces and
+/// metrics over OTLP to a sink in this process.
 struct Servers {
     all: Vec<Server>,
+    sink: Option<Arc<otlp_sink::Received>>,
     _work: tempfile::TempDir,
 }
 
+impl Servers {
+    /// What the OTLP sink received, for the report.
+    fn report_sink(&self) {
+        if let Some(sink) = &self.sink {
+            println!(
+                "OTLP sink received {} exports, {:.1} MiB",
+                sink.requests.load(std::sync::atomic::Ordering::Relaxed),
+                sink.bytes.load(std::sync::atomic::Ordering::Relaxed) as f64 / (1 << 20) as f64
+            );
+        }
+    }
+}
+
 impl Setup {
-    async fn start(&self, secured: bool) -> anyhow::Result<Servers> {
+    async fn start(&self, secured: bool, otlp: bool) -> anyhow::Result<Servers> {
         let dir = self.data.join(format!("tpch-sf{}", self.sf));
         eprintln!(
             "generating TPC-H sf={} in {} (once)",
@@ -75,7 +91,7 @@ impl Setup {
         );
         if secured {
             let options = PolderOptions {
-                tables,
+                tables: tables.clone(),
                 secured: true,
                 ..PolderOptions::default()
             };
@@ -89,6 +105,25 @@ impl Setup {
                 .await?,
             );
         }
+        let mut sink = None;
+        if otlp {
+            let (url, received) = otlp_sink::start().await?;
+            sink = Some(received);
+            let options = PolderOptions {
+                tables: tables.clone(),
+                otlp: Some(url),
+                ..PolderOptions::default()
+            };
+            all.push(
+                servers::start_polder(
+                    &polder,
+                    "polder + OTLP",
+                    &work.path().join("otlp"),
+                    &options,
+                )
+                .await?,
+            );
+        }
         for server in &all {
             eprintln!(
                 "{}: flight=grpc://{} (ready after {:.0} ms)",
@@ -97,7 +132,11 @@ impl Setup {
                 server.started_in.as_secs_f64() * 1e3
             );
         }
-        Ok(Servers { all, _work: work })
+        Ok(Servers {
+            all,
+            sink,
+            _work: work,
+        })
     }
 }
 
@@ -153,8 +192,8 @@ struct Session {
 }
 
 /// Runs the latency benchmark.
-pub async fn latency(setup: Setup, rounds: usize) -> anyhow::Result<()> {
-    let servers = setup.start(true).await?;
+pub async fn latency(setup: Setup, rounds: usize, otlp: bool) -> anyhow::Result<()> {
+    let servers = setup.start(true, otlp).await?;
     let mut sessions = vec![];
     for server in &servers.all {
         let mut client = server.client().await?;
@@ -266,6 +305,7 @@ pub async fn latency(setup: Setup, rounds: usize) -> anyhow::Result<()> {
             ms(p99)
         );
     }
+    servers.report_sink();
     Ok(())
 }
 
@@ -344,8 +384,9 @@ pub async fn concurrency(
     clients: usize,
     duration: Duration,
     secured: bool,
+    otlp: bool,
 ) -> anyhow::Result<()> {
-    let servers = setup.start(secured).await?;
+    let servers = setup.start(secured, otlp).await?;
     println!(
         "concurrency: {clients} clients, each on its own connection, point lookups on TPC-H \
          sf={} lineitem for {:.0} s per server",
@@ -409,6 +450,7 @@ pub async fn concurrency(
             println!("  first error: {first}");
         }
     }
+    servers.report_sink();
     Ok(())
 }
 

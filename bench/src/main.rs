@@ -13,6 +13,7 @@ mod federation;
 mod floor;
 mod footprint;
 mod latency;
+mod otlp_sink;
 mod servers;
 mod shaping;
 mod tpch;
@@ -98,6 +99,9 @@ enum Command {
         /// Timed rounds of each operation on each server.
         #[arg(long, default_value_t = 300)]
         rounds: usize,
+        /// Also a Polder node exporting traces and metrics over OTLP (to a sink in this process).
+        #[arg(long)]
+        otlp: bool,
     },
     /// Many concurrent clients running point lookups for a while, Polder against roapi.
     Concurrency {
@@ -112,6 +116,10 @@ enum Command {
         /// Also load a Polder node with authentication, a policy and the audit log on.
         #[arg(long)]
         secured: bool,
+        /// Also load a Polder node exporting traces and metrics over OTLP (to a sink in this
+        /// process).
+        #[arg(long)]
+        otlp: bool,
     },
     /// The sample node's time to /readyz, idle resident memory and binary size.
     Footprint {
@@ -181,13 +189,18 @@ async fn main() -> anyhow::Result<()> {
             };
             federation::run(sf, data, runs, queries, links).await
         }
-        Command::Latency { servers, rounds } => latency::latency(servers.into(), rounds).await,
+        Command::Latency {
+            servers,
+            rounds,
+            otlp,
+        } => latency::latency(servers.into(), rounds, otlp).await,
         Command::Concurrency {
             servers,
             clients,
             duration,
             secured,
-        } => latency::concurrency(servers.into(), clients, duration, secured).await,
+            otlp,
+        } => latency::concurrency(servers.into(), clients, duration, secured, otlp).await,
         Command::Footprint { polder, starts } => footprint::run(polder, starts).await,
     }
 }

@@ -99,6 +99,8 @@ pub struct PolderOptions {
     pub secured: bool,
     /// Start as a newcomer does, with no configuration file: the generated sample data.
     pub sample: bool,
+    /// Export traces and metrics over OTLP/HTTP to this base URL.
+    pub otlp: Option<String>,
 }
 
 /// Starts `polder serve` with `options`, its files in `work`, and waits until `/readyz` says
@@ -178,6 +180,11 @@ pub async fn start_polder(
         token = Some(minted.trim().to_string());
     }
     command.env("RUST_LOG", "warn");
+    if let Some(endpoint) = &options.otlp {
+        command
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+            .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf");
+    }
     let started = Instant::now();
     let child = spawn(&mut command, &work.join("polder.log"))?;
     let mut server = Server {

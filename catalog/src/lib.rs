@@ -18,6 +18,7 @@
 //!   hold the vocabularies and term constructors.
 
 pub mod config;
+pub mod conformance;
 pub mod describe;
 pub mod error;
 pub mod http;
@@ -35,6 +36,7 @@ pub mod vocab;
 pub mod worker;
 
 pub use config::{CatalogConfig, DatasetConfig};
+pub use conformance::ConformanceClass;
 pub use describe::{NodeInfo, TableFacts, build, flight_description, temporal_column};
 pub use error::{MetadataError, SparqlError, SparqlErrorKind};
 pub use http::{SharedCatalog, router};

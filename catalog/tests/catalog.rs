@@ -11,8 +11,8 @@ use oxigraph::model::{Literal, NamedNode, Term, Triple};
 use polder_catalog::config::{AccessRights, AgentConfig, ColumnConfig, ContactConfig};
 use polder_catalog::serialize::{RdfKind, serialize};
 use polder_catalog::{
-    Catalog, CatalogConfig, DatasetConfig, Iris, MetadataError, NodeInfo, RequestDataset,
-    SparqlError, SparqlErrorKind, SparqlLimits, TableFacts, build,
+    Catalog, CatalogConfig, ConformanceClass, DatasetConfig, Iris, MetadataError, NodeInfo,
+    RequestDataset, SparqlError, SparqlErrorKind, SparqlLimits, TableFacts, build,
 };
 
 fn catalog_config() -> CatalogConfig {
@@ -44,6 +44,7 @@ fn node() -> NodeInfo {
         flight_endpoint_url: "grpc://data.example.org:50051".into(),
         server_name: "Polder".into(),
         server_version: "0.1.0".into(),
+        conforms_to: vec![ConformanceClass::Core, ConformanceClass::Catalog],
     }
 }
 
@@ -231,6 +232,31 @@ fn datasets_inherit_and_override_catalog_metadata() {
         &format!("{DCAT}accessService"),
         NamedNode::new_unchecked(format!("{base}/service/flight-sql"))
     ));
+}
+
+/// The conformance classes the node claims are `dct:conformsTo` of its Flight SQL service,
+/// and only those.
+#[test]
+fn the_flight_service_conforms_to_the_claimed_classes() {
+    let triples = built();
+    let service = triples
+        .iter()
+        .find(|t| {
+            t.predicate.as_str() == format!("{DCAT}endpointURL")
+                && t.object == Term::from(NamedNode::new_unchecked("grpc://data.example.org:50051"))
+        })
+        .map(|t| t.subject.to_string())
+        .expect("the Flight SQL service");
+    let service = service.trim_matches(['<', '>']);
+    let standards = objects(&triples, service, &format!("{DCT}conformsTo"));
+    for class in [ConformanceClass::Core, ConformanceClass::Catalog] {
+        assert!(
+            standards.contains(&NamedNode::new_unchecked(class.uri()).into()),
+            "{standards:?}"
+        );
+    }
+    let security = Term::from(NamedNode::new_unchecked(ConformanceClass::Security.uri()));
+    assert!(!standards.contains(&security));
 }
 
 #[test]

@@ -13,7 +13,8 @@ use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::prelude::SessionContext;
 use polder_catalog::config::{AccessRights, AgentConfig, ContactConfig};
 use polder_catalog::{
-    Catalog, CatalogConfig, DatasetConfig, Iris, NodeInfo, SparqlLimits, TableFacts, WorkerCommand,
+    Catalog, CatalogConfig, ConformanceClass, DatasetConfig, Iris, NodeInfo, SparqlLimits,
+    TableFacts, WorkerCommand,
 };
 use polder_connectors::FileTableConfig;
 use tracing::{info, warn};
@@ -204,6 +205,20 @@ async fn table_facts(
     })
 }
 
+/// The UDN conformance classes this node claims (docs/spec.md, "Conformance classes"): Core,
+/// Catalog, Federation and Observability always; Security with `[auth]`; Privacy with `[auth]`
+/// and `[audit]` (the audit log is part of the class).
+pub fn claimed_classes(config: &NodeConfig) -> Vec<ConformanceClass> {
+    ConformanceClass::ALL
+        .into_iter()
+        .filter(|class| match class {
+            ConformanceClass::Security => config.auth.is_some(),
+            ConformanceClass::Privacy => config.auth.is_some() && config.audit.is_some(),
+            _ => true,
+        })
+        .collect()
+}
+
 /// Builds the catalog of the loaded `tables` (locations resolved).
 pub async fn build(
     ctx: &SessionContext,
@@ -224,6 +239,7 @@ pub async fn build(
         ),
         server_name: "Polder".into(),
         server_version: env!("CARGO_PKG_VERSION").into(),
+        conforms_to: claimed_classes(config),
     };
     let mut facts = Vec::with_capacity(tables.len());
     for table in tables {

@@ -1,4 +1,4 @@
-//! The node's HTTP service: liveness, readiness and metrics for operators and orchestrators.
+//! The node's HTTP service: liveness, readiness, metrics and the conformance classes claimed.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock};
@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 
+use polder_catalog::ConformanceClass;
 use polder_federation::PeerCatalog;
 
 use crate::datasets::SharedReadiness;
@@ -24,12 +25,27 @@ type ReadyState = (SharedReadiness, Arc<BTreeSet<String>>, SharedPeers);
 /// `/readyz` lists the datasets by name, except the `hidden` ones (see the access policy), and
 /// each peer's state: `discovering` (the first discovery is under way), `unavailable` (it
 /// failed; retried in the background) or `discovered`. Peers do not hold readiness.
-pub fn router(readiness: SharedReadiness, hidden: BTreeSet<String>, peers: SharedPeers) -> Router {
+///
+/// `/conformance` lists the UDN conformance classes the node claims, as OGC API - Common does:
+/// `{"conformsTo": ["https://w3id.org/udn/spec/1.0/conf/core", ...]}`.
+pub fn router(
+    readiness: SharedReadiness,
+    hidden: BTreeSet<String>,
+    peers: SharedPeers,
+    classes: &[ConformanceClass],
+) -> Router {
+    let conformance = serde_json::json!({
+        "conformsTo": classes.iter().map(|c| c.uri()).collect::<Vec<_>>(),
+    });
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state((readiness, Arc::new(hidden), peers))
+        .route(
+            "/conformance",
+            get(move || std::future::ready(Json(conformance.clone()))),
+        )
 }
 
 /// The node's metrics in the Prometheus text format (docs/operations.md lists them). Labels are

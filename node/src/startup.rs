@@ -349,13 +349,18 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         None => Default::default(),
     };
     let peers = crate::http::SharedPeers::default();
-    let router = crate::http::router(Arc::clone(&readiness), hidden.clone(), Arc::clone(&peers))
-        .merge(polder_catalog::router(
-            Arc::clone(&shared_catalog),
-            config.limits.sparql_max_query_bytes + 4096,
-        ))
-        .layer(HttpTelemetry::new(&config.node.name))
-        .layer(TrackRequests);
+    let router = crate::http::router(
+        Arc::clone(&readiness),
+        hidden.clone(),
+        Arc::clone(&peers),
+        &crate::catalog::claimed_classes(&config),
+    )
+    .merge(polder_catalog::router(
+        Arc::clone(&shared_catalog),
+        config.limits.sparql_max_query_bytes + 4096,
+    ))
+    .layer(HttpTelemetry::new(&config.node.name))
+    .layer(TrackRequests);
     let http_listener = Limited::new(
         http_listener,
         http_budget,

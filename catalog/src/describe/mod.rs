@@ -48,6 +48,8 @@ pub struct NodeInfo {
     pub server_name: String,
     /// Version of the server software.
     pub server_version: String,
+    /// The UDN conformance classes the node claims: `dct:conformsTo` of its Flight SQL service.
+    pub conforms_to: Vec<crate::ConformanceClass>,
 }
 
 /// What the node knows about one served table from its data and storage.

@@ -42,7 +42,12 @@ pub(super) fn describe(g: &mut Graph, cx: &Context, cat: &NamedOrBlankNode) -> N
         standard: vocab::SPARQL_PROTOCOL,
     };
     describe_service(g, cx, cat, &sparql);
-    describe_service(g, cx, cat, &flight)
+    let service = describe_service(g, cx, cat, &flight);
+    // The UDN conformance classes the node claims (docs/spec.md, "Conformance classes").
+    for class in &node.conforms_to {
+        g.conforms_to(&service, &class.uri());
+    }
+    service
 }
 
 fn describe_service(

@@ -18,12 +18,13 @@ from udn_conformance.client import query_rows
 from udn_conformance.compare import assert_same_rows
 from udn_conformance.node import Node, NodeStartError, remote_from_env, spawn, table_args
 from udn_conformance.reference import Reference
-from udn_conformance.report import RequirementResults, dump_collection
+from udn_conformance.report import RequirementResults, RunInfo, dump_collection, write_json, write_markdown
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CATALOG = "conformance"
 RESULTS = pytest.StashKey[RequirementResults]()
 SHACL_REPORTS = pytest.StashKey[list]()
+CLAIMED = pytest.StashKey[list]()
 
 
 def target_dir() -> Path:
@@ -44,6 +45,16 @@ def pytest_addoption(parser):
         help="run only the tests of this spec requirement (repeatable), e.g. "
         "--requirement UDN-FSQL-5",
     )
+    group.addoption(
+        "--classes",
+        default=None,
+        metavar="NAMES",
+        help="conformance classes the node claims, comma-separated (core, catalog, federation, "
+        "security, privacy, observability): runs the tests of their requirements and of the "
+        "classes they depend on, and fails the run unless every one of them passes",
+    )
+    group.addoption("--udn-report", metavar="FILE.md", default=None, help="write the certification report as Markdown")
+    group.addoption("--udn-json", metavar="FILE.json", default=None, help="write the certification report as JSON")
     group.addoption(
         "--udn-collection-json",
         metavar="PATH",
@@ -71,7 +82,17 @@ def pytest_collection_modifyitems(config, items):
         ids = spec.marker_ids(item)
         item.extra_keyword_matches.update(ids)  # `-k UDN-FSQL-5` works too
         item.user_properties.extend(("requirement", rid) for rid in ids)  # in --junitxml
-    wanted = config.getoption("requirement")
+    wanted = list(config.getoption("requirement"))
+    classes = spec.load_classes(spec.spec_path(REPO_ROOT))
+    claimed: list[str] = []
+    if config.getoption("classes"):
+        names = [n.strip().lower() for n in config.getoption("classes").split(",") if n.strip()]
+        try:
+            claimed = spec.with_dependencies(classes, names)
+        except KeyError as err:
+            raise pytest.UsageError(f"--classes: {err.args[0]}") from None
+        wanted += [rid for name in claimed for rid in classes[name].requirements]
+    config.stash[CLAIMED] = claimed
     if wanted:
         unknown = [w for w in wanted if not spec.ID.match(w)]
         if unknown:
@@ -102,6 +123,66 @@ def pytest_collection_finish(session):
     out = session.config.getoption("udn_collection_json")
     if out:
         dump_collection(session.items, Path(out))
+
+
+def _run_info(config) -> RunInfo:
+    """The node, its declaration and its server's name, for the certification report."""
+    import datetime
+
+    import requests
+
+    flight = os.environ.get("UDN_FLIGHT_URL")
+    http = os.environ.get("UDN_HTTP_URL")
+    spec_file = spec.spec_path(REPO_ROOT)
+    version = next(
+        (line.strip() for line in spec_file.read_text(encoding="utf-8").splitlines() if line.startswith("Version ")),
+        "unknown version",
+    )
+    declared = server = None
+    if http:
+        try:
+            declared = requests.get(f"{http}/conformance", timeout=10).json().get("conformsTo")
+        except (requests.RequestException, ValueError, AttributeError):
+            declared = None
+    if flight:
+        try:
+            from udn_conformance import flightsql
+
+            info = flightsql.sql_info(flightsql.client(Node(flight_url=flight, http_url=http, catalog=None)), [0, 1])
+            server = f"{info.get(0)} {info.get(1)}"
+        except Exception:  # noqa: BLE001 - the report says what could not be read
+            server = None
+    return RunInfo(
+        node=flight or f"nodes started by the suite from {os.environ.get('POLDER_BIN', 'target/debug/polder')}",
+        http=http,
+        date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        spec_version=f"UDN {version.removeprefix('Version ').rstrip('.')} ({spec_file.name})",
+        classes=config.stash[CLAIMED],
+        declared=declared,
+        server=server,
+    )
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Writes the certification reports; a claimed class that did not pass fails the run."""
+    config = session.config
+    if config.option.collectonly or CLAIMED not in config.stash:
+        return
+    markdown, as_json = config.getoption("udn_report"), config.getoption("udn_json")
+    claimed = config.stash[CLAIMED]
+    if not (markdown or as_json or claimed):
+        return
+    results = config.stash[RESULTS]
+    classes = spec.load_classes(spec.spec_path(REPO_ROOT))
+    info = _run_info(config)
+    if markdown:
+        write_markdown(Path(markdown), results, classes, info)
+    if as_json:
+        write_json(Path(as_json), results, classes, info)
+    from udn_conformance.report import class_verdicts
+
+    if claimed and any(v != "PASS" for v in class_verdicts(results, classes, claimed).values()):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

@@ -199,3 +199,85 @@ def test_requirement_summary_counts_outcomes():
         "UDN-A-4": ("FAIL", {"xfailed": 1, "passed": 1}),
         "UDN-A-5": ("NOT RUN", {}),
     }
+
+
+def test_every_requirement_is_in_exactly_one_conformance_class(spec_file, requirements):
+    classes = spec.load_classes(spec_file)
+    assert set(classes) == {"core", "catalog", "federation", "security", "privacy", "observability"}
+    for name, cls in classes.items():
+        assert cls.uri == spec.CLASS_BASE + name
+        assert set(cls.depends_on) <= set(classes), (name, cls.depends_on)
+        # No class depends on itself, through others either.
+        assert name not in spec.with_dependencies(classes, list(cls.depends_on)), name
+    owners: dict[str, list[str]] = defaultdict(list)
+    for name, cls in classes.items():
+        for rid in cls.requirements:
+            owners[rid].append(name)
+    assert set(owners) == set(requirements), (
+        f"in no class: {sorted(set(requirements) - set(owners))}; "
+        f"not in the spec: {sorted(set(owners) - set(requirements))}"
+    )
+    twice = {rid: names for rid, names in owners.items() if len(names) > 1}
+    assert not twice, twice
+    assert spec.with_dependencies(classes, ["privacy"]) == ["core", "security", "privacy"]
+
+
+def test_class_verdicts_need_every_requirement_to_pass(requirements):
+    """The certification reports: a class passes only when each of its requirements passed; a
+    failed, skipped or unrun requirement fails it."""
+    from udn_conformance.report import RunInfo, class_verdicts, write_json, write_markdown
+
+    classes = {
+        "core": spec.ConformanceClass("core", "Core", spec.CLASS_BASE + "core", ("UDN-OPS-1", "UDN-OPS-2"), ()),
+        "observability": spec.ConformanceClass(
+            "observability", "Observability", spec.CLASS_BASE + "observability", ("UDN-OPS-4",), ("core",)
+        ),
+    }
+    results = RequirementResults(spec_file=Path("spec.md"), requirements=requirements)
+    results.tests = {"a": ["UDN-OPS-1"], "b": ["UDN-OPS-2"], "c": ["UDN-OPS-4"], "d": []}
+    results.outcomes = {"a": "passed", "b": "passed", "c": "skipped", "d": "passed"}
+    assert class_verdicts(results, classes, ["core", "observability"]) == {
+        "core": "PASS",
+        "observability": "FAIL",
+    }
+    results.outcomes["b"] = "failed"
+    assert class_verdicts(results, classes, ["core"]) == {"core": "FAIL"}
+    info = RunInfo("grpc://node:1", None, "2026-12-07T00:00:00Z", "UDN 1.0", ["core", "observability"], None, None)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        md, js = Path(tmp) / "r.md", Path(tmp) / "r.json"
+        write_markdown(md, results, classes, info)
+        write_json(js, results, classes, info)
+        text = md.read_text()
+        assert "| Core | `https://w3id.org/udn/spec/1.0/conf/core` | **FAIL** |" in text
+        assert "Overall: **FAIL**" in text and "`b`" in text
+        document = json.loads(js.read_text())
+        assert {"id": "a", "requirement": "UDN-OPS-1", "status": "passed"} in document["tests"]
+        assert {"id": "d", "requirement": None, "status": "passed"} in document["tests"]
+        assert [c["status"] for c in document["classes"]] == ["FAIL", "FAIL"]
+
+
+def test_a_claimed_class_that_does_not_pass_fails_the_run(tmp_path):
+    """`--classes` with tests deselected: the class cannot pass, so the run's exit code is 1
+    even though every test that ran passed, and the reports say why."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
+    report, document = tmp_path / "report.md", tmp_path / "report.json"
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(SUITE),
+            "--classes", "core", "-k", "test_helpers and wkb_point",
+            f"--udn-report={report}", f"--udn-json={document}",
+        ],
+        cwd=SUITE, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout[-3000:]
+    assert "| Core | `https://w3id.org/udn/spec/1.0/conf/core` | **FAIL** |" in report.read_text()
+    assert json.loads(document.read_text())["classes"] == [
+        {"name": "core", "uri": "https://w3id.org/udn/spec/1.0/conf/core", "status": "FAIL"}
+    ]
+    bad = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(SUITE), "--classes", "gold"],
+        cwd=SUITE, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert bad.returncode != 0 and "unknown conformance class 'gold'" in bad.stderr + bad.stdout

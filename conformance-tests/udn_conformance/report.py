@@ -130,3 +130,106 @@ def dump_collection(items, path: Path) -> None:
             }
         )
     path.write_text(json.dumps(tests, indent=1, default=repr), encoding="utf-8")
+
+
+@dataclass
+class RunInfo:
+    """What a certification report says about its run."""
+
+    node: str  # the Flight SQL URL, or what was spawned
+    http: str | None
+    date: str  # UTC, ISO 8601
+    spec_version: str
+    classes: list[str]  # claimed, with their dependencies
+    declared: list[str] | None  # the node's own GET /conformance, if it could be read
+    server: str | None  # server name and version, from the node
+
+
+def class_verdicts(results: RequirementResults, classes: dict, claimed: list[str]) -> dict[str, str]:
+    """PASS when every requirement of the class passed; FAIL otherwise (a requirement that
+    failed, was skipped or was not run is no evidence)."""
+    status = {rid: s for rid, s, _, _ in results.rows()}
+    return {
+        name: "PASS" if all(status.get(r) == "PASS" for r in classes[name].requirements) else "FAIL"
+        for name in claimed
+    }
+
+
+def write_json(path: Path, results: RequirementResults, classes: dict, info: RunInfo) -> None:
+    tests = []
+    for nodeid, ids in results.tests.items():
+        outcome = results.outcomes.get(nodeid, "not run")
+        for rid in ids or [None]:
+            tests.append({"id": nodeid, "requirement": rid, "status": outcome})
+    verdicts = class_verdicts(results, classes, info.classes)
+    document = {
+        "node": info.node,
+        "http": info.http,
+        "server": info.server,
+        "date": info.date,
+        "specification": info.spec_version,
+        "classes": [
+            {"name": n, "uri": classes[n].uri, "status": verdicts[n]} for n in info.classes
+        ],
+        "declared": info.declared,
+        "requirements": [
+            {
+                "id": rid,
+                "uri": f"https://w3id.org/udn/spec/1.0/req/{rid.lower()}",
+                "status": status,
+                "counts": dict(counts),
+            }
+            for rid, status, counts, _ in results.rows()
+            if not info.classes or any(rid in classes[n].requirements for n in info.classes)
+        ],
+        "tests": tests,
+    }
+    path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+
+
+def write_markdown(path: Path, results: RequirementResults, classes: dict, info: RunInfo) -> None:
+    """A report a procurement officer can read: the node, the run, each class claimed and each
+    of its requirements with the tests that are its evidence."""
+    verdicts = class_verdicts(results, classes, info.classes)
+    rows = {rid: (status, counts, failed) for rid, status, counts, failed in results.rows()}
+    lines = [
+        "# UDN conformance report",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| node (Flight SQL) | `{info.node}` |",
+        f"| node (HTTP) | `{info.http or 'not given'}` |",
+        f"| server | {info.server or 'not reported'} |",
+        f"| date (UTC) | {info.date} |",
+        f"| specification | {info.spec_version} |",
+        f"| classes claimed | {', '.join(classes[n].title for n in info.classes) or 'none given'} |",
+        "| the node declares | "
+        + (", ".join(f"`{u}`" for u in info.declared) if info.declared is not None else "could not be read (GET /conformance)")
+        + " |",
+        "",
+        "## Verdict per class",
+        "",
+        "| class | URI | result |",
+        "|---|---|---|",
+    ]
+    for name in info.classes:
+        lines.append(f"| {classes[name].title} | `{classes[name].uri}` | **{verdicts[name]}** |")
+    overall = "PASS" if info.classes and all(v == "PASS" for v in verdicts.values()) else "FAIL"
+    lines += [
+        "",
+        f"Overall: **{overall}**. A class passes when every one of its requirements passed; a "
+        "requirement passes when at least one of its tests passed and none failed. A skipped or "
+        "unrun requirement is not evidence.",
+    ]
+    for name in info.classes:
+        lines += ["", f"## {classes[name].title}", "", "| requirement | result | evidence |", "|---|---|---|"]
+        for rid in classes[name].requirements:
+            status, counts, failed = rows.get(rid, ("NOT RUN", Counter(), []))
+            evidence = ", ".join(f"{counts[k]} {k}" for k in KINDS if counts[k]) or "no test run"
+            if failed:
+                evidence += "; failed: " + ", ".join(f"`{n}`" for n in failed[:5])
+            text = results.requirements.get(rid)
+            summary = text.summary(70) if text else ""
+            lines.append(f"| `{rid}` {summary} | {status} | {evidence} |")
+    lines.append("")
+    path.write_text("\n".join(lines), encoding="utf-8")

@@ -84,3 +84,69 @@ def sort_key(requirement_id: str) -> tuple:
     """Spec order within a family: UDN-FSQL-2 before UDN-FSQL-10."""
     family, _, number = requirement_id.rpartition("-")
     return (family, int(number) if number.isdigit() else 0)
+
+
+CLASS_BASE = "https://w3id.org/udn/spec/1.0/conf/"
+_CLASS_ROW = re.compile(r"^\|\s*([A-Za-z]+)\s*\|\s*`(https://w3id\.org/udn/spec/[^`]+/conf/([a-z]+))`\s*\|(.*)\|(.*)\|\s*$")
+_RANGE = re.compile(r"(UDN-[A-Z]+)-(\d+) to (UDN-[A-Z]+)-(\d+)")
+_ONE = re.compile(r"UDN-[A-Z]+-\d+")
+
+
+@dataclass(frozen=True)
+class ConformanceClass:
+    """A conformance class of the spec's "Conformance classes" table."""
+
+    name: str  # core, catalog, ... (the URI's last segment)
+    title: str  # Core, Catalog, ...
+    uri: str
+    requirements: tuple[str, ...]
+    depends_on: tuple[str, ...]  # names
+
+
+def parse_classes(text: str) -> dict[str, ConformanceClass]:
+    """The conformance classes, by name, from the rows of the "Conformance classes" table:
+    `| Core | `URI` | UDN-DATA-1 to UDN-DATA-5, UDN-OPS-6 (note) | none |`."""
+    classes: dict[str, ConformanceClass] = {}
+    titles: dict[str, str] = {}
+    rows = []
+    for line in text.splitlines():
+        row = _CLASS_ROW.match(line)
+        if row:
+            title, uri, name, requirements, depends = row.groups()
+            titles[title.lower()] = name
+            rows.append((name, title, uri, requirements, depends))
+    for name, title, uri, requirements, depends in rows:
+        ids: list[str] = []
+        rest = requirements
+        for family, first, family_to, last in _RANGE.findall(requirements):
+            if family != family_to:
+                raise ValueError(f"class {name}: a range across families: {requirements}")
+            ids += [f"{family}-{n}" for n in range(int(first), int(last) + 1)]
+        rest = _RANGE.sub("", requirements)
+        ids += _ONE.findall(rest)
+        depends_on = tuple(
+            titles.get(word.lower(), word.lower())
+            for word in re.findall(r"[A-Za-z]+", depends)
+            if word.lower() != "none"
+        )
+        classes[name] = ConformanceClass(name, title, uri, tuple(sorted(set(ids), key=sort_key)), depends_on)
+    return classes
+
+
+def load_classes(path: Path) -> dict[str, ConformanceClass]:
+    return parse_classes(path.read_text(encoding="utf-8"))
+
+
+def with_dependencies(classes: dict[str, ConformanceClass], names: list[str]) -> list[str]:
+    """`names` and every class they depend on, in the spec's order of classes."""
+    unknown = [n for n in names if n not in classes]
+    if unknown:
+        raise KeyError(f"unknown conformance class {unknown[0]!r}; the spec's are {', '.join(classes)}")
+    wanted: set[str] = set()
+    stack = list(names)
+    while stack:
+        name = stack.pop()
+        if name not in wanted:
+            wanted.add(name)
+            stack.extend(classes[name].depends_on)
+    return [n for n in classes if n in wanted]

@@ -56,36 +56,46 @@ fn timeout() -> Duration {
         .unwrap_or(EXPORT_TIMEOUT)
 }
 
+/// Builds an OTLP exporter from `$builder` (a span or metric exporter builder: the same
+/// methods on different types) as `$export` says, its HTTP path `$path`.
+macro_rules! otlp_exporter {
+    ($builder:expr, $export:expr, $runtime:expr, $path:literal) => {{
+        let export: &ExportSettings = $export;
+        match export.protocol {
+            OtlpProtocol::Grpc => {
+                let mut builder = $builder.with_tonic().with_timeout(timeout());
+                if let Some(endpoint) = &export.endpoint {
+                    builder = builder.with_endpoint(endpoint);
+                }
+                builder.build()?
+            }
+            OtlpProtocol::HttpProtobuf => {
+                let mut builder = $builder
+                    .with_http()
+                    .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                    .with_http_client(RuntimeHttpClient::new($runtime))
+                    .with_timeout(timeout());
+                if let Some(endpoint) = &export.endpoint {
+                    builder = builder.with_endpoint(format!("{endpoint}{}", $path));
+                }
+                builder.build()?
+            }
+        }
+    }};
+}
+
 /// The OTLP span exporter `export` describes.
 pub(super) fn span_exporter(
     export: &ExportSettings,
     runtime: Handle,
 ) -> anyhow::Result<OnRuntime<opentelemetry_otlp::SpanExporter>> {
-    let builder = opentelemetry_otlp::SpanExporter::builder();
-    let exporter = match export.protocol {
-        OtlpProtocol::Grpc => {
-            let mut builder = builder.with_tonic().with_timeout(timeout());
-            if let Some(endpoint) = &export.endpoint {
-                builder = builder.with_endpoint(endpoint);
-            }
-            builder.build()?
-        }
-        OtlpProtocol::HttpProtobuf => {
-            let mut builder = builder
-                .with_http()
-                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                .with_http_client(RuntimeHttpClient::new(runtime.clone()))
-                .with_timeout(timeout());
-            if let Some(endpoint) = &export.endpoint {
-                builder = builder.with_endpoint(format!("{endpoint}/v1/traces"));
-            }
-            builder.build()?
-        }
-    };
-    Ok(OnRuntime {
-        inner: exporter,
-        runtime,
-    })
+    let inner = otlp_exporter!(
+        opentelemetry_otlp::SpanExporter::builder(),
+        export,
+        runtime.clone(),
+        "/v1/traces"
+    );
+    Ok(OnRuntime { inner, runtime })
 }
 
 /// The OTLP metric exporter `export` describes.
@@ -93,31 +103,13 @@ pub(super) fn metric_exporter(
     export: &ExportSettings,
     runtime: Handle,
 ) -> anyhow::Result<OnRuntime<opentelemetry_otlp::MetricExporter>> {
-    let builder = opentelemetry_otlp::MetricExporter::builder();
-    let exporter = match export.protocol {
-        OtlpProtocol::Grpc => {
-            let mut builder = builder.with_tonic().with_timeout(timeout());
-            if let Some(endpoint) = &export.endpoint {
-                builder = builder.with_endpoint(endpoint);
-            }
-            builder.build()?
-        }
-        OtlpProtocol::HttpProtobuf => {
-            let mut builder = builder
-                .with_http()
-                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                .with_http_client(RuntimeHttpClient::new(runtime.clone()))
-                .with_timeout(timeout());
-            if let Some(endpoint) = &export.endpoint {
-                builder = builder.with_endpoint(format!("{endpoint}/v1/metrics"));
-            }
-            builder.build()?
-        }
-    };
-    Ok(OnRuntime {
-        inner: exporter,
-        runtime,
-    })
+    let inner = otlp_exporter!(
+        opentelemetry_otlp::MetricExporter::builder(),
+        export,
+        runtime.clone(),
+        "/v1/metrics"
+    );
+    Ok(OnRuntime { inner, runtime })
 }
 
 /// An exporter whose exports run on the node's runtime (see the module's documentation).

@@ -122,7 +122,7 @@ pub const WORKER_STACK_BYTES: usize = 32 * 1024 * 1024;
 /// Runs one subcommand of the `polder` binary (all but the SPARQL worker).
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve(args) => startup::serve(*args).await,
+        Command::Serve(args) => startup::serve(startup::effective_config(&args)?).await,
         Command::DemoData(args) => demo_data(&args.out),
         Command::Sql(args) => sql::run(args).await,
         Command::Demo(args) => demo::run(args).await,

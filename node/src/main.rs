@@ -34,28 +34,37 @@ async fn run() -> std::process::ExitCode {
         Command::Demo(_) | Command::Token(_) | Command::Audit(_) => "warn",
         _ => "info",
     };
-    // A node's telemetry needs its name and `[telemetry]`: the configuration is read once
-    // here for them, and again (with the same result) when the node starts.
-    let settings = match &cli.command {
+    // A node's telemetry needs its name and `[telemetry]`: its configuration is read here,
+    // once, and the node started from it.
+    let (settings, config) = match &cli.command {
         Command::Serve(args) => match polder_node::startup::effective_config(args) {
-            Ok(config) => TelemetrySettings {
-                log_format: args.log_format,
-                default_level,
-                node: Some((config.node.name.clone(), config.telemetry.clone())),
-            },
+            Ok(config) => (
+                TelemetrySettings {
+                    log_format: args.log_format,
+                    default_level,
+                    node: Some((config.node.name.clone(), config.telemetry.clone())),
+                },
+                Some(config),
+            ),
             Err(err) => return failure(&err),
         },
-        _ => TelemetrySettings {
-            log_format: LogFormat::Text,
-            default_level,
-            node: None,
-        },
+        _ => (
+            TelemetrySettings {
+                log_format: LogFormat::Text,
+                default_level,
+                node: None,
+            },
+            None,
+        ),
     };
     let telemetry = match polder_node::telemetry::install_global(&settings) {
         Ok(telemetry) => telemetry,
         Err(err) => return failure(&err),
     };
-    let result = polder_node::run(cli.command).await;
+    let result = match config {
+        Some(config) => polder_node::startup::serve(config).await,
+        None => polder_node::run(cli.command).await,
+    };
     // What is still queued is exported (within the exporters' timeouts), off the runtime.
     if telemetry.is_exporting() {
         let _ = tokio::task::spawn_blocking(|| telemetry.shutdown()).await;

@@ -244,9 +244,9 @@ impl RunningNode {
     }
 }
 
-/// Runs `polder serve` until SIGINT or SIGTERM.
-pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = effective_config(&args)?;
+/// Runs `polder serve` with its effective configuration ([`effective_config`]) until SIGINT or
+/// SIGTERM.
+pub async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     let node = start(config).await?;
     println!(
         "polder node {} listening flight={}://{} http=http://{}",

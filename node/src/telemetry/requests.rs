@@ -155,19 +155,14 @@ pub struct Traced<S> {
     protocol: Protocol,
 }
 
-/// The label a request is counted under.
-fn label_of<B>(protocol: Protocol, request: &http::Request<B>) -> &'static str {
-    match protocol {
-        Protocol::Grpc => {
-            let method = request.uri().path().rsplit('/').next().unwrap_or_default();
-            FLIGHT_METHODS
-                .iter()
-                .find(|known| **known == method)
-                .copied()
-                .unwrap_or("other")
-        }
-        Protocol::Http => "",
-    }
+/// The Flight method a gRPC request calls, as counted: one of [`FLIGHT_METHODS`] or `other`.
+fn flight_method<B>(request: &http::Request<B>) -> &'static str {
+    let method = request.uri().path().rsplit('/').next().unwrap_or_default();
+    FLIGHT_METHODS
+        .iter()
+        .find(|known| **known == method)
+        .copied()
+        .unwrap_or("other")
 }
 
 impl<S, RequestBody, ResponseBody> tower_service::Service<http::Request<RequestBody>> for Traced<S>
@@ -188,7 +183,7 @@ where
         let protocol = self.protocol;
         let (label, span) = match protocol {
             Protocol::Grpc => {
-                let method = label_of(protocol, &request);
+                let method = flight_method(&request);
                 let span = tracing::info_span!(
                     "flight_rpc",
                     otel.name = %format!("FlightService/{method}"),
@@ -422,17 +417,13 @@ mod tests {
     fn flight_methods_are_bounded_labels() {
         let request = |path: &str| http::Request::builder().uri(path).body(()).unwrap();
         assert_eq!(
-            label_of(
-                Protocol::Grpc,
-                &request("/arrow.flight.protocol.FlightService/DoGet")
-            ),
+            flight_method(&request("/arrow.flight.protocol.FlightService/DoGet")),
             "DoGet"
         );
         assert_eq!(
-            label_of(
-                Protocol::Grpc,
-                &request("/arrow.flight.protocol.FlightService/x%27%20OR%201=1")
-            ),
+            flight_method(&request(
+                "/arrow.flight.protocol.FlightService/x%27%20OR%201=1"
+            )),
             "other"
         );
         assert_eq!(grpc_code_name(16), "UNAUTHENTICATED");

@@ -84,9 +84,27 @@ fn node() -> &'static Node {
     })
 }
 
+/// Writes the statement about to be planned to `$POLDER_FUZZ_IN_FLIGHT/<test>.sql` (as a Rust
+/// string literal), when that variable names a folder: a stack overflow aborts the process
+/// before any harness can report its input, and this file then holds it (`scripts/test` prints
+/// it when `cargo test` fails).
+fn record_in_flight(sql: &str) {
+    let Some(dir) = std::env::var_os("POLDER_FUZZ_IN_FLIGHT") else {
+        return;
+    };
+    let name = std::thread::current()
+        .name()
+        .unwrap_or("fuzz")
+        .replace("::", "-");
+    let path = std::path::Path::new(&dir).join(format!("{name}.sql"));
+    // Best effort: the folder is created by the caller; a write error loses only this record.
+    let _ = std::fs::write(path, format!("{sql:?}\n"));
+}
+
 /// SQL text to plan: never a panic; a plan is read-only (no DDL, DML, `COPY` or statement
 /// anywhere in it, subqueries included); a refusal is one of the node's typed errors.
 fn plan(sql: &str) {
+    record_in_flight(sql);
     let node = node();
     // A refusal (a timeout too: on a loaded machine planning can take seconds) is typed.
     if let Ok(plan) = node.rt.block_on(node.engine.plan(sql)) {

@@ -3,7 +3,7 @@
 Spawn mode (default): nodes are started from `POLDER_BIN`, else
 `$CARGO_TARGET_DIR/debug/polder` (default `target/debug/polder`), each on 127.0.0.1:0.
 Remote mode (`UDN_FLIGHT_URL` set): every test talks to that node, which must serve the tables
-that `prepare_data.py` lists, from the files in `UDN_DATA_DIR`.
+that `udn-conformance fixtures --out DIR` lists in DIR/tables.txt, with `UDN_DATA_DIR=DIR`.
 """
 
 from __future__ import annotations
@@ -13,26 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from udn_conformance import datasets, rdf, spec
+from udn_conformance import datasets, paths, rdf, spec
 from udn_conformance.client import query_rows
 from udn_conformance.compare import assert_same_rows
 from udn_conformance.node import Node, NodeStartError, remote_from_env, spawn, table_args
 from udn_conformance.reference import Reference
 from udn_conformance.report import RequirementResults, RunInfo, dump_collection, write_json, write_markdown
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 CATALOG = "conformance"
 RESULTS = pytest.StashKey[RequirementResults]()
 SHACL_REPORTS = pytest.StashKey[list]()
 CLAIMED = pytest.StashKey[list]()
-
-
-def target_dir() -> Path:
-    configured = os.environ.get("CARGO_TARGET_DIR")
-    if not configured:
-        return REPO_ROOT / "target"
-    path = Path(configured)
-    return path if path.is_absolute() else REPO_ROOT / path
 
 
 def pytest_addoption(parser):
@@ -65,7 +56,7 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     # Registered as a plugin: it receives every test report (pytest_runtest_logreport).
-    results = RequirementResults.for_spec(spec.spec_path(REPO_ROOT))
+    results = RequirementResults.for_spec(paths.spec_file())
     config.stash[RESULTS] = results
     config.stash[SHACL_REPORTS] = []
     config.pluginmanager.register(results, "udn-requirement-results")
@@ -83,7 +74,7 @@ def pytest_collection_modifyitems(config, items):
         item.extra_keyword_matches.update(ids)  # `-k UDN-FSQL-5` works too
         item.user_properties.extend(("requirement", rid) for rid in ids)  # in --junitxml
     wanted = list(config.getoption("requirement"))
-    classes = spec.load_classes(spec.spec_path(REPO_ROOT))
+    classes = spec.load_classes(paths.spec_file())
     claimed: list[str] = []
     if config.getoption("classes"):
         names = [n.strip().lower() for n in config.getoption("classes").split(",") if n.strip()]
@@ -133,7 +124,7 @@ def _run_info(config) -> RunInfo:
 
     flight = os.environ.get("UDN_FLIGHT_URL")
     http = os.environ.get("UDN_HTTP_URL")
-    spec_file = spec.spec_path(REPO_ROOT)
+    spec_file = paths.spec_file()
     version = next(
         (line.strip() for line in spec_file.read_text(encoding="utf-8").splitlines() if line.startswith("Version ")),
         "unknown version",
@@ -173,7 +164,7 @@ def pytest_sessionfinish(session, exitstatus):
     if not (markdown or as_json or claimed):
         return
     results = config.stash[RESULTS]
-    classes = spec.load_classes(spec.spec_path(REPO_ROOT))
+    classes = spec.load_classes(paths.spec_file())
     info = _run_info(config)
     if markdown:
         write_markdown(Path(markdown), results, classes, info)
@@ -253,8 +244,9 @@ def polder_bin(remote) -> Path | None:
     if remote is not None:
         return None
     configured = os.environ.get("POLDER_BIN")
-    binary = Path(configured) if configured else target_dir() / "debug" / "polder"
-    if not binary.is_file():
+    target = paths.target_dir()
+    binary = Path(configured) if configured else target / "debug" / "polder" if target else None
+    if binary is None or not binary.is_file():
         pytest.fail(
             f"no node binary at {binary}: build it (cargo build -p polder-node), set POLDER_BIN, "
             "or point UDN_FLIGHT_URL at a running node",
@@ -278,7 +270,7 @@ def data_dir(remote, tmp_path_factory) -> Path:
         if not configured:
             pytest.fail(
                 "UDN_FLIGHT_URL is set but UDN_DATA_DIR is not: run "
-                "`python conformance-tests/prepare_data.py DIR`, load its tables into the node, "
+                "`udn-conformance fixtures --out DIR`, load its tables into the node, "
                 "and set UDN_DATA_DIR=DIR",
                 pytrace=False,
             )
@@ -293,7 +285,7 @@ def generated(data_dir, remote) -> dict[str, Path]:
         tables = datasets.generated_locations(data_dir / "generated")
         missing = [str(p) for p in tables.values() if "*" not in str(p) and not p.exists()]
         if missing:
-            pytest.fail(f"UDN_DATA_DIR lacks {missing}; run prepare_data.py", pytrace=False)
+            pytest.fail(f"UDN_DATA_DIR lacks {missing}; run `udn-conformance fixtures --out DIR`", pytrace=False)
         return tables
     return datasets.write_generated(data_dir / "generated")
 
@@ -304,7 +296,7 @@ def tpch(data_dir, remote) -> dict[str, Path]:
     out = data_dir / "tpch"
     if remote is not None:
         return {t: out / f"{t}.parquet" for t in datasets.TPCH_TABLES}
-    generators = datasets.tpch_generators(target_dir())
+    generators = datasets.tpch_generators(paths.target_dir())
     if not generators:
         pytest.skip(
             "no TPC-H generator: neither target/debug/polder-bench nor tpchgen-cli "
@@ -370,13 +362,18 @@ def main_conn(main_node):
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    path = datasets.shared_data_dir(REPO_ROOT)
+def shared_data(remote, data_dir) -> Path:
+    path = paths.shared_data()
     if path is None:
         pytest.skip(
             "real open data not found (set UDN_SHARED_DATA or provide ../shared/data with "
             "SOURCES.md)"
         )
+    if remote is not None:
+        listed = (data_dir / "tables.txt").read_text(encoding="utf-8") if (data_dir / "tables.txt").is_file() else ""
+        served = {line.split("=", 1)[0] for line in listed.splitlines() if "=" in line}
+        if not set(datasets.SHARED_TABLES) <= served:
+            pytest.skip("the fixtures the remote node serves were written without the real open data")
     return path
 
 

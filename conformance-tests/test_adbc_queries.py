@@ -193,7 +193,7 @@ def test_plans_do_not_reveal_where_data_is_stored(main_conn, main_tables, explai
         assert revealing not in text, f"{explain} shows {revealing!r}:\n{text[:2000]}"
 
 
-@pytest.mark.requirement("UDN-FSQL-4", "UDN-FSQL-5")
+@pytest.mark.requirement("UDN-FSQL-5")
 def test_empty_result_of_prepared_statement_keeps_schema(main_conn):
     sql = "SELECT id, station, ts, value, ok FROM readings WHERE level > ?"
     with main_conn.cursor() as cur:
@@ -256,7 +256,7 @@ def test_concurrent_connections(main_node, main_ref):
     assert not errors, errors[0]
 
 
-@pytest.mark.requirement("UDN-FSQL-4", "UDN-FSQL-5")
+@pytest.mark.requirement("UDN-FSQL-5")
 @pytest.mark.parametrize(
     "value",
     [

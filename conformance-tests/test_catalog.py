@@ -24,13 +24,12 @@ import pytest
 from rdflib import Graph, Literal, URIRef
 from rdflib.compare import isomorphic, to_isomorphic
 
-from udn_conformance import datasets, rdf, shacl
+from udn_conformance import datasets, paths, rdf, shacl
 from udn_conformance.client import query_rows
 from udn_conformance.node import CATALOG_SECTION, run_expecting_exit
 from udn_conformance.rdf import CSVW, DCAT, DCT, FOAF, QUDT, RDF, UDN, VCARD, XSD, one
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-EXAMPLE_CONFIG = REPO_ROOT / "node" / "config" / "node.example.toml"
+EXAMPLE_CONFIG = (paths.REPO or paths.SUITE) / "node" / "config" / "node.example.toml"
 MAIN_TABLES = [*datasets.TPCH_TABLES, "readings"]
 # Generated files of every format, each on a node of its own (shared with test_formats.py).
 FORMAT_TABLES = sorted(t for t in datasets.GENERATED if t != "readings")

@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import re
 import subprocess
+
 from pathlib import Path
 
 import pytest
 
+from udn_conformance import paths
+
 pytestmark = [
     pytest.mark.spawns_node,
+    pytest.mark.skipif(paths.REPO is None, reason="Polder's configuration reference is a file of its repository"),
     pytest.mark.beyond_spec("the configuration reference lists every flag of the polder binary"),
 ]
 
-REFERENCE = Path(__file__).resolve().parent.parent / "docs" / "config-reference.md"
+REFERENCE = (paths.REPO or paths.SUITE) / "docs" / "config-reference.md"
 # Variables the binary reads that no flag declares.
 UNFLAGGED_VARIABLES = {"POLDER_LOG"}
 # A subcommand's section: "### `polder token mint`".

@@ -56,6 +56,23 @@ def test_flight_info_schema_matches_the_data(main_node):
     assert announced == delivered, "GetFlightInfo announced a schema other than the one DoGet sent"
 
 
+@pytest.mark.requirement("UDN-FSQL-4")
+def test_an_empty_result_stream_carries_its_schema(main_node):
+    """Read on the wire, below any client that would fall back on the FlightInfo's schema:
+    every DoGet stream of an empty result starts with the result's schema."""
+    client = _client(main_node)
+    info = _flight_info(client, "SELECT id, station, value FROM readings WHERE id < 0")
+    assert info.endpoints, "FlightInfo without endpoints"
+    for endpoint in info.endpoints:
+        try:
+            reader = client.do_get(endpoint.ticket, OPTIONS)
+            schema = reader.schema
+        except (flight.FlightError, pa.ArrowInvalid) as err:
+            raise AssertionError(f"the stream of an empty result has no schema: {err}") from err
+        assert [(f.name, f.type) for f in schema] == [(f.name, f.type) for f in info.schema]
+        assert reader.read_all().num_rows == 0
+
+
 @pytest.mark.requirement("UDN-FSQL-7")
 def test_do_get_streams_many_batches(main_node, main_ref):
     client = _client(main_node)

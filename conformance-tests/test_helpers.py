@@ -5,11 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import struct
-from pathlib import Path
 
 import pytest
 
-from udn_conformance import proto, shacl, wkb
+from udn_conformance import paths, proto, shacl, wkb
 from udn_conformance.compare import assert_same_rows, rows_of
 from udn_conformance.errors import GRPC_CODES, adbc_grpc_status, flight_grpc_status
 
@@ -128,7 +127,7 @@ def test_grpc_status_read_from_pyarrow_flight_message(message, expected):
 
 # --- SHACL validation of catalogs (udn_conformance.shacl) -----------------------------------
 
-_SHARED_STANDARDS = Path(__file__).resolve().parent.parent.parent / "shared" / "standards"
+_SHARED_STANDARDS = (paths.REPO or paths.SUITE).parent / "shared" / "standards"
 
 _MINIMAL_CATALOG = """\
 @prefix dcat: <http://www.w3.org/ns/dcat#> .

@@ -18,18 +18,17 @@ from types import SimpleNamespace
 
 import pytest
 
-from udn_conformance import spec
+from udn_conformance import paths, spec
 from udn_conformance.report import RequirementResults
 
-SUITE = Path(__file__).resolve().parent
-REPO_ROOT = SUITE.parent
+SUITE = paths.SUITE
 # The suite's checks of itself: they test no node, so they name no requirement.
 SELF_CHECKS = {"test_helpers.py", Path(__file__).name}
 
 
 @pytest.fixture(scope="module")
 def spec_file() -> Path:
-    path = spec.spec_path(REPO_ROOT)
+    path = paths.spec_file()
     if not path.is_file():
         pytest.skip(f"spec not found at {path} (set UDN_SPEC)")
     return path

@@ -1,7 +1,7 @@
 """The files a node under test serves, and the table names it must serve them under.
 
 Everything here is generated deterministically (fixed seeds), so a vendor can prepare the same
-files with `python conformance-tests/prepare_data.py DIR` and load them into their own node.
+files with `udn-conformance fixtures --out DIR` and load them into their own node.
 The expected answers are never stored: tests compute them with DuckDB (or pyarrow / the json
 module for formats DuckDB cannot read offline) over the very same files.
 """
@@ -235,14 +235,14 @@ def write_generated(out: Path) -> dict[str, Path]:
     return loc
 
 
-def tpch_generators(target_dir: Path) -> list[list[str]]:
+def tpch_generators(target_dir: Path | None) -> list[list[str]]:
     """Ways to make TPC-H parquet files here, best first: polder-bench, then tpchgen-cli.
 
     Both wrap the same generator crate (tpchgen), so they write the same rows.
     """
     found = []
-    bench = target_dir / "debug" / "polder-bench"
-    if bench.is_file() and os.access(bench, os.X_OK):
+    bench = target_dir / "debug" / "polder-bench" if target_dir is not None else None
+    if bench is not None and bench.is_file() and os.access(bench, os.X_OK):
         found.append([str(bench), "tpch-gen", "--sf", TPCH_SCALE, "--out"])
     cli = shutil.which("tpchgen-cli") or _venv_bin("tpchgen-cli")
     if cli:
@@ -290,9 +290,3 @@ SHARED_TABLES = {
     "cbs_buurten": "cbs_buurten_provincie_utrecht/demo/demodata/buurten.csv",
 }
 
-
-def shared_data_dir(repo_root: Path) -> Path | None:
-    """`UDN_SHARED_DATA`, else `<repo>/../shared/data`; None when absent."""
-    configured = os.environ.get("UDN_SHARED_DATA")
-    candidate = Path(configured) if configured else repo_root.parent / "shared" / "data"
-    return candidate if (candidate / "SOURCES.md").is_file() else None

@@ -50,6 +50,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from . import paths
 from . import querygen as g
 from .compare import assert_same_rows, normalize, rows_of, rows_of_arrow, type_family
 from .errors import adbc_grpc_status
@@ -538,12 +539,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder for the generated files (default: a temporary one)")
     args = parser.parse_args(argv)
 
-    repo = Path(__file__).resolve().parents[2]
-    target = Path(os.environ.get("CARGO_TARGET_DIR", repo / "target"))
-    if not target.is_absolute():
-        target = repo / target
-    binary = Path(os.environ.get("POLDER_BIN") or target / "debug" / "polder")
-    if not binary.is_file():
+    target = paths.target_dir()
+    configured = os.environ.get("POLDER_BIN")
+    binary = Path(configured) if configured else target / "debug" / "polder" if target else None
+    if binary is None or not binary.is_file():
         print(f"no node binary at {binary}: cargo build -p polder-node, or set POLDER_BIN",
               file=sys.stderr)
         return 2

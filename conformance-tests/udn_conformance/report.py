@@ -29,6 +29,8 @@ class RequirementResults:
     tests: dict[str, list[str]] = field(default_factory=dict)
     beyond_spec: set[str] = field(default_factory=set)
     outcomes: dict[str, str] = field(default_factory=dict)
+    # nodeid -> why it failed or was skipped (the first line of the message), the evidence.
+    reasons: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def for_spec(cls, path: Path) -> RequirementResults:
@@ -57,6 +59,9 @@ class RequirementResults:
             return
         if self.outcomes.get(report.nodeid) not in (FAILED, XFAILED):
             self.outcomes[report.nodeid] = outcome
+            reason = _reason(report)
+            if reason:
+                self.reasons[report.nodeid] = reason
 
     def rows(self) -> list[tuple[str, str, Counter, list[str]]]:
         """(requirement, status, outcome counts, failed tests) in spec order."""
@@ -110,6 +115,22 @@ class RequirementResults:
             )
 
 
+def _reason(report) -> str | None:
+    """A failure's or skip's message on one line, cut to 300 characters."""
+    if not (report.failed or report.skipped):
+        return None
+    longrepr = getattr(report, "longrepr", None)
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:  # a skip: (file, line, reason)
+        message = str(longrepr[2]).removeprefix("Skipped: ")
+    else:
+        crash = getattr(longrepr, "reprcrash", None)
+        message = crash.message if crash is not None else str(longrepr or "")
+    if hasattr(report, "wasxfail"):
+        message = f"known gap: {report.wasxfail}"
+    line = " ".join(message.split())
+    return line[:297] + "..." if len(line) > 300 else line or None
+
+
 def dump_collection(items, path: Path) -> None:
     """Write each collected test's requirement IDs as JSON (for test_spec_coverage.py)."""
     tests = []
@@ -160,7 +181,10 @@ def write_json(path: Path, results: RequirementResults, classes: dict, info: Run
     for nodeid, ids in results.tests.items():
         outcome = results.outcomes.get(nodeid, "not run")
         for rid in ids or [None]:
-            tests.append({"id": nodeid, "requirement": rid, "status": outcome})
+            entry = {"id": nodeid, "requirement": rid, "status": outcome}
+            if nodeid in results.reasons and outcome != PASSED:
+                entry["reason"] = results.reasons[nodeid]
+            tests.append(entry)
     verdicts = class_verdicts(results, classes, info.classes)
     document = {
         "node": info.node,
@@ -185,6 +209,11 @@ def write_json(path: Path, results: RequirementResults, classes: dict, info: Run
         "tests": tests,
     }
     path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown table cell."""
+    return text.replace("|", "\\|").replace("`", "'").replace("\n", " ")
 
 
 def write_markdown(path: Path, results: RequirementResults, classes: dict, info: RunInfo) -> None:
@@ -228,8 +257,25 @@ def write_markdown(path: Path, results: RequirementResults, classes: dict, info:
             evidence = ", ".join(f"{counts[k]} {k}" for k in KINDS if counts[k]) or "no test run"
             if failed:
                 evidence += "; failed: " + ", ".join(f"`{n}`" for n in failed[:5])
+                if len(failed) > 5:
+                    evidence += f" and {len(failed) - 5} more"
+            elif status == "SKIPPED":
+                why = sorted({results.reasons.get(n, "") for n, ids in results.tests.items()
+                              if rid in ids and results.outcomes.get(n) == SKIPPED} - {""})  # fmt: skip
+                if why:
+                    evidence += "; " + "; ".join(_cell(w) for w in why[:2])
             text = results.requirements.get(rid)
             summary = text.summary(70) if text else ""
             lines.append(f"| `{rid}` {summary} | {status} | {evidence} |")
+    failures = [
+        n for n, ids in results.tests.items()
+        if results.outcomes.get(n) in (FAILED, XFAILED)
+        and any(rid in classes[c].requirements for c in info.classes for rid in ids)
+    ]  # fmt: skip
+    if failures:
+        lines += ["", "## Failed tests", "", "| test | requirements | why |", "|---|---|---|"]
+        for nodeid in failures:
+            why = _cell(results.reasons.get(nodeid, ""))
+            lines.append(f"| `{nodeid}` | {', '.join(results.tests[nodeid])} | {why} |")
     lines.append("")
     path.write_text("\n".join(lines), encoding="utf-8")

@@ -27,7 +27,9 @@ from rdflib import RDF, Graph, Literal, Namespace, URIRef
 from rdflib.namespace import SH
 from rdflib.term import BNode, Node
 
-ONTOLOGY = Path(__file__).resolve().parent.parent.parent / "ontology"
+from . import paths
+
+ONTOLOGY = paths.ONTOLOGY
 STANDARDS = ONTOLOGY / "standards"
 UDN_SHAPES = ONTOLOGY / "udn-shapes.ttl"
 DCAT_AP = "dcat-ap-3.0.1"

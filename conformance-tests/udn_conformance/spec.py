@@ -7,7 +7,6 @@ requirements they check with `@pytest.mark.requirement("UDN-FSQL-5", ...)`.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,12 +28,6 @@ class Requirement:
         if len(sentence) <= width:
             return sentence
         return sentence[: width - 1].rsplit(" ", 1)[0] + "…"
-
-
-def spec_path(repo_root: Path) -> Path:
-    """`UDN_SPEC`, else `docs/spec.md` beside the suite."""
-    configured = os.environ.get("UDN_SPEC")
-    return Path(configured) if configured else repo_root / "docs" / "spec.md"
 
 
 def bold_ids(text: str) -> list[str]:

@@ -1,0 +1,151 @@
+"""`udn-conformance`: the certification run of the Urban Data Node conformance suite.
+
+    udn-conformance fixtures --out DIR
+    udn-conformance run --flight URL [--http URL] --data DIR --classes core,catalog,...
+        [--report FILE.md] [--junit FILE.xml] [--json FILE.json] [-- PYTEST-ARGUMENTS]
+
+`fixtures` writes the files a node under test must serve and `DIR/tables.txt`, one
+`NAME=LOCATION` line per table. `run` runs the tests of the claimed classes (and of the classes
+they depend on) against a node someone started, writes the reports, and exits non-zero unless
+every claimed class passed. See the suite's README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from . import datasets, paths, spec
+
+TABLES_FILE = "tables.txt"
+
+
+def write_fixtures(out: Path, real_data: bool = True) -> dict[str, Path]:
+    """Writes every fixture file under `out` and `out/tables.txt`; returns table -> location.
+    With `real_data`, the tables of the real open data are listed too, when it is present."""
+    out = out.resolve()
+    tables: dict[str, Path] = dict(datasets.write_generated(out / "generated"))
+    generators = datasets.tpch_generators(paths.target_dir())
+    if not generators:
+        raise SystemExit(
+            "udn-conformance fixtures: no TPC-H generator found (tpchgen-cli is one of the "
+            "suite's dependencies: reinstall the suite, or put tpchgen-cli on PATH)"
+        )
+    tables.update(datasets.write_tpch(out / "tpch", generators))
+    shared = paths.shared_data() if real_data else None
+    if shared is not None:
+        tables.update({name: shared / rel for name, rel in datasets.SHARED_TABLES.items()})
+    lines = [f"{name}={location}" for name, location in tables.items()]
+    (out / TABLES_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return tables
+
+
+def _fixtures(args: argparse.Namespace) -> int:
+    tables = write_fixtures(args.out)
+    print(f"wrote {len(tables)} tables; serve every line of {args.out / TABLES_FILE}:")
+    print((args.out / TABLES_FILE).read_text(encoding="utf-8"), end="")
+    return 0
+
+
+def _classes(value: str) -> str:
+    names = [n.strip().lower() for n in value.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("name at least one class")
+    known = spec.load_classes(paths.spec_file())
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown conformance class {unknown[0]!r}; UDN's are {', '.join(known)}"
+        )
+    return ",".join(names)
+
+
+def _run(args: argparse.Namespace, pytest_args: list[str]) -> int:
+    import pytest
+
+    data = args.data or (Path(os.environ["UDN_DATA_DIR"]) if os.environ.get("UDN_DATA_DIR") else None)
+    if data is None:
+        print("udn-conformance run: --data DIR is required (the folder `udn-conformance "
+              "fixtures --out DIR` wrote)", file=sys.stderr)
+        return 2
+    if not (data / TABLES_FILE).is_file():
+        print(f"udn-conformance run: {data / TABLES_FILE} not found; run `udn-conformance "
+              f"fixtures --out {data}` and serve its tables", file=sys.stderr)
+        return 2
+    env = {
+        "UDN_FLIGHT_URL": args.flight,
+        "UDN_HTTP_URL": args.http,
+        "UDN_CATALOG": args.catalog,
+        "UDN_DATA_DIR": str(data.resolve()),
+    }
+    for name, value in env.items():
+        if value:
+            os.environ[name] = value
+        else:
+            os.environ.pop(name, None)
+    suite = paths.SUITE
+    argv = [
+        str(suite), "--rootdir", str(suite), "-c", str(suite / "pytest.ini"),
+        "-p", "no:cacheprovider", "--classes", args.classes,
+    ]  # fmt: skip
+    if args.report:
+        argv += ["--udn-report", str(args.report)]
+    if args.json:
+        argv += ["--udn-json", str(args.json)]
+    if args.junit:
+        argv += ["--junitxml", str(args.junit)]
+    return int(pytest.main(argv + pytest_args))
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="udn-conformance",
+        description="The Urban Data Node conformance suite: fixtures for a node under test, "
+        "and a certification run against it.",
+    )
+    commands = top.add_subparsers(dest="command", required=True)
+    fixtures = commands.add_parser(
+        "fixtures", help="write the files a node under test must serve, and DIR/tables.txt"
+    )
+    fixtures.add_argument("--out", type=Path, required=True, metavar="DIR")
+    run = commands.add_parser(
+        "run",
+        help="run the tests of the claimed classes against a running node and write reports",
+        description="Arguments after `--` go to pytest (for example -x, -k, -v).",
+    )
+    run.add_argument("--flight", required=True, metavar="URL",
+                     help="the node's Flight SQL endpoint, grpc://host:port or grpc+tls://...")
+    run.add_argument("--http", metavar="URL",
+                     help="the node's HTTP base URL (health, /conformance, /catalog, /sparql, "
+                     "/metrics); without it those requirements cannot pass")
+    run.add_argument("--catalog", metavar="NAME",
+                     help="the node's SQL catalog (default: discovered from GetObjects)")
+    run.add_argument("--data", type=Path, metavar="DIR",
+                     help="the folder `fixtures --out` wrote (default: $UDN_DATA_DIR)")
+    run.add_argument("--classes", required=True, type=_classes, metavar="NAMES",
+                     help="the conformance classes the node claims, comma-separated: "
+                     "core, catalog, federation, security, privacy, observability")
+    run.add_argument("--report", type=Path, metavar="FILE.md",
+                     help="the certification report in Markdown")
+    run.add_argument("--junit", type=Path, metavar="FILE.xml", help="JUnit XML for CI")
+    run.add_argument("--json", type=Path, metavar="FILE.json",
+                     help="the certification report as JSON")
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    pytest_args: list[str] = []
+    if "--" in argv:
+        at = argv.index("--")
+        argv, pytest_args = argv[:at], argv[at + 1 :]
+    args = parser().parse_args(argv)
+    if args.command == "fixtures":
+        return _fixtures(args)
+    return _run(args, pytest_args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

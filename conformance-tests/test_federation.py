@@ -17,6 +17,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from udn_conformance import roapi
 from udn_conformance.client import describe, expect_error, query
 from udn_conformance.compare import assert_same_rows, rows_of_arrow
 from udn_conformance.errors import adbc_grpc_status
@@ -446,32 +447,9 @@ def test_polder_demo_once_prints_answers_from_three_cities(polder_bin):
 @pytest.fixture(scope="module")
 def roapi_peer(tpch, tmp_path_factory):
     """roapi (a DataFusion-based Flight SQL server, from PyPI) serving three TPC-H tables."""
-    import shutil
-    import socket
-
-    binary = shutil.which("roapi") or str(Path(sys.executable).parent / "roapi")
-    if not Path(binary).exists():
-        pytest.fail("roapi is not installed: pip install -r conformance-tests/requirements.txt")
-    ports = []
-    for _ in range(3):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            ports.append(s.getsockname()[1])
-    log = tmp_path_factory.mktemp("roapi") / "roapi.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [binary, "--addr-http", f"127.0.0.1:{ports[0]}", "--addr-flight-sql",
-             f"127.0.0.1:{ports[1]}", "--addr-postgres", f"127.0.0.1:{ports[2]}",
-             *[a for t in ("nation", "region", "supplier") for a in ("-t", f"{t}={tpch[t]}")]],
-            stdout=out, stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 60
-    while "for FlightSQL traffic" not in log.read_text(errors="replace"):
-        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
-        time.sleep(0.1)
-    yield f"grpc://127.0.0.1:{ports[1]}"
-    proc.kill()
-    proc.wait()
+    tables = [f"{t}={tpch[t]}" for t in ("nation", "region", "supplier")]
+    with roapi.serving(tables, tmp_path_factory.mktemp("roapi") / "roapi.log") as (flight, _):
+        yield flight
 
 
 @pytest.mark.requirement("UDN-FED-2", "UDN-FED-3")

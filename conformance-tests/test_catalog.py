@@ -10,6 +10,7 @@ particular configuration start nodes of their own (`spawns_node`).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import glob
 import json
@@ -18,13 +19,12 @@ import re
 from pathlib import Path
 from xml.etree import ElementTree
 
-import adbc_driver_flightsql.dbapi
 import pyarrow as pa
 import pytest
 from rdflib import Graph, Literal, URIRef
 from rdflib.compare import isomorphic, to_isomorphic
 
-from udn_conformance import datasets, paths, rdf, shacl
+from udn_conformance import access, datasets, paths, rdf, shacl
 from udn_conformance.client import query_rows
 from udn_conformance.node import CATALOG_SECTION, run_expecting_exit
 from udn_conformance.rdf import CSVW, DCAT, DCT, FOAF, QUDT, RDF, UDN, VCARD, XSD, one
@@ -237,9 +237,11 @@ def test_json_ld_reads_back_as_the_turtle(main_http, json_ld, main_catalog):
 
 
 @pytest.fixture(scope="module")
-def served_tables(main_conn, catalog) -> set[str]:
-    """The tables the node serves in its catalog's `public` schema, as Flight SQL lists them."""
-    objects = main_conn.adbc_get_objects(depth="tables", catalog_filter=catalog).read_all()
+def served_tables(main_node, catalog) -> set[str]:
+    """The tables the node serves in its catalog's `public` schema, as Flight SQL lists them
+    (to a caller who may read them all, on a node under access control)."""
+    with access.adbc(main_node, access.certification_token()) as conn:
+        objects = conn.adbc_get_objects(depth="tables", catalog_filter=catalog).read_all()
     found = set()
     for cat in objects.to_pylist():
         for schema in cat["catalog_db_schemas"] or []:
@@ -321,7 +323,8 @@ def test_flight_sql_data_service(main_catalog, main_node, catalog):
     served = set(g.objects(service, DCAT.servesDataset))
     unserved = set(by_table.values()) - served
     assert not unserved, f"datasets not in dcat:servesDataset of {service}: {unserved}"
-    with adbc_driver_flightsql.dbapi.connect(str(endpoint), autocommit=True) as conn:
+    endpoint_node = dataclasses.replace(main_node, flight_url=str(endpoint))
+    with access.adbc(endpoint_node, access.certification_token()) as conn:
         for dataset in by_table.values():
             sql_table = str(one(g, dataset, UDN.sqlTable))
             assert query_rows(conn, f"SELECT count(*) AS n FROM {sql_table}")[0][0] >= 0

@@ -17,7 +17,8 @@ import xml.etree.ElementTree as ElementTree
 
 import pytest
 
-from udn_conformance import cli, paths
+from udn_conformance import broken_node, cli, paths
+from udn_conformance import roapi as roapi_server
 from udn_conformance.node import table_args
 
 pytestmark = [
@@ -28,10 +29,16 @@ pytestmark = [
 RUN_TIMEOUT_S = 900
 
 # What each break must fail: exactly these requirements of the classes run, every other one
-# passing or (needing a node of its own) skipped.
+# passing or (needing a node of its own) skipped. Breaks run in front of the node started by
+# hand without access control, except where the name says `secured`.
 BREAKS = {
-    # The control: the proxy itself changes nothing.
-    "none": ("core,catalog,observability", set()),
+    # The control: the proxy itself changes nothing, in front of the node under access control
+    # with the certification grants, every class a node started by hand can show.
+    "none-secured": ("core,catalog,observability,security", set()),
+    # Authentication skipped while the security class is claimed: the node without access
+    # control, run as if it had it. Bad tokens are served (AUTH-1), and so is the protected
+    # table to anyone (AUTH-2).
+    "auth-skipped": ("security", {"UDN-AUTH-1", "UDN-AUTH-2"}),
     # Wrong nullability in every schema: the metadata commands' schemas are wrong (FSQL-3), and
     # ADBC refuses them, so clients cannot list the tables (FSQL-1, DATA-1).
     "nullability": ("core", {"UDN-DATA-1", "UDN-FSQL-1", "UDN-FSQL-3"}),
@@ -63,6 +70,23 @@ def node_by_hand(launcher, fixtures_dir):
     return launcher.spawn(table_args(tables), name="vendor")
 
 
+@pytest.fixture(scope="module")
+def secured_node_by_hand(launcher, fixtures_dir):
+    """The same tables under access control: the key pair and Polder's policy for the
+    certification grants that `fixtures` wrote."""
+    lines = (fixtures_dir / "tables.txt").read_text(encoding="utf-8").splitlines()
+    tables = dict(line.split("=", 1) for line in lines if line)
+    auth = fixtures_dir / "auth"
+    args = ["--jwks", str(auth / "jwks.json"), "--issuer", cli.ISSUER, "--audience", cli.AUDIENCE,
+            "--policy", str(auth / "polder-policy.toml")]  # fmt: skip
+    return launcher.spawn([*args, *table_args(tables)], name="vendor")
+
+
+def _signing(fixtures_dir) -> list[str]:
+    return ["--signing-key", str(fixtures_dir / "auth" / "signing-key.jwk"), "--issuer", cli.ISSUER,
+            "--audience", cli.AUDIENCE]  # fmt: skip
+
+
 def _failed(report: dict) -> set[str]:
     return {r["id"] for r in report["requirements"] if r["status"] == "FAIL"}
 
@@ -74,12 +98,12 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def _run(command: list[str], out_dir, flight: str, http: str, data, classes: str,
-         env: dict[str, str]) -> tuple[int, dict, str]:  # fmt: skip
+         env: dict[str, str], extra: list[str] = ()) -> tuple[int, dict, str]:  # fmt: skip
     json_path = out_dir / "report.json"
     result = subprocess.run(
         [*command, "run", "--flight", flight, "--http", http, "--data", str(data),
          "--classes", classes, "--json", str(json_path), "--report", str(out_dir / "report.md"),
-         "--junit", str(out_dir / "report.xml")],
+         "--junit", str(out_dir / "report.xml"), *extra],
         capture_output=True, text=True, timeout=RUN_TIMEOUT_S, cwd=out_dir, env=env,
     )  # fmt: skip
     assert json_path.is_file(), f"no report; exit {result.returncode}:\n{result.stdout[-4000:]}{result.stderr[-2000:]}"
@@ -87,11 +111,13 @@ def _run(command: list[str], out_dir, flight: str, http: str, data, classes: str
 
 
 @pytest.mark.parametrize("breaks", list(BREAKS))
-def test_a_broken_node_fails_exactly_its_requirements(node_by_hand, fixtures_dir, tmp_path, breaks):
+def test_a_broken_node_fails_exactly_its_requirements(request, fixtures_dir, tmp_path, breaks):
     classes, expected = BREAKS[breaks]
+    upstream = request.getfixturevalue("secured_node_by_hand" if "secured" in breaks else "node_by_hand")
+    proxy_break = breaks if breaks in broken_node.BREAKS else "none"
     proxy = subprocess.Popen(
-        [sys.executable, "-m", "udn_conformance.broken_node", "--flight", node_by_hand.flight_url,
-         "--http", node_by_hand.http_url, "--break", breaks],
+        [sys.executable, "-m", "udn_conformance.broken_node", "--flight", upstream.flight_url,
+         "--http", upstream.http_url, "--break", proxy_break],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=paths.PACKAGE.parent,
     )  # fmt: skip
     try:
@@ -101,6 +127,7 @@ def test_a_broken_node_fails_exactly_its_requirements(node_by_hand, fixtures_dir
         code, report, stdout = _run(
             [sys.executable, "-m", "udn_conformance"], tmp_path, flight, http, fixtures_dir, classes,
             _env(PYTHONPATH=str(paths.PACKAGE.parent)),
+            _signing(fixtures_dir) if "security" in classes else [],
         )
     finally:
         proxy.kill()
@@ -118,7 +145,7 @@ def test_a_broken_node_fails_exactly_its_requirements(node_by_hand, fixtures_dir
         assert {c["status"] for c in report["classes"]} != {"PASS"}
 
 
-def test_the_installed_suite_certifies_a_node_started_by_hand(node_by_hand, fixtures_dir, tmp_path):
+def test_the_installed_suite_certifies_a_node_started_by_hand(secured_node_by_hand, fixtures_dir, tmp_path):
     """`pip install ./conformance-tests` in a fresh environment, then the README's two commands:
     the installed suite writes the fixtures and the three reports, carrying the spec and shapes
     it was written against."""
@@ -152,14 +179,16 @@ def test_the_installed_suite_certifies_a_node_started_by_hand(node_by_hand, fixt
     theirs = (fixtures / "tables.txt").read_text().replace(str(fixtures), "DIR")
     assert theirs == ours, "the installed suite lists other fixtures than the repository's"
 
-    code, report, stdout = _run(command, tmp_path, node_by_hand.flight_url, node_by_hand.http_url,
-                                fixtures_dir, "core,catalog,observability", _env())  # fmt: skip
+    node = secured_node_by_hand
+    code, report, stdout = _run(command, tmp_path, node.flight_url, node.http_url, fixtures_dir,
+                                "core,catalog,observability,security", _env(),
+                                _signing(fixtures_dir))  # fmt: skip
     assert not _failed(report), f"Polder failed {_failed(report)}:\n{stdout[-4000:]}"
-    assert [c["name"] for c in report["classes"]] == ["core", "catalog", "observability"]
+    assert [c["name"] for c in report["classes"]] == ["core", "catalog", "security", "observability"]
     assert report["server"].startswith("Polder "), report["server"]
     assert "https://w3id.org/udn/spec/1.0/conf/core" in report["declared"]
     passed = {t["requirement"] for t in report["tests"] if t["status"] == "passed"}
-    assert {"UDN-FSQL-1", "UDN-CAT-3", "UDN-SPARQL-1", "UDN-OPS-4"} <= passed
+    assert {"UDN-FSQL-1", "UDN-CAT-3", "UDN-SPARQL-1", "UDN-OPS-4", "UDN-AUTH-1", "UDN-AUTH-2"} <= passed
     # Requirements only a node started by the suite can show are reported as such, and keep the
     # class from passing: the exit code says so.
     skipped = {r["id"] for r in report["requirements"] if r["status"] == "SKIPPED"}
@@ -180,38 +209,11 @@ ROAPI_CRASH = "test_bad_input.py::test_over_long_query_is_refused"
 
 @pytest.fixture(scope="module")
 def roapi(fixtures_dir, tmp_path_factory):
-    """roapi 0.12.7 (PyPI), a DataFusion-based Flight SQL server of another project, serving
-    the fixture tables it can read."""
-    import shutil
-    import socket
-    import time
-    from pathlib import Path
-
-    binary = shutil.which("roapi") or str(Path(sys.executable).parent / "roapi")
-    if not Path(binary).exists():
-        pytest.fail("roapi is not installed: pip install -r conformance-tests/requirements.txt")
+    """roapi 0.12.7 (PyPI) serving the fixture tables it can read."""
     lines = (fixtures_dir / "tables.txt").read_text(encoding="utf-8").splitlines()
     tables = [line for line in lines if line.split("=", 1)[0] in ROAPI_TABLES]
-    ports = []
-    for _ in range(3):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            ports.append(s.getsockname()[1])
-    log = tmp_path_factory.mktemp("roapi") / "roapi.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [binary, "--addr-http", f"127.0.0.1:{ports[0]}", "--addr-flight-sql",
-             f"127.0.0.1:{ports[1]}", "--addr-postgres", f"127.0.0.1:{ports[2]}",
-             *[a for t in tables for a in ("-t", t)]],
-            stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while "for FlightSQL traffic" not in log.read_text(errors="replace"):
-        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
-        time.sleep(0.1)
-    yield f"grpc://127.0.0.1:{ports[1]}", f"http://127.0.0.1:{ports[0]}"
-    proc.kill()
-    proc.wait()
+    with roapi_server.serving(tables, tmp_path_factory.mktemp("roapi") / "roapi.log") as urls:
+        yield urls
 
 
 def test_the_suite_refuses_to_certify_roapi(roapi, fixtures_dir, tmp_path):
@@ -231,8 +233,8 @@ def test_the_suite_refuses_to_certify_roapi(roapi, fixtures_dir, tmp_path):
     assert [c["status"] for c in report["classes"]] == ["FAIL"]
     failed = _failed(report)
     # Not read-only (CREATE TABLE answers), metadata schemas ADBC refuses, no parameters, errors
-    # as INTERNAL, formats it cannot read, no health or metrics over HTTP.
+    # as INTERNAL, formats it cannot read, no health check, no declared classes.
     assert {"UDN-DATA-2", "UDN-DATA-5", "UDN-FSQL-3", "UDN-FSQL-5", "UDN-ERR-1", "UDN-OPS-1",
-            "UDN-OPS-4", "UDN-OPS-6"} <= failed, sorted(failed)  # fmt: skip
+            "UDN-OPS-6"} <= failed, sorted(failed)  # fmt: skip
     passed = {r["id"] for r in report["requirements"] if r["status"] == "PASS"}
     assert not passed & {"UDN-FSQL-1", "UDN-FSQL-2"}, "roapi passed a requirement it was seen to fail"

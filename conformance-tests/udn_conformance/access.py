@@ -4,11 +4,19 @@ nodes and policies more than one file uses, and ADBC / Flight clients carrying a
 The suite plays identity provider: its RSA key's JWKS is the nodes' JWKS, and PyJWT signs the
 tokens. The strict node has no public dataset, so it refuses anonymous callers outright. The
 fixtures are module-scoped: a test file imports the ones it uses.
+
+Against a node started by hand (`UDN_FLIGHT_URL`), the tests that can run there use the key,
+issuer and audience the supplier configured on it (`udn-conformance run --signing-key FILE.jwk
+--issuer ISS --audience AUD`, read from `UDN_SIGNING_KEY`, `UDN_ISSUER`, `UDN_AUDIENCE`) and
+the certification grants (`CERTIFICATION_GRANTS`): the node serves `traffic_counts` to tokens
+with the group `mobility` only and every other fixture table to anyone.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
+from pathlib import Path
 
 import adbc_driver_flightsql as flightsql
 import adbc_driver_flightsql.dbapi
@@ -68,8 +76,55 @@ def adbc(node, token: str | None):
     return adbc_driver_flightsql.dbapi.connect(node.flight_url, db_kwargs=options, autocommit=True)
 
 
+# The grants a node under certification is configured with, in words (README.md) and as
+# Polder's policy (`certification_policy`).
+PROTECTED = "traffic_counts"
+PROTECTED_GROUP = "mobility"
+
+
+def certification_policy(tables: list[str]) -> str:
+    """Polder's policy for the certification grants: `traffic_counts` raw to the group
+    `mobility`, every other table public."""
+    out = ["# The UDN certification grants (conformance-tests/README.md), as Polder's policy.\n"]
+    for name in tables:
+        if name == PROTECTED:
+            out.append(f'[[dataset]]\nname = "{name}"\n  [[dataset.rule]]\n  groups = ["{PROTECTED_GROUP}"]\n  access = "raw"\n')
+        else:
+            out.append(f'[[dataset]]\nname = "{name}"\npublic = true\n')
+    return "\n".join(out)
+
+
+def remote_signer() -> tokens.Signer | None:
+    """The supplier's key for a node started by hand, or None (the suite then cannot mint
+    tokens that node accepts)."""
+    key = os.environ.get("UDN_SIGNING_KEY")
+    if not key:
+        return None
+    return tokens.Signer.from_jwk(Path(key), os.environ.get("UDN_ISSUER") or tokens.ISSUER)
+
+
+def certification_token() -> str | None:
+    """On a node under certification for the security class, a token the certification grants
+    let read every table (metadata stays public, so its catalog lists them all); None on a node
+    without access control."""
+    signer = remote_signer() if os.environ.get("UDN_FLIGHT_URL") else None
+    if signer is None:
+        return None
+    return signer.token(default_audience(), sub="udn-conformance", groups=[PROTECTED_GROUP])
+
+
+def default_audience() -> str:
+    return os.environ.get("UDN_AUDIENCE") or AUDIENCE
+
+
 @pytest.fixture(scope="module")
-def idp(tmp_path_factory):
+def idp(tmp_path_factory, remote):
+    if remote is not None:
+        signer = remote_signer()
+        if signer is None:
+            pytest.skip("a node started by hand: the security tests need its signing key "
+                        "(udn-conformance run --signing-key FILE.jwk --issuer ISS --audience AUD)")
+        return signer, None, None
     directory = tmp_path_factory.mktemp("idp")
     signer = tokens.Signer.new()
     return signer, signer.write_jwks(directory / "jwks.json"), directory
@@ -77,6 +132,9 @@ def idp(tmp_path_factory):
 
 def auth_args(idp, policy_text: str, name: str, audience: str = AUDIENCE) -> list[str]:
     _, jwks, directory = idp
+    if jwks is None:
+        pytest.skip("starts its own node with its own policy; not possible against the remote "
+                    "node in UDN_FLIGHT_URL")
     policy = directory / f"{name}.toml"
     policy.write_text(policy_text)
     return [
@@ -86,13 +144,17 @@ def auth_args(idp, policy_text: str, name: str, audience: str = AUDIENCE) -> lis
 
 
 @pytest.fixture(scope="module")
-def strict_node(launcher, idp):
+def strict_node(launcher, idp, remote):
+    """A node serving `traffic_counts` to the group `mobility` only: one with no public
+    dataset, or the node under certification (whose other tables are public)."""
+    if remote is not None:
+        return remote
     return launcher.spawn(auth_args(idp, STRICT_POLICY, "strict"), name="utrecht")
 
 
-def token(idp, audience: str | list[str] = AUDIENCE, **claims) -> str:
+def token(idp, audience: str | list[str] | None = None, **claims) -> str:
     signer, _, _ = idp
-    return signer.token(audience, **claims)
+    return signer.token(audience or default_audience(), **claims)
 
 
 def query_one(node, t: str | None, sql: str):

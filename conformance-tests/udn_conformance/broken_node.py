@@ -48,7 +48,14 @@ BREAKS = (
     "sparql-update-accepted",
 )
 FLIGHT = "/arrow.flight.protocol.FlightService/"
-UNLIMITED = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
+# No limit of the proxy's own may decide a test: messages of any size, and headers up to 1 MiB
+# (grpcio's default refuses more than 8 KiB, before the node could judge an oversized token).
+UNLIMITED = [
+    ("grpc.max_receive_message_length", -1),
+    ("grpc.max_send_message_length", -1),
+    ("grpc.max_metadata_size", 1 << 20),
+    ("grpc.absolute_max_metadata_size", 1 << 20),
+]
 # Request headers that belong to one hop of gRPC, not to the call.
 HOP_HEADERS = {"user-agent", "te", "content-type", "grpc-accept-encoding", "grpc-timeout"}
 LICENSE = "http://purl.org/dc/terms/license"

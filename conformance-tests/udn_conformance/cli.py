@@ -2,7 +2,8 @@
 
     udn-conformance fixtures --out DIR
     udn-conformance run --flight URL [--http URL] --data DIR --classes core,catalog,...
-        [--report FILE.md] [--junit FILE.xml] [--json FILE.json] [-- PYTEST-ARGUMENTS]
+        [--report FILE.md] [--junit FILE.xml] [--json FILE.json]
+        [--signing-key FILE.jwk --issuer ISS --audience AUD] [-- PYTEST-ARGUMENTS]
 
 `fixtures` writes the files a node under test must serve and `DIR/tables.txt`, one
 `NAME=LOCATION` line per table. `run` runs the tests of the claimed classes (and of the classes
@@ -20,6 +21,47 @@ from pathlib import Path
 from . import datasets, paths, spec
 
 TABLES_FILE = "tables.txt"
+# The identity provider a node under certification trusts (the suite plays it), unless the
+# supplier brings its own key: `run --signing-key --issuer --audience`.
+ISSUER = "https://idp.conformance.test"
+AUDIENCE = "udn-certification"
+
+
+def _traffic_counts(path: Path) -> Path:
+    """The protected table of the certification grants: hourly counts on four road segments,
+    deterministic."""
+    import csv
+    import datetime as dt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    start = dt.datetime(2026, 3, 2, tzinfo=dt.timezone.utc)
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(["hour", "segment_id", "car", "bike", "v85"])
+        for h in range(48):
+            for s in range(4):
+                car = 40 + (h * 7 + s * 13) % 90
+                bike = (h * 3 + s * 5) % 25
+                writer.writerow([(start + dt.timedelta(hours=h)).isoformat(), f"RS{s:03d}", car, bike,
+                                 round(38.0 + (h + s) % 17 * 0.5, 1)])  # fmt: skip
+    return path
+
+
+def _write_auth(out: Path, tables: list[str]) -> None:
+    """The key pair the node under certification trusts, and Polder's policy for the
+    certification grants."""
+    import json
+
+    from .access import certification_policy
+    from .tokens import Signer
+
+    out.mkdir(parents=True, exist_ok=True)
+    signer = Signer.new(kid="udn-certification")
+    key = out / "signing-key.jwk"
+    key.write_text(json.dumps(signer.private_jwk()) + "\n", encoding="utf-8")
+    key.chmod(0o600)
+    signer.write_jwks(out / "jwks.json")
+    (out / "polder-policy.toml").write_text(certification_policy(tables), encoding="utf-8")
 
 
 def write_fixtures(out: Path, real_data: bool = True) -> dict[str, Path]:
@@ -37,6 +79,10 @@ def write_fixtures(out: Path, real_data: bool = True) -> dict[str, Path]:
     shared = paths.shared_data() if real_data else None
     if shared is not None:
         tables.update({name: shared / rel for name, rel in datasets.SHARED_TABLES.items()})
+    from .access import PROTECTED
+
+    tables[PROTECTED] = _traffic_counts(out / "auth" / f"{PROTECTED}.csv")
+    _write_auth(out / "auth", list(tables))
     lines = [f"{name}={location}" for name, location in tables.items()]
     (out / TABLES_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
     return tables
@@ -44,8 +90,15 @@ def write_fixtures(out: Path, real_data: bool = True) -> dict[str, Path]:
 
 def _fixtures(args: argparse.Namespace) -> int:
     tables = write_fixtures(args.out)
+    auth = args.out.resolve() / "auth"
     print(f"wrote {len(tables)} tables; serve every line of {args.out / TABLES_FILE}:")
     print((args.out / TABLES_FILE).read_text(encoding="utf-8"), end="")
+    print(
+        f"for the security class: trust {auth / 'jwks.json'} (issuer {ISSUER}, audience "
+        f"{AUDIENCE}) with the grants of the suite's README (Polder: --policy "
+        f"{auth / 'polder-policy.toml'}), then run with --signing-key {auth / 'signing-key.jwk'} "
+        f"--issuer {ISSUER} --audience {AUDIENCE}"
+    )
     return 0
 
 
@@ -74,11 +127,22 @@ def _run(args: argparse.Namespace, pytest_args: list[str]) -> int:
         print(f"udn-conformance run: {data / TABLES_FILE} not found; run `udn-conformance "
               f"fixtures --out {data}` and serve its tables", file=sys.stderr)
         return 2
+    token_options = (args.signing_key, args.issuer, args.audience)
+    if any(token_options) and not all(token_options):
+        print("udn-conformance run: --signing-key, --issuer and --audience go together",
+              file=sys.stderr)
+        return 2
+    if args.signing_key and not args.signing_key.is_file():
+        print(f"udn-conformance run: --signing-key {args.signing_key}: no such file", file=sys.stderr)
+        return 2
     env = {
         "UDN_FLIGHT_URL": args.flight,
         "UDN_HTTP_URL": args.http,
         "UDN_CATALOG": args.catalog,
         "UDN_DATA_DIR": str(data.resolve()),
+        "UDN_SIGNING_KEY": str(args.signing_key.resolve()) if args.signing_key else None,
+        "UDN_ISSUER": args.issuer,
+        "UDN_AUDIENCE": args.audience,
     }
     for name, value in env.items():
         if value:
@@ -132,6 +196,12 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--junit", type=Path, metavar="FILE.xml", help="JUnit XML for CI")
     run.add_argument("--json", type=Path, metavar="FILE.json",
                      help="the certification report as JSON")
+    run.add_argument("--signing-key", type=Path, metavar="FILE.jwk",
+                     help="a private RSA JWK whose public half the node trusts (fixtures write "
+                     "DIR/auth/signing-key.jwk); the run mints its good and bad tokens with it "
+                     "(security class)")
+    run.add_argument("--issuer", metavar="ISS", help="the `iss` the node accepts")
+    run.add_argument("--audience", metavar="AUD", help="the `aud` the node accepts")
     return top
 
 

@@ -35,10 +35,34 @@ class Signer:
 
     key: rsa.RSAPrivateKey
     kid: str = KID
+    issuer: str = ISSUER
 
     @classmethod
     def new(cls, kid: str = KID) -> Signer:
         return cls(rsa.generate_private_key(public_exponent=65537, key_size=2048), kid)
+
+    @classmethod
+    def from_jwk(cls, path: Path, issuer: str) -> Signer:
+        """The private RSA JWK a supplier configured the node under test to trust (its public
+        half in the node's JWKS, under the same `kid`)."""
+        document = json.loads(path.read_text(encoding="utf-8"))
+        if document.get("kty") != "RSA" or "d" not in document:
+            raise ValueError(f"{path}: not a private RSA JWK (kty RSA with d)")
+        key = jwt.algorithms.RSAAlgorithm.from_jwk(document)
+        return cls(key, document.get("kid") or KID, issuer)
+
+    def private_jwk(self) -> dict:
+        """The private key as a JWK, for `udn-conformance run --signing-key`."""
+        numbers = self.key.private_numbers()
+        return {
+            **self.jwk(),
+            "d": _b64_int(numbers.d),
+            "p": _b64_int(numbers.p),
+            "q": _b64_int(numbers.q),
+            "dp": _b64_int(numbers.dmp1),
+            "dq": _b64_int(numbers.dmq1),
+            "qi": _b64_int(numbers.iqmp),
+        }
 
     def jwk(self) -> dict:
         numbers = self.key.public_key().public_numbers()
@@ -64,7 +88,7 @@ class Signer:
         """A valid RS256 token for `audience`; `claims` add to or (None) remove standard ones."""
         now = int(time.time())
         payload = {
-            "iss": ISSUER,
+            "iss": self.issuer,
             "sub": "alice",
             "aud": audience,
             "iat": now,
@@ -93,16 +117,16 @@ def hs256_with_public_key(signer: Signer, audience: str) -> str:
     verifier that takes the algorithm from the token would accept."""
     now = int(time.time())
     header = {"alg": "HS256", "typ": "JWT", "kid": signer.kid}
-    payload = {"iss": ISSUER, "sub": "mallory", "aud": audience, "nbf": now, "exp": now + 600}
+    payload = {"iss": signer.issuer, "sub": "mallory", "aud": audience, "nbf": now, "exp": now + 600}
     head = _b64(json.dumps(header).encode())
     body = _b64(json.dumps(payload).encode())
     mac = hmac.new(signer.public_pem(), f"{head}.{body}".encode(), hashlib.sha256).digest()
     return f"{head}.{body}.{_b64(mac)}"
 
 
-def alg_none(audience: str) -> str:
+def alg_none(audience: str, issuer: str = ISSUER, kid: str = KID) -> str:
     now = int(time.time())
     return unsigned(
-        {"alg": "none", "typ": "JWT", "kid": KID},
-        {"iss": ISSUER, "sub": "mallory", "aud": audience, "nbf": now, "exp": now + 600},
+        {"alg": "none", "typ": "JWT", "kid": kid},
+        {"iss": issuer, "sub": "mallory", "aud": audience, "nbf": now, "exp": now + 600},
     )

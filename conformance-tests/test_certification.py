@@ -36,9 +36,10 @@ BREAKS = {
     # with the certification grants, every class a node started by hand can show.
     "none-secured": ("core,catalog,observability,security", set()),
     # Authentication skipped while the security class is claimed: the node without access
-    # control, run as if it had it. Bad tokens are served (AUTH-1), and so is the protected
-    # table to anyone (AUTH-2).
-    "auth-skipped": ("security", {"UDN-AUTH-1", "UDN-AUTH-2"}),
+    # control, run as if it had it. Bad tokens are served (AUTH-1), the protected table to
+    # anyone (AUTH-2), with every column and to the denied subject (AUTH-3), and the hidden
+    # table is listed in the catalog (AUTH-10).
+    "auth-skipped": ("security", {"UDN-AUTH-1", "UDN-AUTH-2", "UDN-AUTH-3", "UDN-AUTH-10"}),
     # Wrong nullability in every schema: the metadata commands' schemas are wrong (FSQL-3), and
     # ADBC refuses them, so clients cannot list the tables (FSQL-1, DATA-1).
     "nullability": ("core", {"UDN-DATA-1", "UDN-FSQL-1", "UDN-FSQL-3"}),
@@ -188,7 +189,8 @@ def test_the_installed_suite_certifies_a_node_started_by_hand(secured_node_by_ha
     assert report["server"].startswith("Polder "), report["server"]
     assert "https://w3id.org/udn/spec/1.0/conf/core" in report["declared"]
     passed = {t["requirement"] for t in report["tests"] if t["status"] == "passed"}
-    assert {"UDN-FSQL-1", "UDN-CAT-3", "UDN-SPARQL-1", "UDN-OPS-4", "UDN-AUTH-1", "UDN-AUTH-2"} <= passed
+    assert {"UDN-FSQL-1", "UDN-CAT-3", "UDN-SPARQL-1", "UDN-OPS-4", "UDN-AUTH-1", "UDN-AUTH-2",
+            "UDN-AUTH-3", "UDN-AUTH-10"} <= passed  # fmt: skip
     # Requirements only a node started by the suite can show are reported as such, and keep the
     # class from passing: the exit code says so.
     skipped = {r["id"] for r in report["requirements"] if r["status"] == "SKIPPED"}

@@ -8,8 +8,7 @@ fixtures are module-scoped: a test file imports the ones it uses.
 Against a node started by hand (`UDN_FLIGHT_URL`), the tests that can run there use the key,
 issuer and audience the supplier configured on it (`udn-conformance run --signing-key FILE.jwk
 --issuer ISS --audience AUD`, read from `UDN_SIGNING_KEY`, `UDN_ISSUER`, `UDN_AUDIENCE`) and
-the certification grants (`CERTIFICATION_GRANTS`): the node serves `traffic_counts` to tokens
-with the group `mobility` only and every other fixture table to anyone.
+the certification grants (`certification_policy`, and in words in README.md).
 """
 
 from __future__ import annotations
@@ -79,16 +78,40 @@ def adbc(node, token: str | None):
 # The grants a node under certification is configured with, in words (README.md) and as
 # Polder's policy (`certification_policy`).
 PROTECTED = "traffic_counts"
+HIDDEN = "hidden_counts"
 PROTECTED_GROUP = "mobility"
+DENIED_SUBJECT = "mallory"
+DENIED_COLUMNS = ["segment_id", "v85"]
+ORGANISATION = "gemeente-utrecht"
+
+_PROTECTED_RULES = f"""
+  [[dataset.rule]]
+  subjects = ["{DENIED_SUBJECT}"]
+  access = "deny"
+
+  [[dataset.rule]]
+  groups = ["{PROTECTED_GROUP}"]
+  access = "raw"
+  deny_columns = {DENIED_COLUMNS!r}
+
+  [[dataset.rule]]
+  organisations = ["{ORGANISATION}"]
+  access = "raw"
+""".replace("'", '"')
 
 
 def certification_policy(tables: list[str]) -> str:
-    """Polder's policy for the certification grants: `traffic_counts` raw to the group
+    """Polder's policy for the certification grants: `traffic_counts` by three ordered rules
+    (the subject `mallory` denied; the group `mobility` raw without `segment_id` and `v85`;
+    the organisation `gemeente-utrecht` raw), `hidden_counts` hidden and raw to the group
     `mobility`, every other table public."""
     out = ["# The UDN certification grants (conformance-tests/README.md), as Polder's policy.\n"]
     for name in tables:
         if name == PROTECTED:
-            out.append(f'[[dataset]]\nname = "{name}"\n  [[dataset.rule]]\n  groups = ["{PROTECTED_GROUP}"]\n  access = "raw"\n')
+            out.append(f'[[dataset]]\nname = "{name}"{_PROTECTED_RULES}')
+        elif name == HIDDEN:
+            out.append(f'[[dataset]]\nname = "{name}"\nhidden = true\n  [[dataset.rule]]\n'
+                       f'  groups = ["{PROTECTED_GROUP}"]\n  access = "raw"\n')  # fmt: skip
         else:
             out.append(f'[[dataset]]\nname = "{name}"\npublic = true\n')
     return "\n".join(out)

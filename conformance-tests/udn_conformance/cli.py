@@ -79,9 +79,10 @@ def write_fixtures(out: Path, real_data: bool = True) -> dict[str, Path]:
     shared = paths.shared_data() if real_data else None
     if shared is not None:
         tables.update({name: shared / rel for name, rel in datasets.SHARED_TABLES.items()})
-    from .access import PROTECTED
+    from .access import HIDDEN, PROTECTED
 
     tables[PROTECTED] = _traffic_counts(out / "auth" / f"{PROTECTED}.csv")
+    tables[HIDDEN] = tables[PROTECTED]  # the same rows under a hidden name
     _write_auth(out / "auth", list(tables))
     lines = [f"{name}={location}" for name, location in tables.items()]
     (out / TABLES_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -18,6 +18,7 @@ from udn_conformance.access import (  # noqa: F401 - fixtures are used by name
     ORGANISATION,
     PROTECTED,
     PROTECTED_GROUP,
+    PROTECTED_RULES,
     adbc,
     auth_args,
     idp,
@@ -28,7 +29,8 @@ from udn_conformance.access import (  # noqa: F401 - fixtures are used by name
 from udn_conformance.errors import adbc_grpc_status
 
 
-OPEN_POLICY = """
+# The certification grants' rules for traffic_counts, bound to purposes here (UDN-AUTH-4).
+OPEN_POLICY = f"""
 [[dataset]]
 name = "air_quality"
 public = true
@@ -36,20 +38,7 @@ public = true
 [[dataset]]
 name = "traffic_counts"
 purposes = ["research", "mobility-planning"]
-
-  [[dataset.rule]]
-  subjects = ["mallory"]
-  access = "deny"
-
-  [[dataset.rule]]
-  groups = ["mobility"]
-  access = "raw"
-  deny_columns = ["segment_id", "v85"]
-
-  [[dataset.rule]]
-  organisations = ["gemeente-utrecht"]
-  access = "raw"
-"""
+{PROTECTED_RULES}"""
 
 
 @pytest.fixture(scope="module")

@@ -84,7 +84,8 @@ DENIED_SUBJECT = "mallory"
 DENIED_COLUMNS = ["segment_id", "v85"]
 ORGANISATION = "gemeente-utrecht"
 
-_PROTECTED_RULES = f"""
+# The rules of `traffic_counts`, shared with the spawned node of test_access_rules.py.
+PROTECTED_RULES = f"""
   [[dataset.rule]]
   subjects = ["{DENIED_SUBJECT}"]
   access = "deny"
@@ -108,7 +109,7 @@ def certification_policy(tables: list[str]) -> str:
     out = ["# The UDN certification grants (conformance-tests/README.md), as Polder's policy.\n"]
     for name in tables:
         if name == PROTECTED:
-            out.append(f'[[dataset]]\nname = "{name}"{_PROTECTED_RULES}')
+            out.append(f'[[dataset]]\nname = "{name}"{PROTECTED_RULES}')
         elif name == HIDDEN:
             out.append(f'[[dataset]]\nname = "{name}"\nhidden = true\n  [[dataset.rule]]\n'
                        f'  groups = ["{PROTECTED_GROUP}"]\n  access = "raw"\n')  # fmt: skip

@@ -240,3 +240,20 @@ def test_the_suite_refuses_to_certify_roapi(roapi, fixtures_dir, tmp_path):
             "UDN-OPS-6"} <= failed, sorted(failed)  # fmt: skip
     passed = {r["id"] for r in report["requirements"] if r["status"] == "PASS"}
     assert not passed & {"UDN-FSQL-1", "UDN-FSQL-2"}, "roapi passed a requirement it was seen to fail"
+
+
+def test_run_finds_the_fixtures_or_names_what_it_needs(fixtures_dir, tmp_path):
+    """Without --data, the run uses the current folder when it holds tables.txt; otherwise,
+    and for an unknown class, it stops before testing anything, saying what is missing."""
+    command = [sys.executable, "-m", "udn_conformance", "run", "--flight", "grpc://127.0.0.1:1"]
+    env = _env(PYTHONPATH=str(paths.PACKAGE.parent))
+    found = subprocess.run([*command, "--classes", "core", "--", "--collect-only", "-q"],
+                           cwd=fixtures_dir, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert found.returncode == 0, found.stdout[-2000:] + found.stderr[-2000:]
+    assert "tests collected" in found.stdout
+    lost = subprocess.run([*command, "--classes", "core"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert lost.returncode == 2 and "--data DIR is required" in lost.stderr, lost.stderr
+    unknown = subprocess.run([*command, "--classes", "core,gold", "--data", str(fixtures_dir)],
+                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert unknown.returncode == 2 and "unknown conformance class 'gold'" in unknown.stderr, unknown.stderr

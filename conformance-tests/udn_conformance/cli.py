@@ -120,9 +120,11 @@ def _run(args: argparse.Namespace, pytest_args: list[str]) -> int:
     import pytest
 
     data = args.data or (Path(os.environ["UDN_DATA_DIR"]) if os.environ.get("UDN_DATA_DIR") else None)
+    if data is None and (Path.cwd() / TABLES_FILE).is_file():
+        data = Path.cwd()  # run from the folder the fixtures were written to
     if data is None:
         print("udn-conformance run: --data DIR is required (the folder `udn-conformance "
-              "fixtures --out DIR` wrote)", file=sys.stderr)
+              "fixtures --out DIR` wrote), unless run from that folder", file=sys.stderr)
         return 2
     if not (data / TABLES_FILE).is_file():
         print(f"udn-conformance run: {data / TABLES_FILE} not found; run `udn-conformance "
@@ -188,7 +190,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--catalog", metavar="NAME",
                      help="the node's SQL catalog (default: discovered from GetObjects)")
     run.add_argument("--data", type=Path, metavar="DIR",
-                     help="the folder `fixtures --out` wrote (default: $UDN_DATA_DIR)")
+                     help="the folder `fixtures --out` wrote (default: $UDN_DATA_DIR, else the "
+                     "current folder when it holds tables.txt)")
     run.add_argument("--classes", required=True, type=_classes, metavar="NAMES",
                      help="the conformance classes the node claims, comma-separated: "
                      "core, catalog, federation, security, privacy, observability")

@@ -26,6 +26,7 @@ from udn_conformance.access import (  # noqa: F401 - fixtures are used by name
     refused,
     token,
 )
+from udn_conformance import datasets
 from udn_conformance.errors import adbc_grpc_status
 
 
@@ -63,8 +64,7 @@ def default_deny(remote, data_dir, idp, request):
     if remote is None:
         node = request.getfixturevalue("open_node")
         return Grants(node, {"air_quality"}, ["traffic_counts", "neighbourhoods"], "air_quality")
-    lines = (data_dir / "tables.txt").read_text(encoding="utf-8").splitlines()
-    names = {line.split("=", 1)[0] for line in lines if "=" in line}
+    names = set(datasets.table_list(data_dir))
     if PROTECTED not in names:
         pytest.fail(f"the fixtures in {data_dir} lack {PROTECTED}: write them again", pytrace=False)
     public = names - {PROTECTED, HIDDEN}

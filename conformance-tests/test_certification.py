@@ -17,7 +17,7 @@ import xml.etree.ElementTree as ElementTree
 
 import pytest
 
-from udn_conformance import broken_node, cli, paths
+from udn_conformance import broken_node, cli, datasets, paths
 from udn_conformance import roapi as roapi_server
 from udn_conformance.node import table_args
 
@@ -66,17 +66,14 @@ def fixtures_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def node_by_hand(launcher, fixtures_dir):
     """A node serving every line of tables.txt, as a supplier starts one."""
-    lines = (fixtures_dir / "tables.txt").read_text(encoding="utf-8").splitlines()
-    tables = dict(line.split("=", 1) for line in lines if line)
-    return launcher.spawn(table_args(tables), name="vendor")
+    return launcher.spawn(table_args(datasets.table_list(fixtures_dir)), name="vendor")
 
 
 @pytest.fixture(scope="module")
 def secured_node_by_hand(launcher, fixtures_dir):
     """The same tables under access control: the key pair and Polder's policy for the
     certification grants that `fixtures` wrote."""
-    lines = (fixtures_dir / "tables.txt").read_text(encoding="utf-8").splitlines()
-    tables = dict(line.split("=", 1) for line in lines if line)
+    tables = datasets.table_list(fixtures_dir)
     auth = fixtures_dir / "auth"
     args = ["--jwks", str(auth / "jwks.json"), "--issuer", cli.ISSUER, "--audience", cli.AUDIENCE,
             "--policy", str(auth / "polder-policy.toml")]  # fmt: skip
@@ -212,8 +209,7 @@ ROAPI_CRASH = "test_bad_input.py::test_over_long_query_is_refused"
 @pytest.fixture(scope="module")
 def roapi(fixtures_dir, tmp_path_factory):
     """roapi 0.12.7 (PyPI) serving the fixture tables it can read."""
-    lines = (fixtures_dir / "tables.txt").read_text(encoding="utf-8").splitlines()
-    tables = [line for line in lines if line.split("=", 1)[0] in ROAPI_TABLES]
+    tables = [f"{n}={loc}" for n, loc in datasets.table_list(fixtures_dir).items() if n in ROAPI_TABLES]
     with roapi_server.serving(tables, tmp_path_factory.mktemp("roapi") / "roapi.log") as urls:
         yield urls
 

@@ -18,12 +18,12 @@ import os
 import sys
 from pathlib import Path
 
-from . import datasets, paths, spec
+from . import datasets, paths, spec, tokens
+from .datasets import TABLES_FILE
 
-TABLES_FILE = "tables.txt"
 # The identity provider a node under certification trusts (the suite plays it), unless the
 # supplier brings its own key: `run --signing-key --issuer --audience`.
-ISSUER = "https://idp.conformance.test"
+ISSUER = tokens.ISSUER
 AUDIENCE = "udn-certification"
 
 
@@ -53,10 +53,9 @@ def _write_auth(out: Path, tables: list[str]) -> None:
     import json
 
     from .access import certification_policy
-    from .tokens import Signer
 
     out.mkdir(parents=True, exist_ok=True)
-    signer = Signer.new(kid="udn-certification")
+    signer = tokens.Signer.new(kid="udn-certification")
     key = out / "signing-key.jwk"
     key.write_text(json.dumps(signer.private_jwk()) + "\n", encoding="utf-8")
     key.chmod(0o600)
@@ -84,8 +83,7 @@ def write_fixtures(out: Path, real_data: bool = True) -> dict[str, Path]:
     tables[PROTECTED] = _traffic_counts(out / "auth" / f"{PROTECTED}.csv")
     tables[HIDDEN] = tables[PROTECTED]  # the same rows under a hidden name
     _write_auth(out / "auth", list(tables))
-    lines = [f"{name}={location}" for name, location in tables.items()]
-    (out / TABLES_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    datasets.write_table_list(out, tables)
     return tables
 
 
@@ -107,12 +105,10 @@ def _classes(value: str) -> str:
     names = [n.strip().lower() for n in value.split(",") if n.strip()]
     if not names:
         raise argparse.ArgumentTypeError("name at least one class")
-    known = spec.load_classes(paths.spec_file())
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise argparse.ArgumentTypeError(
-            f"unknown conformance class {unknown[0]!r}; UDN's are {', '.join(known)}"
-        )
+    try:  # the check the run itself makes (conftest.py), before any test starts
+        spec.with_dependencies(spec.load_classes(paths.spec_file()), names)
+    except KeyError as err:
+        raise argparse.ArgumentTypeError(err.args[0]) from None
     return ",".join(names)
 
 

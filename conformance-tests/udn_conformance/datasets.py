@@ -199,6 +199,24 @@ GENERATED = {
 }
 
 
+# The list of tables a node under test serves, one `NAME=LOCATION` line each, beside the files.
+TABLES_FILE = "tables.txt"
+
+
+def write_table_list(folder: Path, tables: dict[str, Path]) -> None:
+    lines = [f"{name}={location}" for name, location in tables.items()]
+    (folder / TABLES_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def table_list(folder: Path) -> dict[str, str]:
+    """`folder/tables.txt` as table -> location; empty when there is none."""
+    path = folder / TABLES_FILE
+    if not path.is_file():
+        return {}
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line)
+
+
 def generated_locations(out: Path) -> dict[str, Path]:
     return {name: out / rel for name, rel in GENERATED.items()}
 

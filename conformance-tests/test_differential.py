@@ -22,14 +22,12 @@ import pytest
 from udn_conformance import querygen as g
 from udn_conformance.differential import (
     Engines,
-    Verdict,
     run,
     run_one,
     schema_of,
     start_engines,
     write_tables,
 )
-from udn_conformance.known import polder_gap
 
 SEED = 20261206
 QUERIES = 200
@@ -57,68 +55,15 @@ def engines(launcher, polder_bin, diff_files, tmp_path_factory):
     engines.close()
 
 
-def known_bug(q: g.Query, verdict: Verdict) -> bool:
-    """Failures of the known bugs below (each has a reproducer, marked as a known gap)."""
-    remote_only = set(verdict.paths) <= {"federation", "client"}
-    detail = verdict.detail
-    if verdict.kind != "error" or not remote_only:
-        return False
-    return any(words in detail for words in (
-        "not implemented: InSubquery",  # IN_SUBQUERY_IN_EXPRESSION_FEDERATED
-    ))
-
-
 @pytest.mark.spawns_node
 @pytest.mark.requirement("UDN-FSQL-1", "UDN-FSQL-5", "UDN-FED-3")
 def test_generated_queries_agree_on_every_path(engines: Engines, diff_schema):
     report = run(engines, diff_schema, queries=QUERIES, seed=SEED, client_every=5,
-                 known=known_bug, shrink_failures=True)
+                 shrink_failures=True)
     print(report.text())
     assert not report.failures, report.text()
     # The generator must keep producing queries the engines answer, not only refusals.
     assert report.counts["agree"] >= QUERIES * 0.8, report.summary()
-
-
-# --- known bugs, each with its smallest reproducer --------------------------------------------
-
-IN_SUBQUERY_IN_EXPRESSION_FEDERATED = (
-    "`x [NOT] IN (SELECT ...)` inside an expression (CASE) or a JOIN's ON condition fails in the "
-    "optimizer rule federate_single_peer_subtrees (not implemented: InSubquery), in polder sql "
-    "and on a coordinator"
-)
-IN_SUBQUERY_IN_CASE_EVERYWHERE = (
-    "`CASE WHEN x IN (SELECT ...) ...` over a join is refused on every path, one node included: "
-    "`Physical plan does not support logical expression InSubquery` (DataFusion does not "
-    "decorrelate it); DuckDB answers"
-)
-
-REPRODUCERS = {
-    "in-subquery-in-case": (
-        "SELECT CASE WHEN v.x IN (SELECT r_regionkey FROM {region}) THEN v.x ELSE 26 END AS c0 "
-        "FROM (VALUES (1), (26)) AS v(x)", ("region",), IN_SUBQUERY_IN_EXPRESSION_FEDERATED),
-    "in-subquery-in-join-condition": (
-        "SELECT t3.s_acctbal AS c0 FROM {supplier} AS t3 LEFT JOIN {nation} AS t4 ON "
-        "t4.n_comment NOT IN (SELECT o_comment FROM {orders})", ("supplier", "nation", "orders"),
-        IN_SUBQUERY_IN_EXPRESSION_FEDERATED),
-    "in-subquery-in-case-over-a-join": (
-        "SELECT CASE WHEN t2.n_nationkey IN (SELECT v0 FROM (VALUES (0)) AS t4(v0)) THEN t1.flag "
-        "ELSE FALSE END AS c0 FROM {obs} AS t1 INNER JOIN {nation} AS t2 ON TRUE",
-        ("obs", "nation"), IN_SUBQUERY_IN_CASE_EVERYWHERE),
-}
-
-
-@pytest.mark.spawns_node
-@pytest.mark.requirement("UDN-FSQL-1", "UDN-FED-3")
-@pytest.mark.parametrize(
-    "name",
-    [pytest.param(name, marks=polder_gap(reason)) for name, (_, _, reason) in REPRODUCERS.items()],
-)
-def test_known_bug_reproducers(engines, name):
-    """The smallest reproducers of the bugs the generated queries found: every path answers as
-    DuckDB does (the generated run excuses these bugs' failures; see `known_bug`)."""
-    sql, tables, _ = REPRODUCERS[name]
-    verdict, _ = run_one(engines, g.Raw(sql, tables), ("node", "federation", "client"))
-    assert verdict.kind == "agree", f"{verdict.kind}: {verdict.detail}"
 
 
 # --- fixed bugs, each reproducer kept as a regression test -----------------------------------
@@ -144,6 +89,29 @@ FIXED = {
         "SELECT c0, c1 FROM (SELECT CASE WHEN (k >= 1 AND k <= 20 AND weight >= 14.75 AND "
         "weight <= 77.91) THEN CAST(weight AS DECIMAL(15,2)) ELSE 14.75 END AS c0, active AS c1 "
         "FROM {tags}) AS t GROUP BY c0, c1", ("tags",)),
+    # `x [NOT] IN (SELECT ...)` outside a filter's conditions: in a CASE or a join's ON,
+    # datafusion-federation's rule refused it (`not implemented: InSubquery`, in `polder sql`
+    # and on a coordinator); over a join no path could plan it (`Physical plan does not
+    # support logical expression InSubquery`). Planned as joins in
+    # flight-sql/src/in_subquery.rs.
+    "in-subquery-in-case": (
+        "SELECT CASE WHEN v.x IN (SELECT r_regionkey FROM {region}) THEN v.x ELSE 26 END AS c0 "
+        "FROM (VALUES (1), (26)) AS v(x)", ("region",)),
+    "in-subquery-in-join-condition": (
+        "SELECT t3.s_acctbal AS c0 FROM {supplier} AS t3 LEFT JOIN {nation} AS t4 ON "
+        "t4.n_comment NOT IN (SELECT o_comment FROM {orders})", ("supplier", "nation", "orders")),
+    "in-subquery-in-case-over-a-join": (
+        "SELECT CASE WHEN t2.n_nationkey IN (SELECT v0 FROM (VALUES (0)) AS t4(v0)) THEN t1.flag "
+        "ELSE FALSE END AS c0 FROM {obs} AS t1 INNER JOIN {nation} AS t2 ON TRUE",
+        ("obs", "nation")),
+    # Under OR, DataFusion's mark join made `k NOT IN (<a set with a NULL>)` true for a k not
+    # in the set, where SQL says NULL: rows that must be filtered out were kept (same fix).
+    "not-in-with-nulls-under-or": (
+        "SELECT count(*) AS n FROM {obs} AS t1 WHERE t1.k NOT IN (SELECT t2.k FROM {obs} AS t2 "
+        "WHERE t2.k IS NULL OR t2.k > 4) OR t1.id < 0", ("obs",)),
+    "in-subquery-with-nulls-in-projection": (
+        "SELECT t1.id AS c0, t1.k NOT IN (SELECT t2.k FROM {obs} AS t2 WHERE t2.k IS NULL OR "
+        "t2.k > 4) AS c1 FROM {obs} AS t1", ("obs",)),
     # `polder sql` aborted: its runtime's 2 MiB worker stacks overflowed in DataFusion's
     # optimizer (fixed by larger stacks: node/src/lib.rs, WORKER_STACK_BYTES).
     "client-stack-overflow": (

@@ -38,6 +38,7 @@ pub mod error;
 pub mod explain;
 pub mod fit;
 pub mod handle;
+pub mod in_subquery;
 pub mod join_memory;
 pub mod metadata;
 pub mod query;

@@ -21,6 +21,9 @@
 //! schema of the whole plan). The rule is wrapped so that each plan it rewrites casts its columns
 //! back to the types they had.
 //!
+//! **`IN` subqueries outside a filter** ([`crate::in_subquery`]): planned as joins wherever
+//! they are, so that DataFusion and the federation rule can run them.
+//!
 //! **CASE nullability** ([`crate::session_config`] skips DataFusion's aggregate input schema
 //! check). Logical planning proves more `CASE` expressions never null than physical planning
 //! does: `CASE WHEN k >= 1 AND w >= 14.75 THEN CAST(w AS DECIMAL(15, 2)) ELSE 14.75 END` is not
@@ -44,6 +47,8 @@ use datafusion::logical_expr::{Expr, LogicalPlan, Projection, cast};
 use datafusion::optimizer::optimizer::ApplyOrder;
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 
+use crate::in_subquery::InSubqueryAsJoin;
+
 /// The schema of the answer `plan` gives once analyzed (types coerced): the types its batches
 /// have. When the analyzer refuses the plan (a parameter that nothing gives a type), the
 /// plan's own schema; running the plan then fails with the analyzer's error.
@@ -61,11 +66,15 @@ pub fn answer_schema(state: &SessionState, plan: &LogicalPlan) -> SchemaRef {
 /// `state` with the workarounds of the [module docs](self) that are optimizer rules. Applying
 /// it twice changes nothing more.
 pub fn apply(state: SessionState) -> SessionState {
-    let rules: Vec<_> = state
+    let mut rules: Vec<_> = state
         .optimizers()
         .iter()
         .map(KeepAggregateTypes::wrap)
         .collect();
+    if !rules.iter().any(|r| r.name() == InSubqueryAsJoin::NAME) {
+        // First: before DataFusion's subquery rules and the federation's.
+        rules.insert(0, Arc::new(InSubqueryAsJoin));
+    }
     SessionStateBuilder::new_from_existing(state)
         .with_optimizer_rules(rules)
         .build()

@@ -42,6 +42,13 @@ def test_row_filters_and_masks_hold_whatever_the_query(guarded_node, idp, sensor
     assert lat == pytest.approx(expected_lat, rel=1e-9)
     rows, _ = query_one(node, officer, "SELECT DISTINCT neighbourhood_code FROM air_quality")
     assert sorted(r[0] for r in rows) == DISTRICTS
+    # Every column, as a client browsing the table asks for it: masked and filtered too.
+    rows, names = query_one(node, officer, "SELECT * FROM air_quality")
+    assert len(rows) == expected_rows
+    records = [dict(zip(names, row)) for row in rows]
+    assert all(r["sensor_id"] is None for r in records)
+    assert all(r["lat"] == round(r["lat"], 2) and r["lon"] == round(r["lon"], 2) for r in records)
+    assert {r["neighbourhood_code"] for r in records} == set(DISTRICTS)
     # The caller's own filters see masked values and filtered rows only.
     csv = f"read_csv_auto('{sensor_files}')"
     (some_sensor,) = duckdb_one(f"SELECT sensor_id FROM {csv} WHERE neighbourhood_code IN ({codes})")

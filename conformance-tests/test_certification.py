@@ -143,6 +143,67 @@ def test_a_broken_node_fails_exactly_its_requirements(request, fixtures_dir, tmp
         assert {c["status"] for c in report["classes"]} != {"PASS"}
 
 
+# Breaks of nodes the suite starts itself (`run --node-command`): the command is
+# `broken_node.py --wrap polder`, the real node behind the proxy. Each runs the tests named by
+# its selection (`-k`) of the classes given; the selected requirements must fail exactly as
+# listed and pass otherwise (the classes themselves are not complete in such a run, so its exit
+# code is not the judge).
+SPAWNED_SELECTION = {
+    "privacy": "test_access_row_filters or test_access_aggregate",
+    "federation": "test_a_failing_peer",
+}
+SPAWNED_BREAKS = {
+    # The control: the wrapper and the proxy change nothing.
+    "none": ("privacy,federation", set()),
+    # Masks that do not hold through `SELECT *` (AUTH-9).
+    "masked-column-leak": ("privacy", {"UDN-AUTH-9"}),
+    # Groups smaller than k released (AUTH-8): every GROUP BY runs as a raw identity.
+    "group-below-k": ("privacy", {"UDN-AUTH-8"}),
+    # A federated query whose peer failed part-way answers with the rows it had: a partial
+    # answer where an error naming the peer is due (FED-4), also when the peer's batches did
+    # not match the schema (FED-5).
+    "partial-answers": ("federation", {"UDN-FED-4", "UDN-FED-5"}),
+}
+
+
+@pytest.mark.parametrize("breaks", list(SPAWNED_BREAKS))
+def test_a_broken_node_started_by_the_suite_fails_exactly_its_requirements(
+    polder_bin, tmp_path, breaks
+):
+    classes, expected = SPAWNED_BREAKS[breaks]
+    command = tmp_path / "broken-polder"
+    command.write_text(
+        "#!/bin/sh\n"
+        f"PYTHONPATH='{paths.PACKAGE.parent}' exec '{sys.executable}' -m udn_conformance.broken_node "
+        f"--wrap '{polder_bin}' --break {breaks} -- \"$@\"\n"
+    )
+    command.chmod(0o755)
+    selection = " or ".join(SPAWNED_SELECTION[c] for c in classes.split(","))
+    json_path = tmp_path / "report.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "udn_conformance", "run", "--node-command", str(command),
+         "--classes", classes, "--json", str(json_path), "--", "-k", selection],
+        capture_output=True, text=True, timeout=RUN_TIMEOUT_S, cwd=tmp_path,
+        env=_env(PYTHONPATH=str(paths.PACKAGE.parent)),
+    )  # fmt: skip
+    assert json_path.is_file(), f"no report; exit {result.returncode}:\n{result.stdout[-4000:]}{result.stderr[-2000:]}"
+    report = json.loads(json_path.read_text())
+    ran = {r["id"]: r["status"] for r in report["requirements"] if r["status"] != "NOT RUN"}
+    failed = {rid for rid, status in ran.items() if status == "FAIL"}
+    failed_tests = sorted({t["id"] for t in report["tests"] if t["status"] == "failed"})
+    assert failed == expected, (
+        f"--break {breaks}: failed {sorted(failed)}, expected {sorted(expected)}; failed tests:\n"
+        + "\n".join(failed_tests)
+    )
+    # Every selected requirement ran (no skips: the suite starts its nodes) and the others
+    # passed.
+    assert {s for rid, s in ran.items() if rid not in expected} <= {"PASS"}, ran
+    if "privacy" in classes:
+        assert {"UDN-AUTH-8", "UDN-AUTH-9"} <= set(ran), ran
+    if "federation" in classes:
+        assert {"UDN-FED-4", "UDN-FED-5"} <= set(ran), ran
+
+
 def test_the_installed_suite_certifies_a_node_started_by_hand(secured_node_by_hand, fixtures_dir, tmp_path):
     """`pip install ./conformance-tests` in a fresh environment, then the README's two commands:
     the installed suite writes the fixtures and the three reports, carrying the spec and shapes
@@ -253,3 +314,22 @@ def test_run_finds_the_fixtures_or_names_what_it_needs(fixtures_dir, tmp_path):
     unknown = subprocess.run([*command, "--classes", "core,gold", "--data", str(fixtures_dir)],
                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
     assert unknown.returncode == 2 and "unknown conformance class 'gold'" in unknown.stderr, unknown.stderr
+
+
+def test_run_takes_one_node_and_names_what_does_not_fit(fixtures_dir, tmp_path):
+    """`--flight` (a node started by hand) and `--node-command` (nodes the suite starts) exclude
+    each other; the options of one do not go with the other; the command must be executable."""
+    command = [sys.executable, "-m", "udn_conformance", "run", "--classes", "core"]
+    env = _env(PYTHONPATH=str(paths.PACKAGE.parent))
+    script = tmp_path / "not-executable"
+    script.write_text("#!/bin/sh\n")
+    cases = [
+        ([], "give either --flight URL"),
+        (["--flight", "grpc://127.0.0.1:1", "--node-command", sys.executable], "give either --flight URL"),
+        (["--node-command", sys.executable, "--data", str(fixtures_dir)], "--data belong to a node started by hand"),
+        (["--node-command", str(script)], "not an executable file"),
+    ]
+    for extra, words in cases:
+        result = subprocess.run([*command, *extra], cwd=tmp_path, env=env, capture_output=True,
+                                text=True, timeout=300)  # fmt: skip
+        assert result.returncode == 2 and words in result.stderr, (extra, result.stderr)

@@ -4,11 +4,14 @@
     udn-conformance run --flight URL [--http URL] --data DIR --classes core,catalog,...
         [--report FILE.md] [--junit FILE.xml] [--json FILE.json]
         [--signing-key FILE.jwk --issuer ISS --audience AUD] [-- PYTEST-ARGUMENTS]
+    udn-conformance run --node-command PATH --classes ... [--report ...] [-- PYTEST-ARGUMENTS]
 
 `fixtures` writes the files a node under test must serve and `DIR/tables.txt`, one
 `NAME=LOCATION` line per table. `run` runs the tests of the claimed classes (and of the classes
-they depend on) against a node someone started, writes the reports, and exits non-zero unless
-every claimed class passed. See the suite's README.md.
+they depend on) against a node someone started, or, with `--node-command`, against nodes the
+suite starts itself with that command (every test runs, those that need a node of their own
+included); it writes the reports and exits non-zero unless every claimed class passed. See the
+suite's README.md.
 """
 
 from __future__ import annotations
@@ -112,37 +115,42 @@ def _classes(value: str) -> str:
     return ",".join(names)
 
 
+def _spawn_env(args: argparse.Namespace) -> dict[str, str | None] | None:
+    """The environment of a run whose nodes the suite starts with `--node-command`; None (and a
+    message) when the options do not fit that."""
+    remote_only = [name for name, value in (
+        ("--http", args.http), ("--catalog", args.catalog), ("--data", args.data),
+        ("--signing-key", args.signing_key), ("--issuer", args.issuer),
+        ("--audience", args.audience),
+    ) if value]  # fmt: skip
+    if remote_only:
+        print(f"udn-conformance run: {', '.join(remote_only)} belong to a node started by hand "
+              "(--flight); with --node-command the suite starts the nodes, writes their files "
+              "and plays their identity provider itself", file=sys.stderr)  # fmt: skip
+        return None
+    command = Path(args.node_command)
+    if not (command.is_file() and os.access(command, os.X_OK)):
+        print(f"udn-conformance run: --node-command {command}: not an executable file",
+              file=sys.stderr)
+        return None
+    env: dict[str, str | None] = {name: None for name in (
+        "UDN_FLIGHT_URL", "UDN_HTTP_URL", "UDN_CATALOG", "UDN_DATA_DIR", "UDN_SIGNING_KEY",
+        "UDN_ISSUER", "UDN_AUDIENCE",
+    )}  # fmt: skip
+    env["POLDER_BIN"] = str(command.resolve())
+    return env
+
+
 def _run(args: argparse.Namespace, pytest_args: list[str]) -> int:
     import pytest
 
-    data = args.data or (Path(os.environ["UDN_DATA_DIR"]) if os.environ.get("UDN_DATA_DIR") else None)
-    if data is None and (Path.cwd() / TABLES_FILE).is_file():
-        data = Path.cwd()  # run from the folder the fixtures were written to
-    if data is None:
-        print("udn-conformance run: --data DIR is required (the folder `udn-conformance "
-              "fixtures --out DIR` wrote), unless run from that folder", file=sys.stderr)
+    if bool(args.flight) == bool(args.node_command):
+        print("udn-conformance run: give either --flight URL (a node started by hand) or "
+              "--node-command PATH (nodes the suite starts)", file=sys.stderr)
         return 2
-    if not (data / TABLES_FILE).is_file():
-        print(f"udn-conformance run: {data / TABLES_FILE} not found; run `udn-conformance "
-              f"fixtures --out {data}` and serve its tables", file=sys.stderr)
+    env = _spawn_env(args) if args.node_command else _remote_env(args)
+    if env is None:
         return 2
-    token_options = (args.signing_key, args.issuer, args.audience)
-    if any(token_options) and not all(token_options):
-        print("udn-conformance run: --signing-key, --issuer and --audience go together",
-              file=sys.stderr)
-        return 2
-    if args.signing_key and not args.signing_key.is_file():
-        print(f"udn-conformance run: --signing-key {args.signing_key}: no such file", file=sys.stderr)
-        return 2
-    env = {
-        "UDN_FLIGHT_URL": args.flight,
-        "UDN_HTTP_URL": args.http,
-        "UDN_CATALOG": args.catalog,
-        "UDN_DATA_DIR": str(data.resolve()),
-        "UDN_SIGNING_KEY": str(args.signing_key.resolve()) if args.signing_key else None,
-        "UDN_ISSUER": args.issuer,
-        "UDN_AUDIENCE": args.audience,
-    }
     for name, value in env.items():
         if value:
             os.environ[name] = value
@@ -162,6 +170,39 @@ def _run(args: argparse.Namespace, pytest_args: list[str]) -> int:
     return int(pytest.main(argv + pytest_args))
 
 
+def _remote_env(args: argparse.Namespace) -> dict[str, str | None] | None:
+    """The environment of a run against the node started by hand at `--flight`; None (and a
+    message) when the options are incomplete."""
+    data = args.data or (Path(os.environ["UDN_DATA_DIR"]) if os.environ.get("UDN_DATA_DIR") else None)
+    if data is None and (Path.cwd() / TABLES_FILE).is_file():
+        data = Path.cwd()  # run from the folder the fixtures were written to
+    if data is None:
+        print("udn-conformance run: --data DIR is required (the folder `udn-conformance "
+              "fixtures --out DIR` wrote), unless run from that folder", file=sys.stderr)
+        return None
+    if not (data / TABLES_FILE).is_file():
+        print(f"udn-conformance run: {data / TABLES_FILE} not found; run `udn-conformance "
+              f"fixtures --out {data}` and serve its tables", file=sys.stderr)
+        return None
+    token_options = (args.signing_key, args.issuer, args.audience)
+    if any(token_options) and not all(token_options):
+        print("udn-conformance run: --signing-key, --issuer and --audience go together",
+              file=sys.stderr)
+        return None
+    if args.signing_key and not args.signing_key.is_file():
+        print(f"udn-conformance run: --signing-key {args.signing_key}: no such file", file=sys.stderr)
+        return None
+    return {
+        "UDN_FLIGHT_URL": args.flight,
+        "UDN_HTTP_URL": args.http,
+        "UDN_CATALOG": args.catalog,
+        "UDN_DATA_DIR": str(data.resolve()),
+        "UDN_SIGNING_KEY": str(args.signing_key.resolve()) if args.signing_key else None,
+        "UDN_ISSUER": args.issuer,
+        "UDN_AUDIENCE": args.audience,
+    }
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="udn-conformance",
@@ -178,8 +219,12 @@ def parser() -> argparse.ArgumentParser:
         help="run the tests of the claimed classes against a running node and write reports",
         description="Arguments after `--` go to pytest (for example -x, -k, -v).",
     )
-    run.add_argument("--flight", required=True, metavar="URL",
+    run.add_argument("--flight", metavar="URL",
                      help="the node's Flight SQL endpoint, grpc://host:port or grpc+tls://...")
+    run.add_argument("--node-command", metavar="PATH",
+                     help="instead of --flight: an executable the suite starts its nodes with, "
+                     "taking the command line of Polder's `polder` (README: \"Nodes the suite "
+                     "starts\")")
     run.add_argument("--http", metavar="URL",
                      help="the node's HTTP base URL (health, /conformance, /catalog, /sparql, "
                      "/metrics); without it those requirements cannot pass")

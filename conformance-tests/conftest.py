@@ -44,6 +44,13 @@ def pytest_addoption(parser):
         "security, privacy, observability): runs the tests of their requirements and of the "
         "classes they depend on, and fails the run unless every one of them passes",
     )
+    group.addoption(
+        "--claim",
+        default=None,
+        metavar="NAMES",
+        help="like --classes, but runs every selected test (the suite's own checks included): "
+        "judges these classes and fails the run unless every one of them passes",
+    )
     group.addoption("--udn-report", metavar="FILE.md", default=None, help="write the certification report as Markdown")
     group.addoption("--udn-json", metavar="FILE.json", default=None, help="write the certification report as JSON")
     group.addoption(
@@ -83,6 +90,14 @@ def pytest_collection_modifyitems(config, items):
         except KeyError as err:
             raise pytest.UsageError(f"--classes: {err.args[0]}") from None
         wanted += [rid for name in claimed for rid in classes[name].requirements]
+    if config.getoption("claim"):
+        if claimed:
+            raise pytest.UsageError("--claim and --classes exclude each other")
+        names = [n.strip().lower() for n in config.getoption("claim").split(",") if n.strip()]
+        try:
+            claimed = spec.with_dependencies(classes, names)
+        except KeyError as err:
+            raise pytest.UsageError(f"--claim: {err.args[0]}") from None
     config.stash[CLAIMED] = claimed
     if wanted:
         unknown = [w for w in wanted if not spec.ID.match(w)]
@@ -180,6 +195,18 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     """Per-requirement pass/fail counts: which numbered requirements the node met in this run."""
     if not config.option.collectonly:
         config.stash[RESULTS].write(terminalreporter)
+        claimed = config.stash.get(CLAIMED, [])
+        if claimed:
+            from udn_conformance.report import class_verdicts
+
+            classes = spec.load_classes(paths.spec_file())
+            verdicts = class_verdicts(config.stash[RESULTS], classes, claimed)
+            status = {rid: st for rid, st, _, _ in config.stash[RESULTS].rows()}
+            terminalreporter.section("conformance classes claimed")
+            for name, verdict in verdicts.items():
+                missing = [r for r in classes[name].requirements if status.get(r) != "PASS"]
+                why = f" (not passed: {', '.join(missing)})" if missing else ""
+                terminalreporter.write_line(f"{classes[name].title}: {verdict}{why}")
         reports = config.stash[SHACL_REPORTS]
         if reports:
             terminalreporter.section(

@@ -31,6 +31,8 @@ from udn_conformance.access import (  # noqa: F401 - fixtures are used by name
 )
 from udn_conformance.errors import adbc_grpc_status
 
+# The audit log is a file of the node's: the suite reads it where it starts the node.
+pytestmark = pytest.mark.spawns_node
 
 AUDITED_POLICY = """
 [[dataset]]

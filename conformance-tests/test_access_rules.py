@@ -19,6 +19,9 @@ from udn_conformance.access import (  # noqa: F401 - fixtures are used by name
     PROTECTED,
     PROTECTED_GROUP,
     PROTECTED_RULES,
+    PERSONAL,
+    PURPOSED,
+    PURPOSES,
     adbc,
     auth_args,
     idp,
@@ -38,8 +41,8 @@ public = true
 
 [[dataset]]
 name = "traffic_counts"
-purposes = ["research", "mobility-planning"]
-{PROTECTED_RULES}"""
+purposes = {PURPOSES!r}
+{PROTECTED_RULES}""".replace("'", '"')
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +70,9 @@ def default_deny(remote, data_dir, idp, request):
     names = set(datasets.table_list(data_dir))
     if PROTECTED not in names:
         pytest.fail(f"the fixtures in {data_dir} lack {PROTECTED}: write them again", pytrace=False)
-    public = names - {PROTECTED, HIDDEN}
-    return Grants(remote, public, [PROTECTED], "nation" if "nation" in public else sorted(public)[0])
+    public = names - {PROTECTED, HIDDEN, PERSONAL, PURPOSED}
+    protected = [PROTECTED, *sorted({PERSONAL, PURPOSED} & names)]
+    return Grants(remote, public, protected, "nation" if "nation" in public else sorted(public)[0])
 
 
 @pytest.fixture(scope="module")
@@ -180,22 +184,35 @@ def test_denied_columns_exist_nowhere(rules_node, idp):
             assert cur.fetchone()[0] > 0
 
 
+@pytest.fixture(scope="module")
+def purpose_bound(remote, data_dir, request):
+    """A node, its table bound to PURPOSES and readable by the group `mobility`, and a public
+    table: OPEN_POLICY's node, or the node under certification (`purposed_counts`)."""
+    if remote is None:
+        return request.getfixturevalue("open_node"), "traffic_counts", "air_quality"
+    if PURPOSED not in datasets.table_list(data_dir):
+        pytest.fail(f"the fixtures in {data_dir} lack {PURPOSED}: write them again", pytrace=False)
+    return remote, PURPOSED, "nation"
+
+
 @pytest.mark.requirement("UDN-AUTH-4")
-def test_purpose_binding(open_node, idp):
+def test_purpose_binding(purpose_bound, idp):
+    node, bound, public = purpose_bound
     for purpose in [None, "marketing"]:
         t = token(idp, sub="alice", groups=["mobility"], purpose=purpose)
-        with adbc(open_node, t) as conn, conn.cursor() as cur:
+        with adbc(node, t) as conn, conn.cursor() as cur:
             with pytest.raises(adbc_driver_manager.Error) as err:
-                cur.execute("SELECT count(*) FROM traffic_counts")
+                cur.execute(f"SELECT count(*) FROM {bound}")
                 cur.fetchall()
             assert adbc_grpc_status(err.value) == "PermissionDenied"
             assert "purposes" in str(err.value)
+            assert all(p in str(err.value) for p in PURPOSES), str(err.value)
             # The public dataset needs no purpose.
-            cur.execute("SELECT count(*) FROM air_quality")
+            cur.execute(f"SELECT count(*) FROM {public}")
             assert cur.fetchone()[0] > 0
     t = token(idp, sub="alice", groups=["mobility"], purpose="mobility-planning")
-    with adbc(open_node, t) as conn, conn.cursor() as cur:
-        cur.execute("SELECT count(*) FROM traffic_counts")
+    with adbc(node, t) as conn, conn.cursor() as cur:
+        cur.execute(f"SELECT count(*) FROM {bound}")
         assert cur.fetchone()[0] > 0
 
 

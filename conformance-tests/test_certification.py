@@ -240,15 +240,15 @@ def test_the_installed_suite_certifies_a_node_started_by_hand(secured_node_by_ha
 
     node = secured_node_by_hand
     code, report, stdout = _run(command, tmp_path, node.flight_url, node.http_url, fixtures_dir,
-                                "core,catalog,observability,security", _env(),
+                                "core,catalog,observability,security,privacy", _env(),
                                 _signing(fixtures_dir))  # fmt: skip
     assert not _failed(report), f"Polder failed {_failed(report)}:\n{stdout[-4000:]}"
-    assert [c["name"] for c in report["classes"]] == ["core", "catalog", "security", "observability"]
+    assert [c["name"] for c in report["classes"]] == ["core", "catalog", "security", "privacy", "observability"]
     assert report["server"].startswith("Polder "), report["server"]
     assert "https://w3id.org/udn/spec/1.0/conf/core" in report["declared"]
     passed = {t["requirement"] for t in report["tests"] if t["status"] == "passed"}
     assert {"UDN-FSQL-1", "UDN-CAT-3", "UDN-SPARQL-1", "UDN-OPS-4", "UDN-AUTH-1", "UDN-AUTH-2",
-            "UDN-AUTH-3", "UDN-AUTH-10"} <= passed  # fmt: skip
+            "UDN-AUTH-3", "UDN-AUTH-10", "UDN-AUTH-4", "UDN-AUTH-8", "UDN-AUTH-9"} <= passed  # fmt: skip
     # Requirements only a node started by the suite can show are reported as such, and keep the
     # class from passing: the exit code says so.
     skipped = {r["id"] for r in report["requirements"] if r["status"] == "SKIPPED"}

@@ -101,21 +101,93 @@ PROTECTED_RULES = f"""
 """.replace("'", '"')
 
 
+# The Privacy class's part of the certification grants: `air_quality` personal, with a row
+# filter and masks for district officers and aggregate-only access for researchers (the rules
+# of the spawned nodes' GUARDED_POLICY and aggregate_policy, in one policy), and
+# `purposed_counts` bound to purposes.
+PERSONAL = "air_quality"
+PURPOSED = "purposed_counts"
+PURPOSES = ["research", "mobility-planning"]
+OFFICER_ROLE = "district-officer"
+RESEARCH_GROUP = "research"
+K_SENSORS = 2
+GROUP_BY = ["neighbourhood_code", "sensor_type", "timestamp"]
+AGGREGATE_FUNCTIONS = ["count", "avg", "sum"]
+OFFICER_RULE = f"""
+  [[dataset.rule]]
+  roles = ["{OFFICER_ROLE}"]
+  access = "raw"
+  row_filter = "array_has($groups, neighbourhood_code)"
+  masks = {{ sensor_id = "NULL", lat = "round(lat, 2)", lon = "round(lon, 2)" }}
+"""
+
+
+def aggregate_section(k: int, on_violation: str = "suppress") -> str:
+    return f"""
+  [dataset.aggregate]
+  unit = "sensor_id"
+  min_group_size = {k}
+  dimensions = {GROUP_BY!r}
+  functions = {AGGREGATE_FUNCTIONS!r}
+  on_violation = "{on_violation}"
+""".replace("'", '"')
+
+
 def certification_policy(tables: list[str]) -> str:
     """Polder's policy for the certification grants: `traffic_counts` by three ordered rules
     (the subject `mallory` denied; the group `mobility` raw without `segment_id` and `v85`;
     the organisation `gemeente-utrecht` raw), `hidden_counts` hidden and raw to the group
-    `mobility`, every other table public."""
+    `mobility`, `air_quality` personal (district officers raw with a row filter and masks,
+    the group `research` aggregates over groups of at least K_SENSORS sensors, the group
+    `mobility` raw), `purposed_counts` bound to PURPOSES and raw to the group `mobility`, every
+    other table public."""
     out = ["# The UDN certification grants (conformance-tests/README.md), as Polder's policy.\n"]
+    mobility_raw = f'  [[dataset.rule]]\n  groups = ["{PROTECTED_GROUP}"]\n  access = "raw"\n'
     for name in tables:
         if name == PROTECTED:
             out.append(f'[[dataset]]\nname = "{name}"{PROTECTED_RULES}')
         elif name == HIDDEN:
-            out.append(f'[[dataset]]\nname = "{name}"\nhidden = true\n  [[dataset.rule]]\n'
-                       f'  groups = ["{PROTECTED_GROUP}"]\n  access = "raw"\n')  # fmt: skip
+            out.append(f'[[dataset]]\nname = "{name}"\nhidden = true\n{mobility_raw}')
+        elif name == PERSONAL:
+            research = f'  [[dataset.rule]]\n  groups = ["{RESEARCH_GROUP}"]\n  access = "aggregate"\n'
+            out.append(f'[[dataset]]\nname = "{name}"\npersonal = true{aggregate_section(K_SENSORS)}'
+                       f'{OFFICER_RULE}\n{research}\n{mobility_raw}')  # fmt: skip
+        elif name == PURPOSED:
+            purposes = ", ".join(f'"{p}"' for p in PURPOSES)
+            out.append(f'[[dataset]]\nname = "{name}"\npurposes = [{purposes}]\n{mobility_raw}')
         else:
             out.append(f'[[dataset]]\nname = "{name}"\npublic = true\n')
     return "\n".join(out)
+
+
+def sensor_readings(path: Path) -> Path:
+    """`air_quality` of the certification fixtures: hourly readings of 13 sensors in six
+    neighbourhoods over three days, shaped as Polder's sample (`polder demo-data`), with
+    neighbourhoods of one sensor (below K_SENSORS) and of several; deterministic."""
+    import csv
+    import datetime as dt
+
+    sensors_per_zone = {"BU03440000": 3, "BU03440100": 2, "BU03440002": 1, "BU03440102": 2,
+                        "BU03440201": 1, "BU03440300": 4}  # fmt: skip
+    sensors = []
+    for zone, count in sensors_per_zone.items():
+        for _ in range(count):
+            i = len(sensors)
+            sensors.append((60001 + i, "SDS011" if i % 3 else "SPS30", 40001 + i, zone,
+                            round(52.0713 + i * 0.00371, 4), round(5.1034 + i * 0.00293, 4)))  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    start = dt.datetime(2026, 3, 2, tzinfo=dt.timezone.utc)
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(["sensor_id", "sensor_type", "location_id", "lat", "lon", "timestamp",
+                         "pm10", "pm2_5", "temperature", "humidity", "neighbourhood_code"])  # fmt: skip
+        for h in range(72):
+            stamp = (start + dt.timedelta(hours=h)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            for n, (sid, kind, location, zone, lat, lon) in enumerate(sensors):
+                pm25 = round(4.0 + (h * 7 + n * 11) % 230 / 10, 1)
+                writer.writerow([sid, kind, location, lat, lon, stamp, round(pm25 * 1.6 + 2.1, 1), pm25,
+                                 round(3.0 + (h + n) % 14 * 0.7, 1), round(60.0 + (h * 3 + n) % 39, 1), zone])  # fmt: skip
+    return path
 
 
 def remote_signer() -> tokens.Signer | None:
@@ -134,7 +206,8 @@ def certification_token() -> str | None:
     signer = remote_signer() if os.environ.get("UDN_FLIGHT_URL") else None
     if signer is None:
         return None
-    return signer.token(default_audience(), sub="udn-conformance", groups=[PROTECTED_GROUP])
+    return signer.token(default_audience(), sub="udn-conformance", groups=[PROTECTED_GROUP],
+                        purpose=PURPOSES[0])  # fmt: skip
 
 
 def default_audience() -> str:
@@ -198,28 +271,25 @@ def refused(node, t: str | None, sql: str) -> adbc_driver_manager.Error:
 def aggregate_policy(k: int, on_violation: str = "suppress") -> str:
     return f"""
 [[dataset]]
-name = "air_quality"
-personal = true
-  [dataset.aggregate]
-  unit = "sensor_id"
-  min_group_size = {k}
-  dimensions = ["neighbourhood_code", "sensor_type", "timestamp"]
-  functions = ["count", "avg", "sum"]
-  on_violation = "{on_violation}"
+name = "{PERSONAL}"
+personal = true{aggregate_section(k, on_violation)}
   [[dataset.rule]]
-  groups = ["research"]
+  groups = ["{RESEARCH_GROUP}"]
   access = "aggregate"
 """
 
 
-K_SENSORS = 2
-
-
 @pytest.fixture(scope="module")
-def sensor_files(polder_bin, tmp_path_factory):
-    """The sample data as files, so DuckDB sees exactly what the node serves."""
-    if polder_bin is None:
-        pytest.skip("needs the polder binary")
+def sensor_files(polder_bin, remote, data_dir, tmp_path_factory):
+    """The sensor readings as a file, so DuckDB sees exactly what the node serves: Polder's
+    sample data, or on a node started by hand the certification fixtures' `air_quality`."""
+    if remote is not None:
+        from .datasets import table_list
+
+        location = table_list(data_dir).get(PERSONAL)
+        if location is None:
+            pytest.fail(f"the fixtures in {data_dir} lack {PERSONAL}: write them again", pytrace=False)
+        return Path(location)
     out = tmp_path_factory.mktemp("sample")
     subprocess.run([polder_bin, "demo-data", "--out", out], check=True, capture_output=True,
                    timeout=120)  # fmt: skip
@@ -227,7 +297,11 @@ def sensor_files(polder_bin, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def aggregate_node(launcher, idp, sensor_files):
+def aggregate_node(launcher, idp, sensor_files, remote):
+    """A node granting the group `research` aggregates of `air_quality` over groups of at
+    least K_SENSORS sensors, or the node under certification (its grants do the same)."""
+    if remote is not None:
+        return remote
     args = auth_args(idp, aggregate_policy(K_SENSORS), "aggregate")
     return launcher.spawn([*args, "--table", f"air_quality={sensor_files}"], name="utrecht")
 
@@ -248,23 +322,22 @@ PER_NEIGHBOURHOOD = (
 )
 
 
-GUARDED_POLICY = """
+GUARDED_POLICY = f"""
 [[dataset]]
-name = "air_quality"
+name = "{PERSONAL}"
 personal = true
-  [[dataset.rule]]
-  roles = ["district-officer"]
-  access = "raw"
-  row_filter = "array_has($groups, neighbourhood_code)"
-  masks = { sensor_id = "NULL", lat = "round(lat, 2)", lon = "round(lon, 2)" }
-"""
+{OFFICER_RULE}"""
 
 
 DISTRICTS = ["BU03440000", "BU03440100"]
 
 
 @pytest.fixture(scope="module")
-def guarded_node(launcher, idp, polder_bin, sensor_files, tmp_path_factory):
+def guarded_node(launcher, idp, polder_bin, sensor_files, tmp_path_factory, remote):
+    """A node with GUARDED_POLICY and an audit log, and the log's path; or the node under
+    certification (its grants give district officers the same rule) and None."""
+    if remote is not None:
+        return remote, None
     directory = tmp_path_factory.mktemp("guarded")
     keys = directory / "audit-keys"
     subprocess.run([polder_bin, "token", "keygen", "--out", keys, "--kid", "audit"],

@@ -81,10 +81,12 @@ def write_fixtures(out: Path, real_data: bool = True) -> dict[str, Path]:
     shared = paths.shared_data() if real_data else None
     if shared is not None:
         tables.update({name: shared / rel for name, rel in datasets.SHARED_TABLES.items()})
-    from .access import HIDDEN, PROTECTED
+    from .access import HIDDEN, PERSONAL, PROTECTED, PURPOSED, sensor_readings
 
     tables[PROTECTED] = _traffic_counts(out / "auth" / f"{PROTECTED}.csv")
     tables[HIDDEN] = tables[PROTECTED]  # the same rows under a hidden name
+    tables[PURPOSED] = tables[PROTECTED]  # and bound to purposes
+    tables[PERSONAL] = sensor_readings(out / "auth" / f"{PERSONAL}.csv")
     _write_auth(out / "auth", list(tables))
     datasets.write_table_list(out, tables)
     return tables
@@ -96,7 +98,7 @@ def _fixtures(args: argparse.Namespace) -> int:
     print(f"wrote {len(tables)} tables; serve every line of {args.out / TABLES_FILE}:")
     print((args.out / TABLES_FILE).read_text(encoding="utf-8"), end="")
     print(
-        f"for the security class: trust {auth / 'jwks.json'} (issuer {ISSUER}, audience "
+        f"for the security and privacy classes: trust {auth / 'jwks.json'} (issuer {ISSUER}, audience "
         f"{AUDIENCE}) with the grants of the suite's README (Polder: --policy "
         f"{auth / 'polder-policy.toml'}), then run with --signing-key {auth / 'signing-key.jwk'} "
         f"--issuer {ISSUER} --audience {AUDIENCE}"
@@ -244,7 +246,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--signing-key", type=Path, metavar="FILE.jwk",
                      help="a private RSA JWK whose public half the node trusts (fixtures write "
                      "DIR/auth/signing-key.jwk); the run mints its good and bad tokens with it "
-                     "(security class)")
+                     "(security and privacy classes)")
     run.add_argument("--issuer", metavar="ISS", help="the `iss` the node accepts")
     run.add_argument("--audience", metavar="AUD", help="the `aud` the node accepts")
     return top

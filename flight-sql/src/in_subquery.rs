@@ -187,7 +187,7 @@ fn replace_in_subqueries(
                 negated,
             })));
         };
-        let input = std::mem::replace(&mut inputs[side], LogicalPlan::default());
+        let input = std::mem::take(&mut inputs[side]);
         let (input, mark) = with_mark(input, *needle, &subquery, config)?;
         inputs[side] = input;
         Ok(Transformed::yes(if negated { !mark } else { mark }))

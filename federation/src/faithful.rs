@@ -30,6 +30,15 @@
 //!   FROM` ([`semi_joins_as_written`]). A `NOT IN` with a correlated condition has no such
 //!   form: it is refused, as DataFusion refuses it on one node.
 //!
+//! - A semi or anti join at the top of a SELECT (the part itself, or a derived table, perhaps
+//!   under filters, sorts, limits or DISTINCT) is written with no columns: `SELECT FROM ...
+//!   WHERE NOT EXISTS (...)` (an `EXCEPT` of two tables of one peer), whose answer has none.
+//!   Such a join gets a projection of its columns ([`projected_semi_join`]).
+//! - An `ORDER BY` of a name the SELECT gives an expression (`SELECT count(*) AS c3 FROM (...)
+//!   AS t1 GROUP BY t1.c3, t1.c0 ORDER BY c3`) is written as the GROUP BY key of that name
+//!   (`ORDER BY t1.c3`): another order, or on the peer an ambiguity error. The sort then reads
+//!   the SELECT as a derived table, by its output names ([`sort_by_output_names`]).
+//!
 //! A part that reads no table at all (the optimizer proved its join empty) is not sent: see
 //! [`reads_a_table`].
 
@@ -42,7 +51,7 @@ use datafusion::error::Result;
 use datafusion::logical_expr::expr::InSubquery;
 use datafusion::logical_expr::{
     Aggregate, BinaryExpr, Cast, EmptyRelation, Expr, Filter, Join, JoinType, LogicalPlan,
-    Operator, Projection, Subquery, SubqueryAlias,
+    Operator, Projection, Sort, Subquery, SubqueryAlias,
 };
 
 /// `plan`, a part sent to a peer, in a form the unparser writes faithfully (see the module
@@ -54,9 +63,128 @@ pub(crate) fn part_for_peer(plan: LogicalPlan) -> Result<Transformed<LogicalPlan
             .transform_data(typed_constant_keys)?
             .transform_data(without_unit_joins)?
             .transform_data(|node| semi_joins_as_written(node, &mut derived_tables))?
-            .transform_data(named_columns)
+            .transform_data(named_columns)?
+            .transform_data(|node| sort_by_output_names(node, &mut derived_tables))?
+            .transform_data(|node| match node {
+                LogicalPlan::SubqueryAlias(_) => node.map_children(projected_semi_join),
+                node => Ok(Transformed::no(node)),
+            })
     })?;
-    rewritten.transform_data(crate::dialect::plan_with_typed_decimals)
+    rewritten
+        .transform_data(projected_semi_join)?
+        .transform_data(crate::dialect::plan_with_typed_decimals)
+}
+
+/// `plan`, the top of a SELECT, with a projection of its columns over a semi or anti join at
+/// its top (under filters, sorts, limits and DISTINCT) whose left side is a derived table:
+/// the unparser takes the SELECT's columns from the left side when it is part of the same
+/// SELECT (an aggregate, a projection), and writes none otherwise.
+fn projected_semi_join(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
+    match &plan {
+        LogicalPlan::Join(join)
+            if matches!(join.join_type, JoinType::LeftSemi | JoinType::LeftAnti)
+                && matches!(join.left.as_ref(), LogicalPlan::SubqueryAlias(_)) =>
+        {
+            let columns = plan
+                .schema()
+                .columns()
+                .into_iter()
+                .map(Expr::Column)
+                .collect();
+            let projection = Projection::try_new(columns, Arc::new(plan))?;
+            Ok(Transformed::yes(LogicalPlan::Projection(projection)))
+        }
+        LogicalPlan::Filter(_)
+        | LogicalPlan::Sort(_)
+        | LogicalPlan::Limit(_)
+        | LogicalPlan::Distinct(_) => plan.map_children(projected_semi_join),
+        _ => Ok(Transformed::no(plan)),
+    }
+}
+
+/// A sort over a projection that names an expression as the aggregate below it names a column
+/// (see the module docs), as `Sort <- Projection(<the columns, by their names>) <-
+/// SubqueryAlias(polder_sorted_n) <- <the projection>`.
+fn sort_by_output_names(
+    node: LogicalPlan,
+    derived_tables: &mut usize,
+) -> Result<Transformed<LogicalPlan>> {
+    let LogicalPlan::Sort(sort) = &node else {
+        return Ok(Transformed::no(node));
+    };
+    let LogicalPlan::Projection(projection) = sort.input.as_ref() else {
+        return Ok(Transformed::no(node));
+    };
+    let Some(aggregate) = aggregate_of_select(&projection.input) else {
+        return Ok(Transformed::no(node));
+    };
+    let clashes = |column: &Column| {
+        let Ok(i) = projection.schema.index_of_column(column) else {
+            return false;
+        };
+        let same_column = matches!(projection.expr[i].clone().unalias(),
+            Expr::Column(produced) if produced.name == column.name);
+        !same_column && aggregate.schema.is_column_from_schema(column)
+    };
+    if !sort
+        .expr
+        .iter()
+        .any(|s| s.expr.column_refs().into_iter().any(clashes))
+    {
+        return Ok(Transformed::no(node));
+    }
+    let alias = format!("polder_sorted_{}", *derived_tables + 1);
+    let Ok(derived) = SubqueryAlias::try_new(Arc::clone(&sort.input), alias.as_str()) else {
+        // Output names that only their qualifiers tell apart cannot name a derived table's
+        // columns; such a part stays as it was.
+        return Ok(Transformed::no(node));
+    };
+    *derived_tables += 1;
+    let columns = projection
+        .schema
+        .iter()
+        .map(|(qualifier, field)| {
+            Expr::Column(Column::new(Some(alias.as_str()), field.name()))
+                .alias_qualified(qualifier.cloned(), field.name())
+        })
+        .collect();
+    // The sort stays on top (a LIMIT above it must stay in its SELECT), over the columns by
+    // their names again, and names them without qualifier: a qualifier of an output column
+    // (`t3.c0` for `SELECT t3.c0 ... ORDER BY c0`) names nothing in the SQL written.
+    let restored = Projection::try_new(columns, Arc::new(LogicalPlan::SubqueryAlias(derived)))?;
+    let unqualified = |expr: Expr| -> Result<Expr> {
+        expr.transform(|e| match e {
+            Expr::Column(column) => Ok(Transformed::yes(Expr::Column(Column::new_unqualified(
+                column.name,
+            )))),
+            other => Ok(Transformed::no(other)),
+        })
+        .map(|t| t.data)
+    };
+    let order = sort
+        .expr
+        .iter()
+        .map(|s| Ok(s.with_expr(unqualified(s.expr.clone())?)))
+        .collect::<Result<Vec<_>>>()?;
+    let sorted = LogicalPlan::Sort(Sort {
+        expr: order,
+        input: Arc::new(LogicalPlan::Projection(restored)),
+        fetch: sort.fetch,
+    });
+    Ok(Transformed::yes(sorted))
+}
+
+/// The aggregate the unparser takes a SELECT's to be: the first below `plan` through nodes of
+/// one input, not past another projection.
+fn aggregate_of_select(plan: &LogicalPlan) -> Option<&Aggregate> {
+    match plan {
+        LogicalPlan::Aggregate(aggregate) => Some(aggregate),
+        LogicalPlan::Projection(_) | LogicalPlan::TableScan(_) => None,
+        other => match other.inputs().as_slice() {
+            [input] => aggregate_of_select(input),
+            _ => None,
+        },
+    }
 }
 
 /// Whether `plan` reads a table: a part that reads none runs where it is, as nothing of it
@@ -113,7 +241,7 @@ fn semi_joins_as_written(
         return Ok(Transformed::yes(LogicalPlan::Filter(filter)));
     }
     let nulls_match = join.null_equality == NullEquality::NullEqualsNull;
-    if !nulls_match && is_plain_relation(&join.right) {
+    if !nulls_match && (is_plain_relation(&join.right) || is_derived_table_of_ours(&join.right)) {
         return Ok(Transformed::no(node));
     }
     *derived_tables += 1;
@@ -207,6 +335,12 @@ fn only_key(join: &Join) -> Option<(&Expr, &Expr)> {
         }
         _ => None,
     }
+}
+
+/// The derived table this rewrite made of a right side already (the part is prepared again
+/// each time the planner looks at it).
+fn is_derived_table_of_ours(plan: &LogicalPlan) -> bool {
+    matches!(plan, LogicalPlan::SubqueryAlias(alias) if alias.alias.table().starts_with("polder_sq_"))
 }
 
 /// A table, perhaps aliased, filtered or with some of its columns picked: the unparser writes

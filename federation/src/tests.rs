@@ -270,6 +270,32 @@ fn duplicate_group_keys_keep_their_meaning() {
 }
 
 #[test]
+fn an_order_by_an_output_name_keeps_its_meaning() {
+    run(async {
+        let f = Federation::new(&[("utrecht", &[("tags", &["k", "v", "id!"], tags())])]);
+        let homes = &[("tags", "utrecht")];
+        // `ORDER BY c3` (the count) was sent as `ORDER BY t1.c3`, the GROUP BY key of that
+        // name: an ambiguity error at the peer, or another order. With a LIMIT, other rows.
+        for sql in [
+            "SELECT count(*) AS c3 FROM (SELECT k AS c0, count(*) AS c3 FROM {tags} GROUP BY k) \
+             AS t1 GROUP BY t1.c3, t1.c0 ORDER BY c3",
+            "SELECT 100 - t1.c0 AS c0, sum(t1.c0) AS c1 FROM (SELECT id AS c0 FROM {tags}) AS t1 \
+             GROUP BY t1.c0 ORDER BY c0 DESC LIMIT 2",
+            // With a plain column among the keys: ordered by its name, not its qualifier.
+            "WITH w1 AS (SELECT DISTINCT k AS c0, v AS c2 FROM {tags}) SELECT t3.c0 AS c0, \
+             count(*) AS c2 FROM w1 AS t3 GROUP BY t3.c0, t3.c2 ORDER BY c0 ASC NULLS FIRST, \
+             c2 ASC NULLS LAST LIMIT 10",
+        ] {
+            let sent = f.check(sql, homes).await;
+            assert!(
+                sent.iter().any(|s| s.contains("polder_sorted_")),
+                "{sent:#?}"
+            );
+        }
+    });
+}
+
+#[test]
 fn constant_group_keys_are_not_positions() {
     run(async {
         let f = Federation::new(&[("utrecht", &[("tags", &["k", "v", "id!"], tags())])]);
@@ -409,6 +435,10 @@ fn semi_and_anti_joins_keep_their_meaning() {
             "SELECT v FROM {tags} WHERE k NOT IN (SELECT o FROM {other})",
             "SELECT v FROM {tags} WHERE EXISTS (SELECT 1 FROM {other} WHERE q = id)",
             "SELECT v FROM {tags} WHERE id IN (SELECT max(q) FROM {other} GROUP BY p)",
+            // The anti join at the top of the part was sent as `SELECT FROM ...`, no columns.
+            "SELECT DISTINCT t1.k AS c0 FROM {tags} AS t1 EXCEPT SELECT t6.p AS c0 FROM {other} AS t6",
+            "SELECT c0 FROM (SELECT DISTINCT t1.k AS c0 FROM {tags} AS t1 EXCEPT \
+             SELECT t6.p AS c0 FROM {other} AS t6) AS d WHERE c0 > 0",
         ] {
             f.check(sql, homes).await;
         }

@@ -21,6 +21,14 @@
 //! schema of the whole plan). The rule is wrapped so that each plan it rewrites casts its columns
 //! back to the types they had.
 //!
+//! **Two `IN` lists of one expression whose lists leave nothing** ([`NullSafeInLists`]).
+//! `simplify_expressions` merges `x NOT IN (a) OR x NOT IN (b)` into `x NOT IN (<the lists'
+//! intersection>)`, and `x IN A AND x IN B`, `x IN A AND x NOT IN B` likewise; when nothing is
+//! left it writes the constant `TRUE` or `FALSE`, which is wrong where `x` is NULL: the
+//! original is NULL there. `WHERE x NOT IN (7474) OR x NOT IN (4968)` kept the rows where `x`
+//! is NULL. The rule is wrapped so that such a pair becomes `CASE WHEN x IS NULL THEN NULL
+//! ELSE <the constant> END` before it runs.
+//!
 //! **`IN` subqueries outside a filter** ([`crate::in_subquery`]): planned as joins wherever
 //! they are, so that DataFusion and the federation rule can run them.
 //!
@@ -39,11 +47,14 @@
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
-use datafusion::common::tree_node::Transformed;
-use datafusion::common::{Column, DFSchemaRef};
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, DFSchemaRef, ScalarValue};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SessionState, SessionStateBuilder};
-use datafusion::logical_expr::{Expr, LogicalPlan, Projection, cast};
+use datafusion::logical_expr::expr::{InList, TryCast};
+use datafusion::logical_expr::{
+    BinaryExpr, Cast, Expr, LogicalPlan, Operator, Projection, cast, lit, when,
+};
 use datafusion::optimizer::optimizer::ApplyOrder;
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 
@@ -70,6 +81,7 @@ pub fn apply(state: SessionState) -> SessionState {
         .optimizers()
         .iter()
         .map(KeepAggregateTypes::wrap)
+        .map(|rule| NullSafeInLists::wrap(&rule))
         .collect();
     if !rules.iter().any(|r| r.name() == InSubqueryAsJoin::NAME) {
         // First: before DataFusion's subquery rules and the federation's.
@@ -152,6 +164,101 @@ impl OptimizerRule for KeepAggregateTypes {
         }
         result.map_data(|plan| restore_types(plan, &before))
     }
+}
+
+/// The name of the DataFusion rule [`NullSafeInLists`] wraps.
+pub const SIMPLIFY: &str = "simplify_expressions";
+
+/// DataFusion's `simplify_expressions`, after pairs of `IN` lists it would make a constant
+/// have been given their NULL (see the [module docs](self)).
+#[derive(Debug)]
+pub struct NullSafeInLists(pub Arc<dyn OptimizerRule + Send + Sync>);
+
+impl NullSafeInLists {
+    /// `rule` wrapped when it is the one this wraps and not wrapped yet (perhaps inside
+    /// another wrapper).
+    pub fn wrap(
+        rule: &Arc<dyn OptimizerRule + Send + Sync>,
+    ) -> Arc<dyn OptimizerRule + Send + Sync> {
+        if rule.name() == SIMPLIFY && !format!("{rule:?}").contains("NullSafeInLists") {
+            Arc::new(NullSafeInLists(Arc::clone(rule)))
+        } else {
+            Arc::clone(rule)
+        }
+    }
+}
+
+impl OptimizerRule for NullSafeInLists {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    fn apply_order(&self) -> Option<ApplyOrder> {
+        self.0.apply_order()
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        config: &dyn OptimizerConfig,
+    ) -> Result<Transformed<LogicalPlan>> {
+        let prepared = plan.transform_up_with_subqueries(|node| {
+            node.map_expressions(|expr| expr.transform_up(null_safe_in_list_pair))
+        })?;
+        let transformed = prepared.transformed;
+        let mut result = self.0.rewrite(prepared.data, config)?;
+        result.transformed |= transformed;
+        Ok(result)
+    }
+}
+
+/// `x [NOT] IN A AND|OR x [NOT] IN B` whose merge by `simplify_expressions` leaves an empty
+/// list, as `CASE WHEN x IS NULL THEN NULL ELSE <what the empty list means> END`. Lists with a
+/// NULL or an expression that is not a constant are left alone (the merge compares them as
+/// folded, and a NULL in a list makes the answer NULL in more places than `x IS NULL`).
+fn null_safe_in_list_pair(expr: Expr) -> Result<Transformed<Expr>> {
+    let Expr::BinaryExpr(BinaryExpr { left, op, right }) = &expr else {
+        return Ok(Transformed::no(expr));
+    };
+    let (Expr::InList(l1), Expr::InList(l2)) = (left.as_ref(), right.as_ref()) else {
+        return Ok(Transformed::no(expr));
+    };
+    let constants = |list: &InList| list.list.iter().map(constant).collect::<Option<Vec<_>>>();
+    let (Some(first), Some(second)) = (constants(l1), constants(l2)) else {
+        return Ok(Transformed::no(expr));
+    };
+    if l1.expr != l2.expr {
+        return Ok(Transformed::no(expr));
+    }
+    let shared = first.iter().filter(|v| second.contains(v)).count();
+    let only_first = first.iter().filter(|v| !second.contains(v)).count();
+    let only_second = second.iter().filter(|v| !first.contains(v)).count();
+    // What simplify_expressions makes of the pair when its list ends up empty.
+    let constant = match (op, l1.negated, l2.negated) {
+        (Operator::Or, true, true) if shared == 0 => true,
+        (Operator::And, false, false) if shared == 0 => false,
+        (Operator::And, false, true) if only_first == 0 => false,
+        (Operator::And, true, false) if only_second == 0 => false,
+        _ => return Ok(Transformed::no(expr)),
+    };
+    let value = when(
+        l1.expr.as_ref().clone().is_null(),
+        lit(ScalarValue::Boolean(None)),
+    )
+    .otherwise(lit(constant))?;
+    Ok(Transformed::yes(value))
+}
+
+/// The value of a list element as the simplifier folds it: a constant not NULL, perhaps cast.
+fn constant(expr: &Expr) -> Option<ScalarValue> {
+    let value = match expr {
+        Expr::Literal(value, _) => value.clone(),
+        Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field }) => {
+            constant(expr)?.cast_to(field.data_type()).ok()?
+        }
+        _ => return None,
+    };
+    (!value.is_null()).then_some(value)
 }
 
 fn needs_casts(before: &DFSchemaRef, after: &DFSchemaRef) -> bool {
@@ -315,6 +422,31 @@ mod tests {
         let state = engine.session().state();
         let schema = crate::query::bound_schema(&state, &plan, &[]).unwrap();
         assert_eq!(schema.field(0).data_type(), &DataType::Float64);
+    }
+
+    #[tokio::test]
+    async fn in_list_pairs_keep_their_null() {
+        // tags.k: 1, 2, 3, NULL.
+        let count = |sql: &'static str| async move {
+            let batches = answer(sql).await.unwrap();
+            batches[0].column(0).as_primitive::<Int64Type>().value(0)
+        };
+        let cases = [
+            // NULL OR NULL is NULL: the NULL row is not kept (it was: TRUE).
+            ("k NOT IN (7) OR k NOT IN (8)", 3),
+            // NOT (NULL AND NULL) is NULL (it was: NOT FALSE).
+            ("NOT (k IN (1, 2) AND k IN (3))", 3),
+            ("NOT (k IN (1) AND k NOT IN (1, 2))", 3),
+            ("NOT (k NOT IN (1, 2) AND k IN (1))", 3),
+            // Merges that leave a list stay DataFusion's.
+            ("k NOT IN (1, 2) OR k NOT IN (2, 3)", 2),
+            ("k IN (1, 2) AND k IN (2, 3)", 1),
+        ];
+        for (condition, expected) in cases {
+            let sql = format!("SELECT count(*) FROM tags WHERE {condition}");
+            let sql: &'static str = Box::leak(sql.into_boxed_str());
+            assert_eq!(count(sql).await, expected, "{sql}");
+        }
     }
 
     #[tokio::test]

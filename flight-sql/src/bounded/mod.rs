@@ -103,7 +103,7 @@ pub fn bound_functions(state: SessionState) -> SessionState {
     state
 }
 
-const SIMPLIFY: &str = "simplify_expressions";
+use crate::workarounds::SIMPLIFY;
 
 /// `state`'s optimizer rules with each constant-folding rule wrapped in a [`FoldingGuard`]
 /// (once).

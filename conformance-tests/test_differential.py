@@ -192,6 +192,14 @@ FIXED_IN_FEDERATION = {
     "order-by-output-name": (
         "SELECT count(*) AS c3 FROM (SELECT t2.p_brand AS c0, count(*) AS c3 FROM {part} AS t2 "
         "GROUP BY t2.p_brand) AS t1 GROUP BY t1.c3, t1.c0 ORDER BY c3 ASC NULLS LAST", ("part",)),
+    # The cross-peer LEFT JOIN goes (DISTINCT needs none of it), leaving an aliased scan with
+    # filters under another alias: sent as `FROM tags AS t1 WHERE t2.weight ...` (No field
+    # named t2.weight).
+    "aliased-scan-under-another-alias": (
+        "SELECT DISTINCT t1.c4 AS c1 FROM (SELECT t2.tag AS c4, dense_rank() OVER (ORDER BY "
+        "t2.weight DESC NULLS FIRST) AS c5 FROM {tags} AS t2 LEFT JOIN {nation} AS t3 ON TRUE "
+        "WHERE t2.weight BETWEEN CAST('5.50' AS DECIMAL(15, 2)) AND CAST('14.75' AS "
+        "DECIMAL(15, 2))) AS t1", ("tags", "nation")),
     # The first form of that fix ordered by `t3.c0`, a qualifier the SQL sent does not have.
     "order-by-output-name-and-key": (
         "WITH w1 AS (SELECT DISTINCT t2.k AS c0, t2.weight AS c2 FROM {tags} AS t2) SELECT t3.c0 "

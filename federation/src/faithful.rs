@@ -38,6 +38,11 @@
 //!   AS t1 GROUP BY t1.c3, t1.c0 ORDER BY c3`) is written as the GROUP BY key of that name
 //!   (`ORDER BY t1.c3`): another order, or on the peer an ambiguity error. The sort then reads
 //!   the SELECT as a derived table, by its output names ([`sort_by_output_names`]).
+//! - An aliased projection of an aliased table scan with filters (`(SELECT t2.tag AS c4 FROM
+//!   tags AS t2 WHERE t2.weight > 5) AS t1`) is written with the outer alias on the table and
+//!   the inner one in the filters (`FROM tags AS t1 WHERE t2.weight > 5`), which the peer
+//!   refuses. The inner alias goes: the projection names the table's columns by the table
+//!   ([`without_inner_scan_alias`]).
 //!
 //! A part that reads no table at all (the optimizer proved its join empty) is not sent: see
 //! [`reads_a_table`].
@@ -65,6 +70,7 @@ pub(crate) fn part_for_peer(plan: LogicalPlan) -> Result<Transformed<LogicalPlan
             .transform_data(|node| semi_joins_as_written(node, &mut derived_tables))?
             .transform_data(named_columns)?
             .transform_data(|node| sort_by_output_names(node, &mut derived_tables))?
+            .transform_data(without_inner_scan_alias)?
             .transform_data(|node| match node {
                 LogicalPlan::SubqueryAlias(_) => node.map_children(projected_semi_join),
                 node => Ok(Transformed::no(node)),
@@ -335,6 +341,54 @@ fn only_key(join: &Join) -> Option<(&Expr, &Expr)> {
         }
         _ => None,
     }
+}
+
+/// `SubqueryAlias(a) <- Projection <- SubqueryAlias(b) <- TableScan(with filters)` without
+/// `SubqueryAlias(b)`, the projection naming the scan's columns by its table (see the module
+/// docs). The schemas stay as they were.
+fn without_inner_scan_alias(node: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
+    let LogicalPlan::SubqueryAlias(outer) = &node else {
+        return Ok(Transformed::no(node));
+    };
+    let LogicalPlan::Projection(projection) = outer.input.as_ref() else {
+        return Ok(Transformed::no(node));
+    };
+    let LogicalPlan::SubqueryAlias(inner) = projection.input.as_ref() else {
+        return Ok(Transformed::no(node));
+    };
+    let LogicalPlan::TableScan(scan) = inner.input.as_ref() else {
+        return Ok(Transformed::no(node));
+    };
+    if scan.filters.is_empty() {
+        return Ok(Transformed::no(node));
+    }
+    let exprs = projection
+        .expr
+        .iter()
+        .map(|expr| {
+            expr.clone()
+                .transform(|e| match e {
+                    Expr::Column(column) if column.relation.as_ref() == Some(&inner.alias) => {
+                        Ok(Transformed::yes(Expr::Column(Column::new(
+                            Some(scan.table_name.clone()),
+                            column.name,
+                        ))))
+                    }
+                    other => Ok(Transformed::no(other)),
+                })
+                .map(|t| t.data)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let projection = Projection::try_new_with_schema(
+        exprs,
+        Arc::clone(&inner.input),
+        Arc::clone(&projection.schema),
+    )?;
+    let outer = SubqueryAlias::try_new(
+        Arc::new(LogicalPlan::Projection(projection)),
+        outer.alias.clone(),
+    )?;
+    Ok(Transformed::yes(LogicalPlan::SubqueryAlias(outer)))
 }
 
 /// The derived table this rewrite made of a right side already (the part is prepared again

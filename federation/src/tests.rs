@@ -296,6 +296,23 @@ fn an_order_by_an_output_name_keeps_its_meaning() {
 }
 
 #[test]
+fn an_aliased_scan_under_another_alias_keeps_its_filters() {
+    run(async {
+        let f = two_cities();
+        let homes = &[("tags", "utrecht"), ("more", "amsterdam")];
+        // The LEFT JOIN goes (DISTINCT needs none of it), leaving `(SELECT t2.v AS c4 FROM
+        // tags AS t2 WHERE ...) AS t1`, which was sent as `FROM tags AS t1 WHERE t2.id ...`.
+        f.check(
+            "SELECT DISTINCT t1.c4 AS c1 FROM (SELECT t2.v AS c4, dense_rank() OVER (ORDER BY \
+             t2.id DESC) AS c5 FROM {tags} AS t2 LEFT JOIN {more} AS t3 ON TRUE WHERE t2.id \
+             BETWEEN 2 AND 3) AS t1",
+            homes,
+        )
+        .await;
+    });
+}
+
+#[test]
 fn constant_group_keys_are_not_positions() {
     run(async {
         let f = Federation::new(&[("utrecht", &[("tags", &["k", "v", "id!"], tags())])]);

@@ -134,12 +134,9 @@ impl KeepAggregateTypes {
     pub fn wrap(
         rule: &Arc<dyn OptimizerRule + Send + Sync>,
     ) -> Arc<dyn OptimizerRule + Send + Sync> {
-        if rule.name() == SINGLE_DISTINCT && !format!("{rule:?}").starts_with("KeepAggregateTypes")
-        {
-            Arc::new(KeepAggregateTypes(Arc::clone(rule)))
-        } else {
-            Arc::clone(rule)
-        }
+        wrap_once(rule, SINGLE_DISTINCT, "KeepAggregateTypes", |rule| {
+            Arc::new(KeepAggregateTypes(rule))
+        })
     }
 }
 
@@ -166,6 +163,22 @@ impl OptimizerRule for KeepAggregateTypes {
     }
 }
 
+/// `rule` given to `wrapper` when it is named `name` and no wrapper whose type is named
+/// `wrapper_name` holds it yet (the rules' `Debug` shows each wrapper and what it holds), so
+/// that wrapping twice wraps once.
+fn wrap_once(
+    rule: &Arc<dyn OptimizerRule + Send + Sync>,
+    name: &str,
+    wrapper_name: &str,
+    wrapper: impl FnOnce(Arc<dyn OptimizerRule + Send + Sync>) -> Arc<dyn OptimizerRule + Send + Sync>,
+) -> Arc<dyn OptimizerRule + Send + Sync> {
+    if rule.name() == name && !format!("{rule:?}").contains(wrapper_name) {
+        wrapper(Arc::clone(rule))
+    } else {
+        Arc::clone(rule)
+    }
+}
+
 /// The name of the DataFusion rule [`NullSafeInLists`] wraps.
 pub const SIMPLIFY: &str = "simplify_expressions";
 
@@ -180,11 +193,9 @@ impl NullSafeInLists {
     pub fn wrap(
         rule: &Arc<dyn OptimizerRule + Send + Sync>,
     ) -> Arc<dyn OptimizerRule + Send + Sync> {
-        if rule.name() == SIMPLIFY && !format!("{rule:?}").contains("NullSafeInLists") {
-            Arc::new(NullSafeInLists(Arc::clone(rule)))
-        } else {
-            Arc::clone(rule)
-        }
+        wrap_once(rule, SIMPLIFY, "NullSafeInLists", |rule| {
+            Arc::new(NullSafeInLists(rule))
+        })
     }
 }
 

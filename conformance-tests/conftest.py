@@ -24,6 +24,7 @@ CATALOG = "conformance"
 RESULTS = pytest.StashKey[RequirementResults]()
 SHACL_REPORTS = pytest.StashKey[list]()
 CLAIMED = pytest.StashKey[list]()
+VERDICTS = pytest.StashKey[tuple]()  # (class -> verdict, the spec's classes), once judged
 
 
 def pytest_addoption(parser):
@@ -82,22 +83,17 @@ def pytest_collection_modifyitems(config, items):
         item.user_properties.extend(("requirement", rid) for rid in ids)  # in --junitxml
     wanted = list(config.getoption("requirement"))
     classes = spec.load_classes(paths.spec_file())
+    if config.getoption("classes") and config.getoption("claim"):
+        raise pytest.UsageError("--claim and --classes exclude each other")
     claimed: list[str] = []
-    if config.getoption("classes"):
-        names = [n.strip().lower() for n in config.getoption("classes").split(",") if n.strip()]
-        try:
-            claimed = spec.with_dependencies(classes, names)
-        except KeyError as err:
-            raise pytest.UsageError(f"--classes: {err.args[0]}") from None
+    for option in ("classes", "claim"):
+        if config.getoption(option):
+            try:
+                claimed = spec.claimed(classes, config.getoption(option))
+            except KeyError as err:
+                raise pytest.UsageError(f"--{option}: {err.args[0]}") from None
+    if config.getoption("classes"):  # --claim judges without narrowing the selection
         wanted += [rid for name in claimed for rid in classes[name].requirements]
-    if config.getoption("claim"):
-        if claimed:
-            raise pytest.UsageError("--claim and --classes exclude each other")
-        names = [n.strip().lower() for n in config.getoption("claim").split(",") if n.strip()]
-        try:
-            claimed = spec.with_dependencies(classes, names)
-        except KeyError as err:
-            raise pytest.UsageError(f"--claim: {err.args[0]}") from None
     config.stash[CLAIMED] = claimed
     if wanted:
         unknown = [w for w in wanted if not spec.ID.match(w)]
@@ -187,7 +183,9 @@ def pytest_sessionfinish(session, exitstatus):
         write_json(Path(as_json), results, classes, info)
     from udn_conformance.report import class_verdicts
 
-    if claimed and any(v != "PASS" for v in class_verdicts(results, classes, claimed).values()):
+    verdicts = class_verdicts(results, classes, claimed)
+    config.stash[VERDICTS] = verdicts, classes
+    if claimed and any(v != "PASS" for v in verdicts.values()):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
@@ -195,12 +193,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     """Per-requirement pass/fail counts: which numbered requirements the node met in this run."""
     if not config.option.collectonly:
         config.stash[RESULTS].write(terminalreporter)
-        claimed = config.stash.get(CLAIMED, [])
-        if claimed:
-            from udn_conformance.report import class_verdicts
-
-            classes = spec.load_classes(paths.spec_file())
-            verdicts = class_verdicts(config.stash[RESULTS], classes, claimed)
+        verdicts, classes = config.stash.get(VERDICTS, ({}, {}))
+        if verdicts:
             status = {rid: st for rid, st, _, _ in config.stash[RESULTS].rows()}
             terminalreporter.section("conformance classes claimed")
             for name, verdict in verdicts.items():

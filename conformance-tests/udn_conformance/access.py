@@ -160,6 +160,26 @@ def certification_policy(tables: list[str]) -> str:
     return "\n".join(out)
 
 
+def traffic_counts(path: Path) -> Path:
+    """The protected table of the certification grants: hourly counts on four road segments,
+    deterministic."""
+    import csv
+    import datetime as dt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    start = dt.datetime(2026, 3, 2, tzinfo=dt.timezone.utc)
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(["hour", "segment_id", "car", "bike", "v85"])
+        for h in range(48):
+            for s in range(4):
+                car = 40 + (h * 7 + s * 13) % 90
+                bike = (h * 3 + s * 5) % 25
+                writer.writerow([(start + dt.timedelta(hours=h)).isoformat(), f"RS{s:03d}", car, bike,
+                                 round(38.0 + (h + s) % 17 * 0.5, 1)])  # fmt: skip
+    return path
+
+
 def sensor_readings(path: Path) -> Path:
     """`air_quality` of the certification fixtures: hourly readings of 13 sensors in six
     neighbourhoods over three days, shaped as Polder's sample (`polder demo-data`), with

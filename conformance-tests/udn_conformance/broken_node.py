@@ -264,14 +264,14 @@ class Forward(grpc.GenericRpcHandler):
     def _mutated(self, method: str, responses):
         if self.breaks == "nullability" and method == FLIGHT + "GetFlightInfo":
             for info in responses:
-                schema = proto.decode(info).get(1, [b""])[0]
+                schema = _field(info, 1)
                 if schema:
                     inverted = _inverted(pa.ipc.read_schema(pa.py_buffer(schema)))
                     info = _replace(info, 1, inverted.serialize().to_pybytes())
                 yield info
         elif self.breaks == "nullability" and method == FLIGHT + "DoGet":
             for data in responses:
-                header = proto.decode(data).get(2, [b""])[0]
+                header = _field(data, 2)
                 if header and _is_schema_header(header):
                     data = _replace(data, 2, _invert_header(header))
                 yield data
@@ -280,7 +280,7 @@ class Forward(grpc.GenericRpcHandler):
             for data in responses:
                 if first:
                     first = False
-                    header = proto.decode(data).get(2, [b""])[0]
+                    header = _field(data, 2)
                     if header and _is_schema_header(header):
                         held = data  # sent only once a batch follows
                         continue
@@ -299,8 +299,8 @@ def _prepend(first, rest):
 
 
 def _is_prepared_query_put(message: bytes) -> bool:
-    descriptor = proto.decode(message).get(1, [b""])[0]
-    command = proto.decode(descriptor).get(2, [b""])[0] if descriptor else b""
+    descriptor = _field(message, 1)
+    command = _field(descriptor, 2) if descriptor else b""
     if not command:
         return False
     type_url, _ = proto.unpack_any(command)

@@ -30,26 +30,6 @@ ISSUER = tokens.ISSUER
 AUDIENCE = "udn-certification"
 
 
-def _traffic_counts(path: Path) -> Path:
-    """The protected table of the certification grants: hourly counts on four road segments,
-    deterministic."""
-    import csv
-    import datetime as dt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    start = dt.datetime(2026, 3, 2, tzinfo=dt.timezone.utc)
-    with path.open("w", newline="", encoding="utf-8") as out:
-        writer = csv.writer(out)
-        writer.writerow(["hour", "segment_id", "car", "bike", "v85"])
-        for h in range(48):
-            for s in range(4):
-                car = 40 + (h * 7 + s * 13) % 90
-                bike = (h * 3 + s * 5) % 25
-                writer.writerow([(start + dt.timedelta(hours=h)).isoformat(), f"RS{s:03d}", car, bike,
-                                 round(38.0 + (h + s) % 17 * 0.5, 1)])  # fmt: skip
-    return path
-
-
 def _write_auth(out: Path, tables: list[str]) -> None:
     """The key pair the node under certification trusts, and Polder's policy for the
     certification grants."""
@@ -81,9 +61,9 @@ def write_fixtures(out: Path, real_data: bool = True) -> dict[str, Path]:
     shared = paths.shared_data() if real_data else None
     if shared is not None:
         tables.update({name: shared / rel for name, rel in datasets.SHARED_TABLES.items()})
-    from .access import HIDDEN, PERSONAL, PROTECTED, PURPOSED, sensor_readings
+    from .access import HIDDEN, PERSONAL, PROTECTED, PURPOSED, sensor_readings, traffic_counts
 
-    tables[PROTECTED] = _traffic_counts(out / "auth" / f"{PROTECTED}.csv")
+    tables[PROTECTED] = traffic_counts(out / "auth" / f"{PROTECTED}.csv")
     tables[HIDDEN] = tables[PROTECTED]  # the same rows under a hidden name
     tables[PURPOSED] = tables[PROTECTED]  # and bound to purposes
     tables[PERSONAL] = sensor_readings(out / "auth" / f"{PERSONAL}.csv")
@@ -107,14 +87,13 @@ def _fixtures(args: argparse.Namespace) -> int:
 
 
 def _classes(value: str) -> str:
-    names = [n.strip().lower() for n in value.split(",") if n.strip()]
-    if not names:
-        raise argparse.ArgumentTypeError("name at least one class")
     try:  # the check the run itself makes (conftest.py), before any test starts
-        spec.with_dependencies(spec.load_classes(paths.spec_file()), names)
+        names = spec.claimed(spec.load_classes(paths.spec_file()), value)
     except KeyError as err:
         raise argparse.ArgumentTypeError(err.args[0]) from None
-    return ",".join(names)
+    if not names:
+        raise argparse.ArgumentTypeError("name at least one class")
+    return value
 
 
 def _spawn_env(args: argparse.Namespace) -> dict[str, str | None] | None:

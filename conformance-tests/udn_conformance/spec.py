@@ -130,6 +130,12 @@ def load_classes(path: Path) -> dict[str, ConformanceClass]:
     return parse_classes(path.read_text(encoding="utf-8"))
 
 
+def claimed(classes: dict[str, ConformanceClass], value: str) -> list[str]:
+    """The classes a comma-separated list names (`core,catalog`, any case) and every class they
+    depend on; KeyError naming an unknown one."""
+    return with_dependencies(classes, [n.strip().lower() for n in value.split(",") if n.strip()])
+
+
 def with_dependencies(classes: dict[str, ConformanceClass], names: list[str]) -> list[str]:
     """`names` and every class they depend on, in the spec's order of classes."""
     unknown = [n for n in names if n not in classes]

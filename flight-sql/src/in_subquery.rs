@@ -266,7 +266,7 @@ fn with_mark(
 mod tests {
     use std::sync::Arc;
 
-    use datafusion::arrow::array::{Array, AsArray, Int32Array, RecordBatch};
+    use datafusion::arrow::array::{Array, Int32Array, RecordBatch};
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     use datafusion::datasource::MemTable;
     use datafusion::prelude::SessionContext;
@@ -380,17 +380,8 @@ mod tests {
         assert!(column(&ctx, sql).await.is_empty());
         let sql = "SELECT x FROM t WHERE x IN (SELECT v FROM s) OR x = 2 ORDER BY x";
         assert_eq!(column(&ctx, sql).await.join(","), "1,2");
-        let batches = ctx
-            .sql("SELECT x FROM t WHERE x NOT IN (SELECT v FROM s) ORDER BY x")
-            .await
-            .unwrap()
-            .collect()
-            .await
-            .unwrap();
-        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-        assert_eq!(rows, 1);
-        let _ = batches[0]
-            .column(0)
-            .as_primitive::<datafusion::arrow::datatypes::Int32Type>();
+        // A condition of its own stays DataFusion's (a null-aware anti join): 2 only.
+        let sql = "SELECT x FROM t WHERE x NOT IN (SELECT v FROM s) ORDER BY x";
+        assert_eq!(column(&ctx, sql).await, ["2"]);
     }
 }

@@ -158,7 +158,8 @@ pub async fn client_session(
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_limit(MEMORY_LIMIT_BYTES, 1.0)
         .build_arc()?;
-    let state = polder_federation::session_state(config, runtime, options);
+    let state =
+        polder_spatial::register(polder_federation::session_state(config, runtime, options));
     let ctx = SessionContext::new_with_state(polder_flight_sql::bounded::bound_functions(state));
     let federation = FederatedSession::register(&ctx, peers, options).await?;
     Ok((ctx, federation))

@@ -42,8 +42,9 @@ def pytest_addoption(parser):
         default=None,
         metavar="NAMES",
         help="conformance classes the node claims, comma-separated (core, catalog, federation, "
-        "security, privacy, observability): runs the tests of their requirements and of the "
-        "classes they depend on, and fails the run unless every one of them passes",
+        "security, privacy, observability, spatial, sensors): runs the tests of their "
+        "requirements and of the classes they depend on, and fails the run unless every one of "
+        "them passes",
     )
     group.addoption(
         "--claim",

@@ -202,7 +202,9 @@ def test_requirement_summary_counts_outcomes():
 
 def test_every_requirement_is_in_exactly_one_conformance_class(spec_file, requirements):
     classes = spec.load_classes(spec_file)
-    assert set(classes) == {"core", "catalog", "federation", "security", "privacy", "observability"}
+    assert set(classes) == {
+        "core", "catalog", "federation", "security", "privacy", "observability", "spatial", "sensors"
+    }
     for name, cls in classes.items():
         assert cls.uri == spec.CLASS_BASE + name
         assert set(cls.depends_on) <= set(classes), (name, cls.depends_on)
@@ -219,6 +221,7 @@ def test_every_requirement_is_in_exactly_one_conformance_class(spec_file, requir
     twice = {rid: names for rid, names in owners.items() if len(names) > 1}
     assert not twice, twice
     assert spec.with_dependencies(classes, ["privacy"]) == ["core", "security", "privacy"]
+    assert spec.with_dependencies(classes, ["sensors"]) == ["core", "catalog", "sensors"]
 
 
 def test_class_verdicts_need_every_requirement_to_pass(requirements):

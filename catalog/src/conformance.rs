@@ -20,17 +20,23 @@ pub enum ConformanceClass {
     Privacy,
     /// `/metrics` and W3C trace context.
     Observability,
+    /// Spatial SQL: the Simple Features `ST_` functions, CRSs and `ST_Transform`.
+    Spatial,
+    /// The public sensor register: catalog, residents' page, SQL table.
+    Sensors,
 }
 
 impl ConformanceClass {
     /// Every class, in the spec's order.
-    pub const ALL: [ConformanceClass; 6] = [
+    pub const ALL: [ConformanceClass; 8] = [
         Self::Core,
         Self::Catalog,
         Self::Federation,
         Self::Security,
         Self::Privacy,
         Self::Observability,
+        Self::Spatial,
+        Self::Sensors,
     ];
 
     /// The class's short name, as `udn-conformance run --classes` takes it.
@@ -42,6 +48,8 @@ impl ConformanceClass {
             Self::Security => "security",
             Self::Privacy => "privacy",
             Self::Observability => "observability",
+            Self::Spatial => "spatial",
+            Self::Sensors => "sensors",
         }
     }
 
@@ -73,7 +81,9 @@ mod tests {
                 "federation",
                 "security",
                 "privacy",
-                "observability"
+                "observability",
+                "spatial",
+                "sensors"
             ]
         );
     }

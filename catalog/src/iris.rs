@@ -59,6 +59,20 @@ impl Iris {
         format!("{}/service/sparql", self.base)
     }
 
+    /// A sensor of the register.
+    pub fn sensor(&self, id: &str) -> String {
+        format!("{}/sensor/{}", self.base, segment(id))
+    }
+
+    /// A property sensors observe, by its name ("PM2.5" is `<base>/property/pm2.5`).
+    pub fn observable_property(&self, name: &str) -> String {
+        format!(
+            "{}/property/{}",
+            self.base,
+            segment(&name.trim().to_lowercase())
+        )
+    }
+
     /// The SPARQL endpoint (its bare GET is the SPARQL service description).
     pub fn sparql_endpoint(&self) -> String {
         format!("{}/sparql", self.base)

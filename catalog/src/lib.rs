@@ -28,6 +28,7 @@ pub mod metadata;
 pub mod negotiate;
 mod nesting;
 mod rdfxml;
+pub mod sensors;
 pub mod serialize;
 pub mod sparql;
 pub mod store;

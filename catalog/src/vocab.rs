@@ -18,6 +18,7 @@ pub const PREFIXES: &[(&str, &str)] = &[
     ("rdfs", RDFS),
     ("sd", SD),
     ("skos", SKOS),
+    ("sosa", SOSA),
     ("udn", UDN),
     ("vcard", VCARD),
     ("xsd", XSD),
@@ -36,6 +37,8 @@ pub const RDF: &str = "http://www.w3.org/1999/02/22-rdf-syntax-ns#";
 pub const RDFS: &str = "http://www.w3.org/2000/01/rdf-schema#";
 pub const SD: &str = "http://www.w3.org/ns/sparql-service-description#";
 pub const SKOS: &str = "http://www.w3.org/2004/02/skos/core#";
+/// SOSA (W3C/OGC Semantic Sensor Network): sensors and what they observe.
+pub const SOSA: &str = "http://www.w3.org/ns/sosa/";
 pub const VCARD: &str = "http://www.w3.org/2006/vcard/ns#";
 pub const XSD: &str = "http://www.w3.org/2001/XMLSchema#";
 

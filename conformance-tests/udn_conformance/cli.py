@@ -216,7 +216,7 @@ def parser() -> argparse.ArgumentParser:
                      "current folder when it holds tables.txt)")
     run.add_argument("--classes", required=True, type=_classes, metavar="NAMES",
                      help="the conformance classes the node claims, comma-separated: "
-                     "core, catalog, federation, security, privacy, observability")
+                     "core, catalog, federation, security, privacy, observability, spatial, sensors")
     run.add_argument("--report", type=Path, metavar="FILE.md",
                      help="the certification report in Markdown")
     run.add_argument("--junit", type=Path, metavar="FILE.xml", help="JUnit XML for CI")

@@ -10,6 +10,7 @@ use std::time::Duration;
 use std::collections::BTreeMap;
 
 use polder_access::{AuditConfig, AuthConfig};
+use polder_catalog::sensors::{Register, RegisterError, SensorConfig};
 use polder_catalog::{CatalogConfig, DatasetConfig};
 use polder_connectors::FileTableConfig;
 use polder_federation::{FederationOptions, PeerConfig};
@@ -73,6 +74,10 @@ pub struct NodeConfig {
     /// Where traces and metrics are exported (OTLP); off unless an endpoint is set.
     #[serde(default)]
     pub telemetry: crate::telemetry::TelemetryConfig,
+    /// The public sensor register: the sensors the node operates in public space. Published
+    /// in the catalog, as the SQL table `sensor_register` and as the page `GET /sensors`.
+    #[serde(default)]
+    pub sensors: Vec<SensorConfig>,
 }
 
 /// Identity and addresses of the node.
@@ -342,6 +347,12 @@ impl NodeConfig {
             None => self.tables.push(table),
         }
         Ok(())
+    }
+
+    /// The checked sensor register; its entries may name any of the node's tables.
+    pub fn register(&self) -> Result<Register, RegisterError> {
+        let tables: Vec<String> = self.tables.iter().map(|t| t.name.clone()).collect();
+        Register::resolve(&self.sensors, &tables)
     }
 
     /// Checks values the types cannot.

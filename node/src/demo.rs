@@ -49,6 +49,23 @@ UNION ALL
 SELECT 'rotterdam', count(*), count(DISTINCT sensor_id), round(avg(pm2_5), 2) FROM rotterdam.public.air_quality
 ORDER BY city",
     ),
+    (
+        "Registered sensors in public space per city, placed in their neighbourhoods by position \
+         (the sensor register joined to the neighbourhood polygons with ST_Contains on each node)",
+        "SELECT 'amsterdam' AS city, count(*) AS sensors, count(DISTINCT n.name) AS neighbourhoods,
+       sum(CASE WHEN s.personal_data THEN 1 ELSE 0 END) AS with_personal_data
+FROM amsterdam.public.sensor_register s
+JOIN amsterdam.public.neighbourhoods n ON ST_Contains(n.geometry, s.geometry)
+UNION ALL
+SELECT 'utrecht', count(*), count(DISTINCT n.name), sum(CASE WHEN s.personal_data THEN 1 ELSE 0 END)
+FROM utrecht.public.sensor_register s
+JOIN utrecht.public.neighbourhoods n ON ST_Contains(n.geometry, s.geometry)
+UNION ALL
+SELECT 'rotterdam', count(*), count(DISTINCT n.name), sum(CASE WHEN s.personal_data THEN 1 ELSE 0 END)
+FROM rotterdam.public.sensor_register s
+JOIN rotterdam.public.neighbourhoods n ON ST_Contains(n.geometry, s.geometry)
+ORDER BY city",
+    ),
 ];
 
 /// Runs `polder demo`.

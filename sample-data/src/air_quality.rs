@@ -130,6 +130,22 @@ fn humidity_growth(kind: &str, humidity: f64) -> f64 {
     1.0 + k * rh * rh / (1.0 - rh)
 }
 
+/// The sensors of the city's `air_quality` table, as its register lists them.
+pub(crate) fn registered(context: &Context) -> Vec<crate::SampleSensor> {
+    let mut rng = rng::seeded(&format!("{}/air_quality", context.city.name));
+    sensors(context, &mut rng)
+        .into_iter()
+        .map(|s| crate::SampleSensor {
+            id: s.id,
+            kind: s.kind,
+            latitude: s.lat,
+            longitude: s.lon,
+            neighbourhood: context.neighbourhoods[s.neighbourhood].name.to_string(),
+            municipality: context.city.municipality,
+        })
+        .collect()
+}
+
 fn rows(context: &Context) -> (Vec<Sensor>, Vec<Row>) {
     let mut rng = rng::seeded(&format!("{}/air_quality", context.city.name));
     let sensors = sensors(context, &mut rng);

@@ -138,6 +138,28 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
         })
 }
 
+/// A sensor of the sample `air_quality` table, for the sample node's sensor register.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleSensor {
+    /// Its `sensor_id` in `air_quality`.
+    pub id: i64,
+    /// Sensor model (`SDS011`, `SPS30`).
+    pub kind: &'static str,
+    /// WGS84 latitude, as in `air_quality`.
+    pub latitude: f64,
+    /// WGS84 longitude, as in `air_quality`.
+    pub longitude: f64,
+    /// Name of the neighbourhood it stands in.
+    pub neighbourhood: String,
+    /// The municipality, as CBS writes it.
+    pub municipality: &'static str,
+}
+
+/// The sensors of `city`'s `air_quality` table.
+pub fn sensors(city: &str) -> Result<Vec<SampleSensor>, Error> {
+    Ok(air_quality::registered(&Context::new(city)?))
+}
+
 /// The `air_quality` table of `city`, exactly the rows of `air_quality.csv`.
 pub fn air_quality(city: &str) -> Result<RecordBatch, Error> {
     air_quality::to_batch(&Context::new(city)?)

@@ -67,6 +67,7 @@ fn facts() -> Vec<TableFacts> {
         modified: None,
         row_count: Some(42),
         temporal: Some(("2025-10-01T00:00:00Z".into(), "2025-10-31T23:00:00Z".into())),
+        unmapped_records: None,
     }]
 }
 

@@ -64,6 +64,14 @@ pub enum FileFormat {
     Arrow,
     /// GeoJSON FeatureCollection: a row per feature, geometry as WKB.
     Geojson,
+    /// sensor.community archive CSV, as observations ([`crate::citizen`]).
+    #[serde(rename = "sensor-community")]
+    SensorCommunity,
+    /// Snuffelfiets export CSV, as observations ([`crate::citizen`]).
+    Snuffelfiets,
+    /// Telraam hourly counts (JSON per device and month), as observations
+    /// ([`crate::citizen`]).
+    Telraam,
 }
 
 impl FileFormat {
@@ -97,7 +105,18 @@ impl FileFormat {
             Self::Ndjson => "ndjson",
             Self::Arrow => "arrow",
             Self::Geojson => "geojson",
+            Self::SensorCommunity => "sensor-community",
+            Self::Snuffelfiets => "snuffelfiets",
+            Self::Telraam => "telraam",
         }
+    }
+
+    /// Whether this is a citizen-measurement format, served in the observation model.
+    pub fn is_citizen(self) -> bool {
+        matches!(
+            self,
+            Self::SensorCommunity | Self::Snuffelfiets | Self::Telraam
+        )
     }
 
     /// The extension files of this format have in a directory.
@@ -109,6 +128,8 @@ impl FileFormat {
             Self::Ndjson => ".json",
             Self::Arrow => ".arrow",
             Self::Geojson => ".geojson",
+            Self::SensorCommunity | Self::Snuffelfiets => ".csv",
+            Self::Telraam => ".json",
         }
     }
 }

@@ -188,10 +188,13 @@ fn file_format(
                 .with_schema_infer_max_rec(config.schema_infer_max_records),
         ),
         FileFormat::Arrow => Arc::new(ArrowFormat),
-        FileFormat::Geojson => {
+        other @ (FileFormat::Geojson
+        | FileFormat::SensorCommunity
+        | FileFormat::Snuffelfiets
+        | FileFormat::Telraam) => {
             return Err(Error::InvalidConfig {
                 table: config.name.clone(),
-                message: "GeoJSON is not read as a listing table".into(),
+                message: format!("{} is not read as a listing table", other.name()),
             });
         }
     })

@@ -3,9 +3,12 @@
 //!
 //! [`open_file_table`] turns a [`FileTableConfig`] (a local path, directory, glob or
 //! object-store URL, and a format) into a provider. Parquet, CSV/TSV, NDJSON and Arrow IPC are
-//! DataFusion listing tables that stream from storage; GeoJSON is read by [`geojson`].
+//! DataFusion listing tables that stream from storage; GeoJSON is read by [`geojson`]; the
+//! citizen-measurement formats (sensor.community, Snuffelfiets, Telraam) are mapped onto one
+//! observation model by [`citizen`].
 //! [`identifier`] is the rule every node, table and peer name follows.
 
+pub mod citizen;
 pub mod config;
 mod csv_schema;
 mod detect;
@@ -21,9 +24,19 @@ use datafusion::catalog::TableProvider;
 use datafusion::prelude::SessionContext;
 use tracing::instrument;
 
+pub use citizen::CitizenReport;
 pub use config::{CsvConfig, FileFormat, FileTableConfig};
 pub use error::{Error, Result};
 pub use geojson::GeoJsonOptions;
+
+/// A dataset opened: its table, and for a citizen format the report of its startup pass.
+#[derive(Debug)]
+pub struct Opened {
+    /// The table.
+    pub provider: Arc<dyn TableProvider>,
+    /// What a citizen dataset holds and what of it could not be mapped.
+    pub citizen: Option<CitizenReport>,
+}
 
 /// Opens the dataset `config` describes, with its schema known and its location checked.
 #[instrument(skip_all, fields(table = %config.name, location = %config.location))]
@@ -31,11 +44,22 @@ pub async fn open_file_table(
     ctx: &SessionContext,
     config: &FileTableConfig,
     geojson: GeoJsonOptions,
-) -> Result<Arc<dyn TableProvider>> {
-    match resolve_format(ctx, config).await? {
-        FileFormat::Geojson => geojson::open_geojson_table(ctx, config, geojson).await,
-        other => file::open_listing_table(ctx, config, other).await,
-    }
+) -> Result<Opened> {
+    let plain = |provider| Opened {
+        provider,
+        citizen: None,
+    };
+    Ok(match resolve_format(ctx, config).await? {
+        FileFormat::Geojson => plain(geojson::open_geojson_table(ctx, config, geojson).await?),
+        format if format.is_citizen() => {
+            let (provider, report) = citizen::open_citizen_table(ctx, config, format).await?;
+            Opened {
+                provider,
+                citizen: Some(report),
+            }
+        }
+        other => plain(file::open_listing_table(ctx, config, other).await?),
+    })
 }
 
 /// The format of a dataset: configured, else from the location's extension, else the one

@@ -135,6 +135,7 @@ async fn table_facts(
     node: &str,
     table: &FileTableConfig,
     dataset: Option<&DatasetConfig>,
+    citizen: Option<&polder_connectors::CitizenReport>,
     scan_timeout: Duration,
 ) -> anyhow::Result<TableFacts> {
     let provider = ctx
@@ -202,11 +203,12 @@ async fn table_facts(
         modified: stats.and_then(|s| s.last_modified),
         row_count,
         temporal,
+        unmapped_records: citizen.map(|report| report.rejected.total()),
     })
 }
 
 /// The UDN conformance classes this node claims (docs/spec.md, "Conformance classes"): Core,
-/// Catalog, Federation and Observability always; Security with `[auth]`; Privacy with `[auth]`
+/// Catalog, Federation, Observability, Spatial and Sensors always; Security with `[auth]`; Privacy with `[auth]`
 /// and `[audit]` (the audit log is part of the class).
 pub fn claimed_classes(config: &NodeConfig) -> Vec<ConformanceClass> {
     ConformanceClass::ALL
@@ -225,6 +227,7 @@ pub async fn build(
     config: &NodeConfig,
     catalog_config: &CatalogConfig,
     tables: &[FileTableConfig],
+    citizen: &BTreeMap<String, polder_connectors::CitizenReport>,
     flight_addr: SocketAddr,
 ) -> anyhow::Result<Catalog> {
     let names: Vec<String> = config.tables.iter().map(|t| t.name.clone()).collect();
@@ -249,13 +252,21 @@ pub async fn build(
                 &config.node.name,
                 table,
                 config.datasets.get(&table.name),
+                citizen.get(&table.name),
                 config.limits.catalog_scan_timeout,
             )
             .await?,
         );
     }
-    let triples = polder_catalog::build(&metadata, &node, &facts, &config.datasets)?;
+    let mut triples = polder_catalog::build(&metadata, &node, &facts, &config.datasets)?;
     let iris = Iris::new(&metadata.base_url);
+    // The sensor register: sosa:Sensors beside the datasets, in the same canonical order.
+    triples.extend(polder_catalog::sensors::rdf::describe(
+        &iris,
+        &config.register()?,
+    ));
+    polder_catalog::terms::sort_triples(&mut triples);
+    triples.dedup();
     let served: Vec<String> = tables.iter().map(|t| t.name.clone()).collect();
     let description = polder_catalog::flight_description(
         &iris,

@@ -84,6 +84,7 @@ async fn readyz(State((readiness, hidden, peers)): State<ReadyState>) -> impl In
     let mut snapshot = readiness.read().clone();
     snapshot.tables.retain(|t| !hidden.contains(t));
     snapshot.skipped.retain(|t, _| !hidden.contains(t));
+    snapshot.citizen.retain(|t, _| !hidden.contains(t));
     let status = if snapshot.ready {
         StatusCode::OK
     } else {

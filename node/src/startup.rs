@@ -139,6 +139,9 @@ pub fn complete(mut config: NodeConfig) -> anyhow::Result<NodeConfig> {
             "no datasets configured: serving the generated sample data"
         );
         config.tables = datasets::sample_tables(&city);
+        if config.sensors.is_empty() {
+            config.sensors = datasets::sample_sensors(&city)?;
+        }
         if config.catalog.is_none() {
             let (catalog, datasets) = crate::catalog::sample_metadata(&city);
             config.catalog = Some(catalog);
@@ -147,6 +150,7 @@ pub fn complete(mut config: NodeConfig) -> anyhow::Result<NodeConfig> {
         }
     }
     config.validate()?;
+    datasets::add_register_table(&mut config)?;
     // Catalog metadata is checked before anything starts, naming every missing field; the
     // base URL may still be derived from the HTTP address (sample metadata only).
     let mut catalog = config.catalog.clone().unwrap_or_default();
@@ -173,6 +177,7 @@ pub fn session(config: &NodeConfig) -> anyhow::Result<SessionContext> {
     } else {
         polder_federation::session_state(session_config, runtime, &config.federation)
     };
+    let state = polder_spatial::register(state);
     // Functions whose output size the caller controls are bounded by the memory limit too.
     Ok(SessionContext::new_with_state(
         polder_flight_sql::bounded::bound_functions(state),
@@ -349,12 +354,26 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         None => Default::default(),
     };
     let peers = crate::http::SharedPeers::default();
+    let mut catalog_config = config.catalog.clone().unwrap_or_default();
+    if catalog_config.base_url.is_none() {
+        // Only sample metadata gets here (checked at startup): IRIs under the HTTP address.
+        catalog_config.base_url = Some(format!("http://{http_addr}"));
+    }
+    let register = Arc::new(config.register()?);
+    let sensor_page = polder_catalog::sensors::page::PageContext {
+        node: config.node.name.clone(),
+        iris: polder_catalog::Iris::new(catalog_config.base_url.as_deref().unwrap_or_default()),
+    };
     let router = crate::http::router(
         Arc::clone(&readiness),
         hidden.clone(),
         Arc::clone(&peers),
         &crate::catalog::claimed_classes(&config),
     )
+    .merge(polder_catalog::sensors::page::router(
+        Arc::clone(&register),
+        sensor_page,
+    ))
     .merge(polder_catalog::router(
         Arc::clone(&shared_catalog),
         config.limits.sparql_max_query_bytes + 4096,
@@ -487,6 +506,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     // Datasets load after the listeners are up, so /healthz answers and /readyz reports
     // progress; the node is ready once every dataset is loaded or skipped.
     let mut samples = SampleFiles::default();
+    samples.set_register(register.to_geojson(&register_language(&catalog_config)));
     let geojson = GeoJsonOptions {
         max_bytes: limits.max_geojson_bytes,
     };
@@ -508,19 +528,22 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         }
         access.policy.check(&tables, &ctx.state())?;
     }
-    let mut catalog_config = config.catalog.clone().unwrap_or_default();
-    if catalog_config.base_url.is_none() {
-        // Only sample metadata gets here (checked at startup): IRIs under the HTTP address.
-        catalog_config.base_url = Some(format!("http://{http_addr}"));
-    }
     let listed: Vec<_> = loaded
         .iter()
         .filter(|t| !hidden.contains(&t.name))
         .cloned()
         .collect();
-    let catalog = crate::catalog::build(&ctx, &config, &catalog_config, &listed, flight_addr)
-        .await
-        .context("cannot build the catalog")?;
+    let citizen = readiness.read().citizen.clone();
+    let catalog = crate::catalog::build(
+        &ctx,
+        &config,
+        &catalog_config,
+        &listed,
+        &citizen,
+        flight_addr,
+    )
+    .await
+    .context("cannot build the catalog")?;
     shared_catalog
         .set(catalog)
         .expect("the catalog is built once");
@@ -541,6 +564,15 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         samples,
         _federation: federation,
     })
+}
+
+/// The language of the `sensor_register` table's texts: the catalog's first language when it
+/// is Dutch, else English.
+fn register_language(catalog: &polder_catalog::CatalogConfig) -> String {
+    match catalog.languages.first().map(String::as_str) {
+        Some("nl") => "nl".into(),
+        _ => "en".into(),
+    }
 }
 
 /// How often the Flight SQL service pings an HTTP/2 connection, and how long it waits for the

@@ -136,6 +136,9 @@ pub(super) fn describe<'a>(
     if let Some(modified) = &modified {
         g.add(ds.clone(), iri(DCT, "modified"), modified.clone());
     }
+    if let Some(unmapped) = table.unmapped_records {
+        g.add(ds.clone(), iri(UDN, "unmappedRecords"), integer(unmapped));
+    }
     if let Some(rows) = table.row_count {
         g.add(ds.clone(), iri(UDN, "rowCount"), integer(rows));
     }

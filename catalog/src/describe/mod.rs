@@ -69,6 +69,9 @@ pub struct TableFacts {
     pub row_count: Option<u64>,
     /// Smallest and largest value of the temporal column, as `YYYY-MM-DD` or RFC 3339 text.
     pub temporal: Option<(String, String)>,
+    /// Records of the source that could not be mapped onto the table (citizen-measurement
+    /// formats), if the source is mapped.
+    pub unmapped_records: Option<u64>,
 }
 
 /// What every step of the description reads.

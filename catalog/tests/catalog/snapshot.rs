@@ -93,6 +93,7 @@ fn facts() -> Vec<TableFacts> {
             modified: Some(Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap()),
             row_count: Some(7),
             temporal: Some(("2001-01-01".into(), "2024-12-31".into())),
+            unmapped_records: None,
         },
         TableFacts {
             name: "bare table".into(),
@@ -102,6 +103,7 @@ fn facts() -> Vec<TableFacts> {
             modified: None,
             row_count: None,
             temporal: None,
+            unmapped_records: None,
         },
     ]
 }

@@ -13,12 +13,13 @@ import pytest
 import requests
 from rdflib import RDF, URIRef
 
-from udn_conformance import rdf
+from udn_conformance import paths, rdf, spec
 from udn_conformance.access import auth_args, idp  # noqa: F401 - fixtures are used by name
 from udn_conformance.rdf import DCAT, DCT
 
-BASE = "https://w3id.org/udn/spec/1.0/conf/"
-CLASSES = {name: BASE + name for name in ("core", "catalog", "federation", "security", "privacy", "observability")}
+BASE = spec.CLASS_BASE
+# The classes of the spec's "Conformance classes" table, by name.
+CLASSES = {name: c.uri for name, c in spec.load_classes(paths.spec_file()).items()}
 
 OPEN_POLICY = """
 [[dataset]]
@@ -62,7 +63,9 @@ def test_the_node_declares_its_classes_in_both_places(main_http):
 @pytest.mark.requirement("UDN-OPS-6")
 def test_security_and_privacy_are_claimed_only_when_configured(launcher, idp, polder_bin, tmp_path):  # noqa: F811
     plain = launcher.spawn([], name="utrecht")
-    assert claimed(plain.http_url) == {CLASSES[c] for c in ("core", "catalog", "federation", "observability")}
+    assert claimed(plain.http_url) == {
+        CLASSES[c] for c in ("core", "catalog", "federation", "observability", "spatial", "sensors")
+    }
 
     secured = launcher.spawn(auth_args(idp, OPEN_POLICY, "open"), name="utrecht")
     assert CLASSES["security"] in claimed(secured.http_url)

@@ -259,13 +259,15 @@ def remote_from_env() -> Node | None:
     )
 
 
-def run_expecting_exit(cmd: list[str], log_dir: Path, timeout: float = 30) -> tuple[int, str]:
+def run_expecting_exit(
+    cmd: list[str], log_dir: Path, timeout: float = 30, env: dict[str, str] | None = None
+) -> tuple[int, str]:
     """Run a node command that must exit (a configuration the node rejects). Returns (exit
     code, stderr). Fails as soon as the node says it is listening: the configuration was
-    accepted."""
+    accepted. `env` replaces the environment when given."""
     out, err = log_dir / "reject.stdout.log", log_dir / "reject.stderr.log"
     with open(out, "wb") as o, open(err, "wb") as e:
-        process = subprocess.Popen(cmd, stdout=o, stderr=e, stdin=subprocess.DEVNULL)
+        process = subprocess.Popen(cmd, stdout=o, stderr=e, stdin=subprocess.DEVNULL, env=env)
     deadline = time.monotonic() + timeout
     try:
         while process.poll() is None:

@@ -31,6 +31,12 @@ pub struct FileTableConfig {
     /// by their names there (e.g. `aws_region`, `aws_endpoint`); environment variables work too.
     #[serde(default)]
     pub storage_options: BTreeMap<String, String>,
+    /// For `format = "sensorthings"`: the entity set to read and how.
+    #[serde(default)]
+    pub sensorthings: Option<crate::sensorthings::SensorThingsConfig>,
+    /// For `format = "postgres"`: the table or view, credentials and pool.
+    #[serde(default)]
+    pub postgres: Option<crate::postgres::PostgresConfig>,
 }
 
 impl FileTableConfig {
@@ -44,6 +50,8 @@ impl FileTableConfig {
             schema_infer_max_records: default_schema_infer_max_records(),
             csv: CsvConfig::default(),
             storage_options: BTreeMap::new(),
+            sensorthings: None,
+            postgres: None,
         }
     }
 }
@@ -72,6 +80,11 @@ pub enum FileFormat {
     /// Telraam hourly counts (JSON per device and month), as observations
     /// ([`crate::citizen`]).
     Telraam,
+    /// An entity set of an OGC SensorThings API service ([`crate::sensorthings`]).
+    #[serde(rename = "sensorthings")]
+    SensorThings,
+    /// A table or view of a PostgreSQL/PostGIS database ([`crate::postgres`]).
+    Postgres,
 }
 
 impl FileFormat {
@@ -108,7 +121,14 @@ impl FileFormat {
             Self::SensorCommunity => "sensor-community",
             Self::Snuffelfiets => "snuffelfiets",
             Self::Telraam => "telraam",
+            Self::SensorThings => "sensorthings",
+            Self::Postgres => "postgres",
         }
+    }
+
+    /// Whether the source is a service (a database, an API) rather than files.
+    pub fn is_service(self) -> bool {
+        matches!(self, Self::SensorThings | Self::Postgres)
     }
 
     /// Whether this is a citizen-measurement format, served in the observation model.
@@ -129,7 +149,8 @@ impl FileFormat {
             Self::Arrow => ".arrow",
             Self::Geojson => ".geojson",
             Self::SensorCommunity | Self::Snuffelfiets => ".csv",
-            Self::Telraam => ".json",
+            Self::Telraam | Self::SensorThings => ".json",
+            Self::Postgres => "",
         }
     }
 }

@@ -191,7 +191,9 @@ fn file_format(
         other @ (FileFormat::Geojson
         | FileFormat::SensorCommunity
         | FileFormat::Snuffelfiets
-        | FileFormat::Telraam) => {
+        | FileFormat::Telraam
+        | FileFormat::SensorThings
+        | FileFormat::Postgres) => {
             return Err(Error::InvalidConfig {
                 table: config.name.clone(),
                 message: format!("{} is not read as a listing table", other.name()),

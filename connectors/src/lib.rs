@@ -5,7 +5,8 @@
 //! object-store URL, and a format) into a provider. Parquet, CSV/TSV, NDJSON and Arrow IPC are
 //! DataFusion listing tables that stream from storage; GeoJSON is read by [`geojson`]; the
 //! citizen-measurement formats (sensor.community, Snuffelfiets, Telraam) are mapped onto one
-//! observation model by [`citizen`].
+//! observation model by [`citizen`]; an OGC SensorThings API service is read page by page by
+//! [`sensorthings`], a PostgreSQL/PostGIS table or view by [`postgres`].
 //! [`identifier`] is the rule every node, table and peer name follows.
 
 pub mod citizen;
@@ -16,6 +17,8 @@ pub mod error;
 pub mod file;
 pub mod geojson;
 pub mod identifier;
+pub mod postgres;
+pub mod sensorthings;
 pub mod store;
 
 use std::sync::Arc;
@@ -51,6 +54,8 @@ pub async fn open_file_table(
     };
     Ok(match resolve_format(ctx, config).await? {
         FileFormat::Geojson => plain(geojson::open_geojson_table(ctx, config, geojson).await?),
+        FileFormat::SensorThings => plain(sensorthings::open_sensorthings_table(config).await?),
+        FileFormat::Postgres => plain(postgres::open_postgres_table(config).await?),
         format if format.is_citizen() => {
             let (provider, report) = citizen::open_citizen_table(ctx, config, format).await?;
             Opened {

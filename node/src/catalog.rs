@@ -150,11 +150,21 @@ async fn table_facts(
         .await
         .ok()
         .map(|f| f.name().to_string());
-    let stats = match polder_connectors::store::source_stats(ctx, table).await {
-        Ok(stats) => Some(stats),
-        Err(e) => {
-            warn!(table = %table.name, error = %e, "cannot list the source files for the catalog");
-            None
+    // A database or API is not files: nothing to list. A SensorThings service is not read
+    // whole at every start (no row count or time range); a database counts its own rows.
+    let remote_api = table.format == Some(polder_connectors::FileFormat::SensorThings);
+    let service = table
+        .format
+        .is_some_and(polder_connectors::FileFormat::is_service);
+    let stats = if service {
+        None
+    } else {
+        match polder_connectors::store::source_stats(ctx, table).await {
+            Ok(stats) => Some(stats),
+            Err(e) => {
+                warn!(table = %table.name, error = %e, "cannot list the source files for the catalog");
+                None
+            }
         }
     };
     let temporal_column = polder_catalog::temporal_column(&schema, dataset)
@@ -184,7 +194,13 @@ async fn table_facts(
         };
         Ok::<_, anyhow::Error>((rows, temporal))
     };
-    let (row_count, temporal) = match tokio::time::timeout(scan_timeout, scan).await {
+    let scanned = if remote_api {
+        Ok(Err(anyhow::anyhow!("not scanned")))
+    } else {
+        tokio::time::timeout(scan_timeout, scan).await
+    };
+    let (row_count, temporal) = match scanned {
+        Ok(Err(_)) if remote_api => (None, None),
         Ok(Ok((rows, temporal))) => (u64::try_from(rows).ok(), temporal),
         Ok(Err(e)) => {
             warn!(table = %table.name, error = %e, "cannot count the rows for the catalog");

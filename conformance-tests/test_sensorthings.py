@@ -1,7 +1,7 @@
 """Polder's OGC SensorThings API source (`format = "sensorthings"`), against the fixture server
 of `udn_conformance/sensorthings_server.py` (pages modelled on Samen Meten): every entity set
-read whole through its pages, answers equal to the fixture's own data, conditions and page
-size sent to the service (`$filter`, `$top`) and shown by `EXPLAIN`, and every failure (a slow
+read whole through its pages, answers equal to the fixture's own data, columns, conditions and
+page size sent to the service (`$select`, `$filter`, `$top`) and shown by `EXPLAIN`, and every failure (a slow
 page, a broken next link, a page that is not JSON, a next link leaving the service, a service
 down at startup) a typed error naming the source, never a partial answer.
 """
@@ -99,6 +99,9 @@ def test_conditions_and_page_size_reach_the_service(node, service):
     assert all("Datastream/id eq 10" in f and "Datastream/id eq 21" in f for f in filters), filters
     tops = {q.get("$top") for path, q in service.requests if path.endswith("/Observations")}
     assert tops == {"40"}, tops
+    # Only the properties the query reads: the id (the key), the time (its condition), the result.
+    selects = {q.get("$select") for path, q in service.requests if path.endswith("/Observations")}
+    assert selects == {"id,phenomenonTime,result"}, selects
     # Only the matching pages travelled: 2 streams x 36 hours at 40 per page.
     assert len(filters) == 2
     logical = next(r["plan"] for r in plan if r["plan_type"] == "logical_plan")

@@ -180,6 +180,10 @@ class Handler(BaseHTTPRequestHandler):
                 return self._send(400, json.dumps({"code": 400, "message": str(e)}).encode())
         top = min(int(query.get("$top", MAX_TOP)), MAX_TOP)
         page = entities[skip: skip + top]
+        if "$select" in query:
+            # Only the selected properties (`id` is `@iot.id`); expanded entities stay.
+            keep = {"@iot.id" if p == "id" else p for p in query["$select"].split(",")}
+            page = [{k: v for k, v in e.items() if k in keep or k[:1].isupper()} for e in page]
         body: dict = {"value": page}
         if skip + top < len(entities):
             nxt = dict(query, **{"$skip": str(skip + top), "$top": str(top)})

@@ -3,8 +3,9 @@
 //! 1.1, as RIVM's Samen Meten serves them) read as a table, page by page through
 //! `@iot.nextLink`.
 //!
-//! What the query needs goes into the request: its conditions on time (`phenomenon_time`), on
-//! the datastream (`datastream_id`) and on `id` as `$filter`, and `$top` for the page size.
+//! What the query needs goes into the request: the properties of its columns as `$select`, its
+//! conditions on time (`phenomenon_time`), on the datastream (`datastream_id`) and on `id` as
+//! `$filter`, and `$top` for the page size or a limit.
 //! Conditions pushed are checked again by the engine (Inexact), so an answer never depends on
 //! the service's filter being exact. A page that does not arrive within the request timeout,
 //! an HTTP error, a body that is not a SensorThings page or a next link that leaves the service
@@ -204,7 +205,7 @@ pub async fn open_sensorthings_table(config: &FileTableConfig) -> Result<Arc<dyn
     // The service must answer now: a source that is down at startup follows the dataset's
     // optional/mandatory rule.
     source
-        .page(&source.first_url(&[], Some(1)))
+        .page(&source.first_url(&[], &[], Some(1)))
         .await
         .map_err(|message| Error::Unreadable {
             table: config.name.clone(),
@@ -246,7 +247,7 @@ struct Page {
 
 impl Source {
     /// The first page's URL: `$top`, `$filter` from the pushed conditions, `$expand`.
-    fn first_url(&self, filters: &[String], limit: Option<usize>) -> Url {
+    fn first_url(&self, select: &[&str], filters: &[String], limit: Option<usize>) -> Url {
         let mut url = self
             .root
             .join(self.entity.path())
@@ -255,6 +256,9 @@ impl Source {
             let mut query = url.query_pairs_mut();
             let top = limit.map_or(self.options.page_size, |l| l.min(self.options.page_size));
             query.append_pair("$top", &top.max(1).to_string());
+            if !select.is_empty() {
+                query.append_pair("$select", &select.join(","));
+            }
             if !filters.is_empty() {
                 query.append_pair("$filter", &filters.join(" and "));
             }
@@ -335,6 +339,24 @@ impl Source {
             .collect();
         Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
     }
+}
+
+/// The entity's own property a column is read from (None: it comes from an expanded entity).
+fn property_of(entity: Entity, column: &str) -> Option<&'static str> {
+    Some(match (entity, column) {
+        (_, "id") => "id",
+        (_, "name") => "name",
+        (_, "description") => "description",
+        (Entity::Things, "properties") => "properties",
+        (Entity::Locations, "encoding_type") => "encodingType",
+        (Entity::Locations, "geometry") => "location",
+        (Entity::Datastreams, "unit_name" | "unit_symbol") => "unitOfMeasurement",
+        (Entity::Datastreams, "observation_type") => "observationType",
+        (Entity::Observations, "phenomenon_time") => "phenomenonTime",
+        (Entity::Observations, "result_time") => "resultTime",
+        (Entity::Observations, "result" | "result_text") => "result",
+        _ => return None,
+    })
 }
 
 /// An id as text: SensorThings ids are numbers or strings.
@@ -574,10 +596,24 @@ impl TableProvider for SensorThingsTable {
             .iter()
             .filter_map(|f| filter_of(self.source.entity, f))
             .collect();
+        // The entity's own properties the query reads (`$select`); related ids come with
+        // `$expand`. Always the id: the table's key, never NULL.
+        let columns: Vec<usize> = match projection {
+            Some(p) => p.clone(),
+            None => (0..self.schema.fields().len()).collect(),
+        };
+        let mut select: Vec<&str> = vec!["id"];
+        for i in columns {
+            if let Some(property) = property_of(self.source.entity, self.schema.field(i).name())
+                && !select.contains(&property)
+            {
+                select.push(property);
+            }
+        }
         let pages = Pages {
             schema: Arc::clone(&self.schema),
             source: Arc::clone(&self.source),
-            first: self.source.first_url(&conditions, limit),
+            first: self.source.first_url(&select, &conditions, limit),
             limit,
         };
         Ok(Arc::new(StreamingTableExec::try_new(

@@ -206,3 +206,94 @@ pub(crate) fn parse_time(text: &str) -> Option<DateTime<Utc>> {
 pub(crate) fn number(text: &str) -> Option<f64> {
     text.trim().parse::<f64>().ok().filter(|v| v.is_finite())
 }
+
+/// One row of a citizen CSV export whose sensor and time could be read.
+pub(crate) struct CsvRow<'r> {
+    record: &'r csv::StringRecord,
+    columns: &'r HashMap<String, usize>,
+    /// The sensor's id in the export.
+    pub sensor: &'r str,
+    /// The time of the row.
+    pub time: DateTime<Utc>,
+}
+
+impl CsvRow<'_> {
+    /// The trimmed value of a column ("" when the export has no such column).
+    pub fn field(&self, name: &str) -> &str {
+        self.columns
+            .get(name)
+            .and_then(|&i| self.record.get(i))
+            .unwrap_or("")
+            .trim()
+    }
+
+    /// The value of a column as a finite number.
+    pub fn number(&self, name: &str) -> Option<f64> {
+        number(self.field(name))
+    }
+
+    /// A WGS 84 position from two columns, if both are numbers in range.
+    pub fn position(&self, latitude: &str, longitude: &str) -> Option<(f64, f64)> {
+        match (self.number(latitude), self.number(longitude)) {
+            (Some(lat), Some(lon)) if lat.abs() <= 90.0 && lon.abs() <= 180.0 => Some((lat, lon)),
+            _ => None,
+        }
+    }
+}
+
+/// Calls `each` for every row of a CSV export (with a header) that has a sensor id in
+/// `sensor_column` and a time in `time_column`; counts every other row, and a file without a
+/// header or without those columns, in `rejected`, prefixed with `source`.
+pub(crate) fn each_csv_row(
+    bytes: &[u8],
+    delimiter: u8,
+    source: &str,
+    (sensor_column, time_column): (&str, &str),
+    rejected: &mut super::Rejections,
+    mut each: impl FnMut(&CsvRow<'_>, &mut super::Rejections),
+) {
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .flexible(true)
+        .from_reader(bytes);
+    let columns: HashMap<String, usize> = match reader.headers() {
+        Ok(headers) => headers
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (h.trim().to_string(), i))
+            .collect(),
+        Err(_) => {
+            rejected.add(format!("{source}: file without a readable header"));
+            return;
+        }
+    };
+    if !columns.contains_key(sensor_column) || !columns.contains_key(time_column) {
+        rejected.add(format!(
+            "{source}: file without {sensor_column} or {time_column} column"
+        ));
+        return;
+    }
+    for record in reader.records() {
+        let Ok(record) = record else {
+            rejected.add(format!("{source}: row that is not CSV"));
+            continue;
+        };
+        let get = |name: &str| record.get(columns[name]).unwrap_or("").trim();
+        let sensor = get(sensor_column);
+        if sensor.is_empty() {
+            rejected.add(format!("{source}: row without {sensor_column}"));
+            continue;
+        }
+        let Some(time) = parse_time(get(time_column)) else {
+            rejected.add(format!("{source}: row whose {time_column} is not a time"));
+            continue;
+        };
+        let row = CsvRow {
+            record: &record,
+            columns: &columns,
+            sensor,
+            time,
+        };
+        each(&row, rejected);
+    }
+}

@@ -253,27 +253,15 @@ impl PostgresTable {
     /// Whether a condition stays with the node: it reads a geometry column or calls a spatial
     /// function, which PostGIS would evaluate on `bytea`.
     fn spatial(&self, expr: &Expr) -> bool {
-        let mut found = false;
-        let _ = expr.apply(|e| {
-            match e {
-                Expr::Column(c)
-                    if self
-                        .geometry
-                        .iter()
-                        .any(|&i| self.schema.field(i).name() == &c.name) =>
-                {
-                    found = true;
-                }
-                Expr::ScalarFunction(f) if f.name().starts_with("st_") => found = true,
-                _ => {}
-            }
-            Ok(if found {
-                TreeNodeRecursion::Stop
-            } else {
-                TreeNodeRecursion::Continue
-            })
-        });
-        found
+        let geometry = |name: &str| {
+            self.geometry
+                .iter()
+                .any(|&i| self.schema.field(i).name() == name)
+        };
+        expr.column_refs().iter().any(|c| geometry(&c.name))
+            || expr
+                .exists(|e| Ok(matches!(e, Expr::ScalarFunction(f) if f.name().starts_with("st_"))))
+                .unwrap_or(true)
     }
 }
 

@@ -195,18 +195,18 @@ async fn table_facts(
         Ok::<_, anyhow::Error>((rows, temporal))
     };
     let scanned = if remote_api {
-        Ok(Err(anyhow::anyhow!("not scanned")))
+        None
     } else {
-        tokio::time::timeout(scan_timeout, scan).await
+        Some(tokio::time::timeout(scan_timeout, scan).await)
     };
     let (row_count, temporal) = match scanned {
-        Ok(Err(_)) if remote_api => (None, None),
-        Ok(Ok((rows, temporal))) => (u64::try_from(rows).ok(), temporal),
-        Ok(Err(e)) => {
+        None => (None, None),
+        Some(Ok(Ok((rows, temporal)))) => (u64::try_from(rows).ok(), temporal),
+        Some(Ok(Err(e))) => {
             warn!(table = %table.name, error = %e, "cannot count the rows for the catalog");
             (None, None)
         }
-        Err(_) => {
+        Some(Err(_)) => {
             warn!(table = %table.name, ?scan_timeout, "counting the rows for the catalog took too long; left out");
             (None, None)
         }
@@ -244,6 +244,7 @@ pub async fn build(
     catalog_config: &CatalogConfig,
     tables: &[FileTableConfig],
     citizen: &BTreeMap<String, polder_connectors::CitizenReport>,
+    register: &polder_catalog::sensors::Register,
     flight_addr: SocketAddr,
 ) -> anyhow::Result<Catalog> {
     let names: Vec<String> = config.tables.iter().map(|t| t.name.clone()).collect();
@@ -277,10 +278,7 @@ pub async fn build(
     let mut triples = polder_catalog::build(&metadata, &node, &facts, &config.datasets)?;
     let iris = Iris::new(&metadata.base_url);
     // The sensor register: sosa:Sensors beside the datasets, in the same canonical order.
-    triples.extend(polder_catalog::sensors::rdf::describe(
-        &iris,
-        &config.register()?,
-    ));
+    triples.extend(polder_catalog::sensors::rdf::describe(&iris, register));
     polder_catalog::terms::sort_triples(&mut triples);
     triples.dedup();
     let served: Vec<String> = tables.iter().map(|t| t.name.clone()).collect();

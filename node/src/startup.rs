@@ -540,6 +540,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         &catalog_config,
         &listed,
         &citizen,
+        &register,
         flight_addr,
     )
     .await
